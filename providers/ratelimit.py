@@ -1,0 +1,278 @@
+"""Client-side rate limiting that provably never exceeds a strict sliding-window limit.
+
+A limit "N per T" means: in every interval of length T, at most N requests reach the server.
+The client cannot see when a request *arrives*, only when it was started and when its response
+came back; the arrival lies between the two. So a request holds its place in a window from the
+moment it starts until T after its response arrived (``end + T``), and a new request may start
+only while fewer than N requests hold a place. Then any N+1 requests whose arrivals fall in one
+interval of length T would include one that started after another's ``end + T`` — impossible. The
+guarantee holds whatever the network jitter; the cost is that each slot is busy for
+``T + latency``, i.e. a rate of ``N / (T + latency)``, close to N/T on a fast network.
+
+A naive leaky bucket (aiolimiter's ``AsyncLimiter(N, T)``) admits up to ``capacity + rate * T``
+in the first window, i.e. ~2N, which a strict server answers with 429s.
+
+Beyond that the limiter:
+- serves waiters highest priority first (FIFO within a priority);
+- pauses every caller of the bucket after a 429 or a "remaining 0" header (``pause``);
+- refuses to wait longer than ``max_wait`` and raises :class:`BudgetExhausted` with the time the
+  budget frees up, so a workflow can sleep on a durable timer instead of holding a worker slot.
+
+Callers use only :class:`Limiter` (``slot``, ``pause``, ``on_rate_limited``), so a shared
+Postgres-backed budget can implement the same protocol without touching them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from bisect import insort
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Protocol
+
+
+class Priority(IntEnum):
+    """Who goes first when several callers wait for the same bucket (higher first)."""
+
+    BACKFILL = 0
+    BULK = 10
+    INCREMENTAL = 20
+    URGENT = 30
+    MANUAL = 40
+
+
+@dataclass(frozen=True)
+class Window:
+    """At most ``limit`` requests in any interval of ``period`` seconds."""
+
+    limit: int
+    period: float
+
+    def __post_init__(self) -> None:
+        if self.limit < 1 or self.period <= 0:
+            raise ValueError(f"bad window {self.limit}/{self.period}s")
+
+
+class BudgetExhausted(Exception):
+    """The next slot is further away than the caller agreed to wait.
+
+    ``resume_at`` is wall-clock epoch seconds: a workflow can sleep until then durably.
+    """
+
+    def __init__(self, bucket: str, wait_seconds: float) -> None:
+        self.bucket = bucket
+        self.wait_seconds = wait_seconds
+        self.resume_at = time.time() + wait_seconds
+        super().__init__(f"rate budget of {bucket!r} exhausted for {wait_seconds:.1f}s")
+
+
+@dataclass
+class LimiterStats:
+    acquired: int = 0
+    waited_seconds: float = 0.0
+    max_wait_seconds: float = 0.0
+    pauses: int = 0
+    paused_seconds: float = 0.0
+    exhausted: int = 0
+    by_priority: dict[int, int] = field(default_factory=dict)
+
+
+class Limiter(Protocol):
+    """What provider clients need from a rate limiter (local or shared)."""
+
+    name: str
+
+    def slot(
+        self, priority: int = Priority.BULK, max_wait: float | None = None
+    ) -> AbstractAsyncContextManager[None]: ...
+
+    def pause(self, seconds: float) -> None: ...
+
+    def on_rate_limited(self, retry_after: float | None) -> float: ...
+
+
+class WindowLog:
+    """Occupancy of one window: requests in flight plus completion times within the period.
+
+    Pure bookkeeping with explicit times, so it is unit-testable without sleeping.
+    """
+
+    def __init__(self, window: Window, margin: float = 0.0) -> None:
+        self.limit = window.limit
+        self.period = window.period + margin
+        self.in_flight = 0
+        self._ends: list[float] = []  # sorted completion times still inside the period
+
+    def _prune(self, now: float) -> None:
+        cutoff = now - self.period
+        ends = self._ends
+        if ends and ends[0] <= cutoff:
+            drop = 0
+            while drop < len(ends) and ends[drop] <= cutoff:
+                drop += 1
+            del ends[:drop]
+
+    def next_start(self, now: float, limit: int | None = None) -> float | None:
+        """Earliest time a new request may start; None while blocked by in-flight requests."""
+        cap = self.limit if limit is None else limit
+        self._prune(now)
+        held = self.in_flight + len(self._ends)
+        if held < cap:
+            return now
+        if self.in_flight >= cap:
+            return None
+        # The oldest (held - cap + 1) completions must leave the window first.
+        return self._ends[held - cap] + self.period
+
+    def start(self) -> None:
+        self.in_flight += 1
+
+    def finish(self, end: float) -> None:
+        self.in_flight -= 1
+        insort(self._ends, end)
+
+
+class _Slot:
+    __slots__ = ("_limiter", "_released")
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self._limiter = limiter
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._limiter._finish()
+
+
+class RateLimiter:
+    """An in-process bucket with one or more windows, shared by every coroutine that calls it."""
+
+    def __init__(
+        self,
+        name: str,
+        windows: Sequence[Window],
+        *,
+        margin: float = 0.005,
+        max_wait: float | None = 30.0,
+        reserve: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not windows:
+            raise ValueError("a bucket needs at least one window")
+        self.name = name
+        self.windows = tuple(windows)
+        self.max_wait = max_wait
+        self.reserve = reserve
+        self.stats = LimiterStats()
+        self._logs = [WindowLog(w, margin) for w in self.windows]
+        self._clock = clock
+        self._paused_until = 0.0
+        self._waiters: list[tuple[int, int]] = []
+        self._seq = itertools.count()
+        self._changed = asyncio.Event()
+
+    # -- public API -----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def slot(
+        self, priority: int = Priority.BULK, max_wait: float | None = None
+    ) -> AsyncIterator[None]:
+        """Hold one request's place: wait for it, yield, and record the completion on exit."""
+        handle = await self.acquire(priority, max_wait)
+        try:
+            yield
+        finally:
+            handle.release()
+
+    async def acquire(self, priority: int = Priority.BULK, max_wait: float | None = None) -> _Slot:
+        """Wait for a slot (highest priority first). Raises BudgetExhausted if too far away."""
+        limit_wait = self.max_wait if max_wait is None else max_wait
+        entry = (-int(priority), next(self._seq))
+        heapq.heappush(self._waiters, entry)
+        began = self._clock()
+        try:
+            while True:
+                changed = self._changed
+                now = self._clock()
+                ready_at = self._ready_at(now, int(priority))
+                if ready_at is not None and limit_wait is not None and ready_at - now > limit_wait:
+                    self.stats.exhausted += 1
+                    raise BudgetExhausted(self.name, ready_at - now)
+                if self._waiters[0] == entry and ready_at is not None and ready_at <= now:
+                    heapq.heappop(self._waiters)
+                    self._start(int(priority), now - began)
+                    return _Slot(self)
+                timeout = None
+                if self._waiters[0] == entry and ready_at is not None:
+                    timeout = ready_at - now
+                try:
+                    await asyncio.wait_for(changed.wait(), timeout)
+                except TimeoutError:
+                    pass
+        except BaseException:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+                heapq.heapify(self._waiters)
+                self._notify()
+            raise
+
+    def pause(self, seconds: float) -> None:
+        """Stop everyone for ``seconds`` (extends a running pause, never shortens it)."""
+        until = self._clock() + max(0.0, seconds)
+        if until > self._paused_until:
+            self.stats.pauses += 1
+            self.stats.paused_seconds += until - max(self._paused_until, self._clock())
+            self._paused_until = until
+            self._notify()
+
+    def on_rate_limited(self, retry_after: float | None) -> float:
+        """A 429 arrived: pause the bucket for ``retry_after`` (at least 1 s); return the pause."""
+        delay = max(1.0, retry_after or 0.0)
+        self.pause(delay)
+        return delay
+
+    def seconds_until_free(self, priority: int = Priority.BULK) -> float:
+        """How long a caller of this priority would wait now (0 when a slot is free)."""
+        now = self._clock()
+        ready = self._ready_at(now, int(priority))
+        return 0.0 if ready is None else max(0.0, ready - now)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _ready_at(self, now: float, priority: int) -> float | None:
+        ready = max(now, self._paused_until)
+        for log in self._logs:
+            cap = log.limit
+            if priority < Priority.MANUAL and self.reserve:
+                cap = max(1, cap - self.reserve)
+            at = log.next_start(now, cap)
+            if at is None:
+                return None if ready <= now else ready
+            ready = max(ready, at)
+        return ready
+
+    def _start(self, priority: int, waited: float) -> None:
+        for log in self._logs:
+            log.start()
+        stats = self.stats
+        stats.acquired += 1
+        stats.waited_seconds += waited
+        stats.max_wait_seconds = max(stats.max_wait_seconds, waited)
+        stats.by_priority[priority] = stats.by_priority.get(priority, 0) + 1
+        self._notify()
+
+    def _finish(self) -> None:
+        end = self._clock()
+        for log in self._logs:
+            log.finish(end)
+        self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()

@@ -1,0 +1,136 @@
+"""The one place settings come from: environment variables or a `.env` file.
+
+Every name here is part of the contract (README "Configuration" and DESIGN.md §6). Secrets are
+`SecretStr` so they never print by accident; nothing in this module logs.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message names the variable and the fix."""
+
+
+def parse_rate(value: str) -> tuple[int, float]:
+    """Parse a `"<count>/<seconds>"` rate such as `"5/60"`."""
+    match = _RATE_RE.match(value)
+    if not match or int(match.group(1)) < 1 or float(match.group(2)) <= 0:
+        raise ValueError(f"{value!r} is not '<count>/<seconds>', e.g. '5/60'")
+    return int(match.group(1)), float(match.group(2))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
+    )
+
+    # --- infrastructure ---------------------------------------------------------------------
+    DATABASE_URL: str | None = None
+    TEMPORAL_ADDRESS: str | None = None
+    TEMPORAL_NAMESPACE: str = "default"
+    TEMPORAL_TASK_QUEUE: str = "ratesync"
+    DATA_DIR: Path = Path(".data")
+    EMBEDDED_TEMPORAL_PORT: int = Field(7233, ge=1, le=65535)
+    EMBEDDED_TEMPORAL_UI_PORT: int = Field(8233, ge=1, le=65535)
+    EMBEDDED_POSTGRES_PORT: int = Field(54329, ge=1, le=65535)
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- Battle.net ------------------------------------------------------------------------
+    BNET_CLIENT_ID: str | None = None
+    BNET_CLIENT_SECRET: SecretStr | None = None
+    BNET_REGION: Literal["us", "eu", "kr", "tw", "cn"] = "eu"
+    BNET_API_BASE_URL: str = "https://{region}.api.blizzard.com"
+    BNET_OAUTH_URL: str = "https://oauth.battle.net/token"
+    BNET_LOCALE: str = "en_GB"
+    BNET_RATE_PER_SECOND: int = Field(100, ge=1)
+    BNET_RATE_PER_HOUR: int = Field(36000, ge=1)
+    BNET_MAX_CONCURRENT: int = Field(20, ge=1, le=500)
+    BNET_CHARACTER_BATCH_SIZE: int = Field(50, ge=1, le=1000)
+    BNET_STALENESS_SECONDS: int = Field(6 * 3600, ge=0)
+    BNET_NOT_FOUND_RECHECK_SECONDS: int = Field(7 * 24 * 3600, ge=0)
+    BNET_HTTP_TIMEOUT_SECONDS: float = Field(15.0, gt=0)
+
+    # --- Discord ---------------------------------------------------------------------------
+    DISCORD_BOT_TOKEN: SecretStr | None = None
+    DISCORD_API_BASE_URL: str = "https://discord.com/api/v10"
+    DISCORD_GLOBAL_RATE_PER_SECOND: int = Field(50, ge=1)
+    SYNC_MAX_CHANNEL_WORKERS: int = Field(10, ge=1, le=500)
+    SYNC_MESSAGE_FETCH_SIZE: int = Field(100, ge=1, le=100)
+
+    # --- ZwiftRacing -----------------------------------------------------------------------
+    ZWIFT_API_KEY: SecretStr | None = None
+    ZWIFT_API_BASE_URL: str = "https://api.zwiftracing.app/api"
+    ZWIFT_RATE_CLUBS: str = "1/3600"
+    ZWIFT_RATE_RIDERS_GET: str = "5/60"
+    ZWIFT_RATE_RIDERS_POST: str = "1/900"
+    ZWIFT_RATE_RESULTS: str = "1/60"
+    ZWIFT_RATE_EVENTS: str = "1/60"
+    ZWIFT_RATE_EVENT_SIGNUPS: str = "1/60"
+
+    # --- PvP and shared ----------------------------------------------------------------------
+    PVP_SYNC_THREADS: int = Field(2, ge=1, le=64)
+    PVP_PROCESSING_THREADS: int = Field(4, ge=1, le=64)
+    RATE_LIMIT_BACKEND: Literal["local", "postgres"] = "local"
+    RATE_LIMIT_MAX_WAIT_SECONDS: float = Field(30.0, gt=0)
+
+    @field_validator(
+        "ZWIFT_RATE_CLUBS",
+        "ZWIFT_RATE_RIDERS_GET",
+        "ZWIFT_RATE_RIDERS_POST",
+        "ZWIFT_RATE_RESULTS",
+        "ZWIFT_RATE_EVENTS",
+        "ZWIFT_RATE_EVENT_SIGNUPS",
+    )
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not re.match(r"^postgres(ql)?(\+\w+)?://", value):
+            raise ValueError("must look like postgresql://user:password@host:5432/dbname")
+        return value
+
+    @field_validator("TEMPORAL_ADDRESS")
+    @classmethod
+    def _check_temporal_address(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not re.match(r"^[\w.\-\[\]:]+:\d+$", value):
+            raise ValueError("must be host:port, e.g. localhost:7233")
+        return value
+
+    def bnet_api_base(self, region: str) -> str:
+        return self.BNET_API_BASE_URL.replace("{region}", region).rstrip("/")
+
+
+def load_settings() -> Settings:
+    """Build settings, turning validation errors into one clear line per bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = ".".join(str(part) for part in err["loc"]) or "settings"
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"invalid setting {name}: {msg} (fix it in the environment or .env)")
+        raise SettingsError("; ".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

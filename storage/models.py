@@ -1,0 +1,201 @@
+"""Table definitions (SQLAlchemy Core). The schema itself is created only by alembic migrations.
+
+Each table has a surrogate `id` and a unique natural key that every upsert targets (DESIGN §7).
+Rows registered by name before their upstream id is known (`track guild …`) keep a NULL upstream
+id; a partial unique index on the name stops them being registered twice.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData()
+
+
+def _ts(name: str, **kw: object) -> Column[object]:
+    return Column(name, DateTime(timezone=True), **kw)  # type: ignore[arg-type]
+
+
+guilds = Table(
+    "guilds",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("region", Text, nullable=False),
+    Column("bnet_guild_id", BigInteger),
+    Column("realm", Text, nullable=False),
+    Column("name_slug", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("realm_name", Text),
+    Column("faction", Text),
+    Column("member_count", Integer),
+    Column("achievement_points", Integer),
+    Column("tracked", Boolean, nullable=False, server_default="true"),
+    Column("not_found_at", DateTime(timezone=True)),
+    Column("recheck_at", DateTime(timezone=True)),
+    _ts("last_synced_at"),
+    Column("guild_last_modified", Text),
+    Column("roster_last_modified", Text),
+    Column("guild_data_json", JSONB),
+    Column("roster_json", JSONB),
+    _ts("created_at", nullable=False, server_default=func.now()),
+    _ts("updated_at", nullable=False, server_default=func.now()),
+)
+
+characters = Table(
+    "characters",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("region", Text, nullable=False),
+    Column("bnet_character_id", BigInteger),
+    Column("realm", Text, nullable=False),
+    Column("name_slug", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("guild_id", BigInteger, ForeignKey("guilds.id", ondelete="SET NULL")),
+    Column("tracked", Boolean, nullable=False, server_default="false"),
+    Column("is_private", Boolean, nullable=False, server_default="false"),
+    Column("not_found_at", DateTime(timezone=True)),
+    Column("recheck_at", DateTime(timezone=True)),
+    Column("level", Integer),
+    Column("character_class", Text),
+    Column("race", Text),
+    Column("faction", Text),
+    Column("active_spec", Text),
+    Column("average_item_level", Integer),
+    Column("equipped_item_level", Integer),
+    Column("achievement_points", Integer),
+    Column("mythic_rating", Float),
+    _ts("last_login_at"),
+    _ts("last_synced_at"),
+    Column("http_last_modified", JSONB, nullable=False, server_default="{}"),
+    Column("profile_json", JSONB),
+    Column("equipment_json", JSONB),
+    Column("mythic_profile_json", JSONB),
+    Column("professions_json", JSONB),
+    _ts("created_at", nullable=False, server_default=func.now()),
+    _ts("updated_at", nullable=False, server_default=func.now()),
+)
+
+guild_members = Table(
+    "guild_members",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("guild_id", BigInteger, ForeignKey("guilds.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "character_id", BigInteger, ForeignKey("characters.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("rank", Integer, nullable=False),
+    Column("character_name", Text, nullable=False),
+    Column("character_class", Text),
+    Column("level", Integer),
+    Column("member_data_json", JSONB, nullable=False),
+    _ts("first_seen_at", nullable=False, server_default=func.now()),
+    _ts("last_seen_at", nullable=False, server_default=func.now()),
+    _ts("left_at"),
+)
+
+ranks = Table(
+    "ranks",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("guild_id", BigInteger, ForeignKey("guilds.id", ondelete="CASCADE"), nullable=False),
+    Column("rank_id", Integer, nullable=False),
+    Column("rank_name", Text, nullable=False),
+    Column("member_count", Integer, nullable=False, server_default="0"),
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("provider", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("workflow_id", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="running"),
+    _ts("started_at", nullable=False, server_default=func.now()),
+    _ts("finished_at"),
+    Column("counts", JSONB, nullable=False, server_default="{}"),
+    Column("errors", Integer, nullable=False, server_default="0"),
+    Column("error", Text),
+)
+
+sync_failures = Table(
+    "sync_failures",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("provider", Text, nullable=False),
+    Column("entity_key", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="1"),
+    Column("last_error", Text),
+    _ts("first_failed_at", nullable=False, server_default=func.now()),
+    _ts("last_failed_at", nullable=False, server_default=func.now()),
+    _ts("next_retry_at"),
+)
+
+sync_checkpoints = Table(
+    "sync_checkpoints",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    _ts("updated_at", nullable=False, server_default=func.now()),
+)
+
+# Unique natural keys and the indexes a site filters on. The migrations create exactly these.
+Index("uq_guilds_region_bnet_id", guilds.c.region, guilds.c.bnet_guild_id, unique=True)
+Index(
+    "uq_guilds_region_realm_slug", guilds.c.region, guilds.c.realm, guilds.c.name_slug, unique=True
+)
+Index("ix_guilds_last_synced_at", guilds.c.last_synced_at)
+Index(
+    "uq_characters_region_bnet_id",
+    characters.c.region,
+    characters.c.bnet_character_id,
+    unique=True,
+)
+Index(
+    "uq_characters_pending_name",
+    characters.c.region,
+    characters.c.realm,
+    characters.c.name_slug,
+    unique=True,
+    postgresql_where=characters.c.bnet_character_id.is_(None),
+)
+Index("ix_characters_realm_name", characters.c.region, characters.c.realm, characters.c.name_slug)
+Index("ix_characters_last_synced_at", characters.c.last_synced_at)
+Index("ix_characters_guild_id", characters.c.guild_id)
+Index(
+    "ix_characters_is_private",
+    characters.c.is_private,
+    postgresql_where=characters.c.is_private,
+)
+Index(
+    "uq_guild_members_guild_character",
+    guild_members.c.guild_id,
+    guild_members.c.character_id,
+    unique=True,
+)
+Index("ix_guild_members_character_id", guild_members.c.character_id)
+Index("uq_ranks_guild_rank", ranks.c.guild_id, ranks.c.rank_id, unique=True)
+Index("ix_sync_runs_provider_started", sync_runs.c.provider, sync_runs.c.started_at)
+Index(
+    "uq_sync_failures_provider_entity",
+    sync_failures.c.provider,
+    sync_failures.c.entity_key,
+    unique=True,
+)
+Index("ix_sync_failures_next_retry_at", sync_failures.c.next_retry_at)
