@@ -1,0 +1,417 @@
+"""Battle.net storage: registering, selecting outdated rows, and bulk upserts of synced data.
+
+Everything here takes an open connection so the caller decides the transaction: rows and the
+checkpoint that covers them are committed together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, literal, or_, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from providers.battlenet import RosterMember, slugify
+from storage.models import characters, guild_members, guilds, ranks
+
+NEG_INF = datetime.min.replace(year=1)
+
+
+async def track_guild(conn: AsyncConnection, region: str, realm: str, name: str) -> int:
+    stmt = (
+        insert(guilds)
+        .values(region=region, realm=slugify(realm), name_slug=slugify(name), name=name)
+        .on_conflict_do_update(
+            index_elements=[guilds.c.region, guilds.c.realm, guilds.c.name_slug],
+            set_={"tracked": True, "recheck_at": None},
+        )
+        .returning(guilds.c.id)
+    )
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def track_character(conn: AsyncConnection, region: str, realm: str, name: str) -> int:
+    realm_slug, name_slug = slugify(realm), name.strip().lower()
+    existing = await conn.execute(
+        update(characters)
+        .where(
+            characters.c.region == region,
+            characters.c.realm == realm_slug,
+            characters.c.name_slug == name_slug,
+        )
+        .values(tracked=True, recheck_at=None)
+        .returning(characters.c.id)
+    )
+    found = existing.scalars().first()
+    if found is not None:
+        return int(found)
+    stmt = (
+        insert(characters)
+        .values(region=region, realm=realm_slug, name_slug=name_slug, name=name, tracked=True)
+        .on_conflict_do_update(
+            index_elements=[characters.c.region, characters.c.realm, characters.c.name_slug],
+            index_where=characters.c.bnet_character_id.is_(None),
+            set_={"tracked": True},
+        )
+        .returning(characters.c.id)
+    )
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+def _due(table: Any, cutoff: datetime, now: datetime) -> Any:
+    return and_(
+        or_(table.c.last_synced_at.is_(None), table.c.last_synced_at < cutoff),
+        or_(table.c.recheck_at.is_(None), table.c.recheck_at <= now),
+    )
+
+
+async def outdated_guilds(
+    conn: AsyncConnection, region: str, cutoff: datetime, now: datetime
+) -> list[int]:
+    """Tracked guilds never synced (first) or synced before ``cutoff`` (oldest first)."""
+    rows = await conn.execute(
+        select(guilds.c.id)
+        .where(guilds.c.region == region, guilds.c.tracked, _due(guilds, cutoff, now))
+        .order_by(guilds.c.last_synced_at.asc().nulls_first(), guilds.c.id)
+    )
+    return [int(r) for r in rows.scalars()]
+
+
+async def outdated_characters(
+    conn: AsyncConnection,
+    region: str,
+    cutoff: datetime,
+    now: datetime,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> list[tuple[int, datetime]]:
+    """A page of outdated characters, keyset-ordered by (last_synced_at NULLS FIRST, id).
+
+    Rows synced while a run pages through move past ``cutoff`` and drop out; rows in flight lie
+    before the cursor. So a run never selects a character twice and never skips one.
+    """
+    synced = func.coalesce(characters.c.last_synced_at, literal(NEG_INF))
+    stmt = select(characters.c.id, synced).where(
+        characters.c.region == region, _due(characters, cutoff, now)
+    )
+    if after is not None:
+        stmt = stmt.where(tuple_(synced, characters.c.id) > tuple_(literal(after[0]), after[1]))
+    rows = await conn.execute(stmt.order_by(synced, characters.c.id).limit(limit))
+    return [(int(r[0]), r[1]) for r in rows]
+
+
+@dataclass(frozen=True)
+class GuildRef:
+    id: int
+    region: str
+    realm: str
+    name_slug: str
+    guild_last_modified: str | None
+    roster_last_modified: str | None
+
+    @property
+    def key(self) -> str:
+        return f"guild/{self.region}/{self.realm}/{self.name_slug}"
+
+
+async def load_guild(conn: AsyncConnection, guild_id: int) -> GuildRef | None:
+    row = (
+        await conn.execute(
+            select(
+                guilds.c.id,
+                guilds.c.region,
+                guilds.c.realm,
+                guilds.c.name_slug,
+                guilds.c.guild_last_modified,
+                guilds.c.roster_last_modified,
+            ).where(guilds.c.id == guild_id)
+        )
+    ).first()
+    return GuildRef(*row) if row else None
+
+
+async def store_guild(
+    conn: AsyncConnection,
+    guild: GuildRef,
+    columns: dict[str, Any] | None,
+    guild_json: Any,
+    guild_lm: str | None,
+    roster_json: Any,
+    roster_lm: str | None,
+) -> None:
+    """Update the guild row; JSON and columns only where the API sent a body (not a 304)."""
+    values: dict[str, Any] = {
+        "last_synced_at": func.now(),
+        "updated_at": func.now(),
+        "not_found_at": None,
+        "recheck_at": None,
+        "guild_last_modified": guild_lm,
+        "roster_last_modified": roster_lm,
+    }
+    if columns is not None:
+        values.update(columns, guild_data_json=guild_json)
+    if roster_json is not None:
+        values["roster_json"] = roster_json
+    await conn.execute(update(guilds).where(guilds.c.id == guild.id).values(**values))
+
+
+async def store_roster(
+    conn: AsyncConnection, guild: GuildRef, members: Sequence[RosterMember]
+) -> dict[str, int]:
+    """Upsert characters, members and ranks of a roster; mark members who left. Bulk statements."""
+    region = guild.region
+    if not members:
+        left = await _mark_left(conn, guild.id, [])
+        return {"members": 0, "discovered": 0, "left": left}
+    # Claim characters registered by name (no upstream id yet) so they are not inserted twice.
+    await conn.execute(
+        text(
+            "UPDATE characters c SET bnet_character_id = v.bid FROM "
+            "unnest(CAST(:realms AS text[]), CAST(:names AS text[]), CAST(:bids AS bigint[])) "
+            "AS v(realm, name_slug, bid) WHERE c.region = :region AND c.bnet_character_id IS NULL "
+            "AND c.realm = v.realm AND c.name_slug = v.name_slug AND NOT EXISTS (SELECT 1 FROM "
+            "characters o WHERE o.region = :region AND o.bnet_character_id = v.bid)"
+        ),
+        {
+            "region": region,
+            "realms": [m.realm for m in members],
+            "names": [m.name.lower() for m in members],
+            "bids": [m.bnet_character_id for m in members],
+        },
+    )
+    stmt = insert(characters).values(
+        [
+            {
+                "region": region,
+                "bnet_character_id": m.bnet_character_id,
+                "realm": m.realm,
+                "name_slug": m.name.lower(),
+                "name": m.name,
+                "guild_id": guild.id,
+                "level": m.level,
+                "character_class": m.character_class,
+            }
+            for m in members
+        ]
+    )
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[characters.c.region, characters.c.bnet_character_id],
+        set_={
+            "name": stmt.excluded.name,
+            "name_slug": stmt.excluded.name_slug,
+            "realm": stmt.excluded.realm,
+            "guild_id": stmt.excluded.guild_id,
+            "level": stmt.excluded.level,
+            "character_class": func.coalesce(
+                characters.c.character_class, stmt.excluded.character_class
+            ),
+            "updated_at": func.now(),
+        },
+    ).returning(characters.c.id, characters.c.bnet_character_id, text("(xmax = 0) AS inserted"))
+    rows = (await conn.execute(upsert)).all()
+    ids = {int(r[1]): int(r[0]) for r in rows}
+    discovered = sum(1 for r in rows if r[2])
+
+    mstmt = insert(guild_members).values(
+        [
+            {
+                "guild_id": guild.id,
+                "character_id": ids[m.bnet_character_id],
+                "rank": m.rank,
+                "character_name": m.name,
+                "character_class": m.character_class,
+                "level": m.level,
+                "member_data_json": m.raw,
+            }
+            for m in members
+        ]
+    )
+    mstmt = mstmt.on_conflict_do_update(
+        index_elements=[guild_members.c.guild_id, guild_members.c.character_id],
+        set_={
+            "rank": mstmt.excluded.rank,
+            "character_name": mstmt.excluded.character_name,
+            "character_class": mstmt.excluded.character_class,
+            "level": mstmt.excluded.level,
+            "member_data_json": mstmt.excluded.member_data_json,
+            "last_seen_at": func.now(),
+            "left_at": None,
+        },
+    )
+    await conn.execute(mstmt)
+    left = await _mark_left(conn, guild.id, list(ids.values()))
+    await _store_ranks(conn, guild.id, members)
+    return {"members": len(members), "discovered": discovered, "left": left}
+
+
+async def _mark_left(conn: AsyncConnection, guild_id: int, present: list[int]) -> int:
+    gone = await conn.execute(
+        update(guild_members)
+        .where(
+            guild_members.c.guild_id == guild_id,
+            guild_members.c.left_at.is_(None),
+            guild_members.c.character_id.not_in(present) if present else literal(True),
+        )
+        .values(left_at=func.now())
+        .returning(guild_members.c.character_id)
+    )
+    left_ids = [int(r) for r in gone.scalars()]
+    if left_ids:
+        await conn.execute(
+            update(characters)
+            .where(characters.c.id.in_(left_ids), characters.c.guild_id == guild_id)
+            .values(guild_id=None, updated_at=func.now())
+        )
+    return len(left_ids)
+
+
+async def _store_ranks(
+    conn: AsyncConnection, guild_id: int, members: Sequence[RosterMember]
+) -> None:
+    counts: dict[int, int] = {}
+    for m in members:
+        counts[m.rank] = counts.get(m.rank, 0) + 1
+    await conn.execute(update(ranks).where(ranks.c.guild_id == guild_id).values(member_count=0))
+    stmt = insert(ranks).values(
+        [
+            {
+                "guild_id": guild_id,
+                "rank_id": rank,
+                "rank_name": "Guild Master" if rank == 0 else f"Rank {rank}",
+                "member_count": n,
+            }
+            for rank, n in sorted(counts.items())
+        ]
+    )
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[ranks.c.guild_id, ranks.c.rank_id],
+            set_={"member_count": stmt.excluded.member_count},
+        )
+    )
+
+
+@dataclass(frozen=True)
+class CharacterRef:
+    id: int
+    region: str
+    realm: str
+    name_slug: str
+    bnet_character_id: int | None
+    http_last_modified: dict[str, str]
+
+    @property
+    def key(self) -> str:
+        return f"character/{self.region}/{self.realm}/{self.name_slug}"
+
+
+async def load_characters(conn: AsyncConnection, ids: Sequence[int]) -> list[CharacterRef]:
+    """The characters of a batch, in the order given (missing ids are skipped)."""
+    rows = await conn.execute(
+        select(
+            characters.c.id,
+            characters.c.region,
+            characters.c.realm,
+            characters.c.name_slug,
+            characters.c.bnet_character_id,
+            characters.c.http_last_modified,
+        ).where(characters.c.id.in_(list(ids)))
+    )
+    by_id = {int(r[0]): CharacterRef(int(r[0]), r[1], r[2], r[3], r[4], r[5] or {}) for r in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+# Which JSON column each character endpoint fills.
+CHARACTER_JSON_COLUMNS = {
+    "profile": "profile_json",
+    "equipment": "equipment_json",
+    "mythic": "mythic_profile_json",
+    "professions": "professions_json",
+}
+
+
+@dataclass
+class CharacterResult:
+    """What one character's sync produced; payloads of 304 answers are None (keep stored)."""
+
+    ref: CharacterRef
+    columns: dict[str, Any] | None
+    payloads: dict[str, Any]
+    last_modified: dict[str, str]
+
+
+async def store_characters(conn: AsyncConnection, results: Sequence[CharacterResult]) -> None:
+    """One UPDATE per character (executemany would lose per-row column sets for 304s)."""
+    for result in results:
+        ref = result.ref
+        values: dict[str, Any] = {
+            "last_synced_at": func.now(),
+            "updated_at": func.now(),
+            "not_found_at": None,
+            "recheck_at": None,
+            "is_private": False,
+            "http_last_modified": result.last_modified,
+        }
+        for endpoint, payload in result.payloads.items():
+            if payload is not None:
+                values[CHARACTER_JSON_COLUMNS[endpoint]] = payload
+        target = ref.id
+        if result.columns is not None:
+            cols = dict(result.columns)
+            cols.pop("guild_bnet_id", None)
+            if ref.bnet_character_id is None:
+                target = await _resolve_pending(conn, ref, int(cols["bnet_character_id"]))
+            values.update(cols)
+        await conn.execute(update(characters).where(characters.c.id == target).values(**values))
+
+
+async def _resolve_pending(conn: AsyncConnection, ref: CharacterRef, bnet_id: int) -> int:
+    """A character registered by name turned out to be a row we already know: merge into it."""
+    other = (
+        await conn.execute(
+            select(characters.c.id).where(
+                characters.c.region == ref.region,
+                characters.c.bnet_character_id == bnet_id,
+                characters.c.id != ref.id,
+            )
+        )
+    ).scalar()
+    if other is None:
+        return ref.id
+    await conn.execute(update(characters).where(characters.c.id == other).values(tracked=True))
+    await conn.execute(characters.delete().where(characters.c.id == ref.id))
+    return int(other)
+
+
+async def mark_character_missing(
+    conn: AsyncConnection, character_id: int, recheck_at: datetime
+) -> None:
+    """404: gone, renamed, hidden or private. Keep the data, flag it, re-check slowly."""
+    await conn.execute(
+        update(characters)
+        .where(characters.c.id == character_id)
+        .values(
+            is_private=True,
+            not_found_at=func.coalesce(characters.c.not_found_at, func.now()),
+            recheck_at=recheck_at,
+            last_synced_at=func.now(),
+            updated_at=func.now(),
+        )
+    )
+
+
+async def mark_guild_missing(conn: AsyncConnection, guild_id: int, recheck_at: datetime) -> None:
+    await conn.execute(
+        update(guilds)
+        .where(guilds.c.id == guild_id)
+        .values(
+            not_found_at=func.coalesce(guilds.c.not_found_at, func.now()),
+            recheck_at=recheck_at,
+            last_synced_at=func.now(),
+            updated_at=func.now(),
+        )
+    )

@@ -1,0 +1,107 @@
+"""Shared sync bookkeeping: runs, dead letters (sync_failures) and durable checkpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from storage.models import sync_checkpoints, sync_failures, sync_runs
+
+
+async def start_run(
+    conn: AsyncConnection, provider: str, scope: str, kind: str, workflow_id: str
+) -> int:
+    """Idempotent per workflow id: a retried activity finds the row it created."""
+    found = (
+        await conn.execute(
+            select(sync_runs.c.id).where(
+                sync_runs.c.workflow_id == workflow_id, sync_runs.c.status == "running"
+            )
+        )
+    ).scalar()
+    if found is not None:
+        return int(found)
+    row = await conn.execute(
+        sync_runs.insert()
+        .values(provider=provider, scope=scope, kind=kind, workflow_id=workflow_id)
+        .returning(sync_runs.c.id)
+    )
+    return int(row.scalar_one())
+
+
+async def finish_run(
+    conn: AsyncConnection,
+    run_id: int,
+    status: str,
+    counts: dict[str, Any],
+    errors: int,
+    error: str | None = None,
+) -> None:
+    await conn.execute(
+        update(sync_runs)
+        .where(sync_runs.c.id == run_id)
+        .values(status=status, counts=counts, errors=errors, error=error, finished_at=func.now())
+    )
+
+
+async def record_failure(
+    conn: AsyncConnection,
+    provider: str,
+    entity_key: str,
+    reason: str,
+    error: str,
+    next_retry_at: datetime | None,
+) -> None:
+    stmt = insert(sync_failures).values(
+        provider=provider,
+        entity_key=entity_key,
+        reason=reason,
+        last_error=error[:2000],
+        next_retry_at=next_retry_at,
+    )
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[sync_failures.c.provider, sync_failures.c.entity_key],
+            set_={
+                "reason": stmt.excluded.reason,
+                "last_error": stmt.excluded.last_error,
+                "next_retry_at": stmt.excluded.next_retry_at,
+                "attempts": sync_failures.c.attempts + 1,
+                "last_failed_at": func.now(),
+            },
+        )
+    )
+
+
+async def clear_failures(conn: AsyncConnection, provider: str, entity_keys: list[str]) -> None:
+    if entity_keys:
+        await conn.execute(
+            sync_failures.delete().where(
+                sync_failures.c.provider == provider, sync_failures.c.entity_key.in_(entity_keys)
+            )
+        )
+
+
+async def get_checkpoint(conn: AsyncConnection, key: str) -> int | None:
+    found = (
+        await conn.execute(select(sync_checkpoints.c.position).where(sync_checkpoints.c.key == key))
+    ).scalar()
+    return None if found is None else int(found)
+
+
+async def set_checkpoint(conn: AsyncConnection, key: str, position: int) -> None:
+    stmt = insert(sync_checkpoints).values(key=key, position=position)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[sync_checkpoints.c.key],
+            set_={"position": stmt.excluded.position, "updated_at": func.now()},
+        )
+    )
+
+
+async def delete_checkpoint(conn: AsyncConnection, key: str) -> None:
+    await conn.execute(sync_checkpoints.delete().where(sync_checkpoints.c.key == key))
