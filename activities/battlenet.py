@@ -1,0 +1,278 @@
+"""Battle.net activities: every one fetches and stores in one step, so no payload enters history.
+
+Constructed once per worker with its database engine, API client and settings
+(``BattleNetActivities(...)``; register ``acts.all()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+
+from activities.errors import to_application_error
+from activities.types import (
+    CharacterBatchInput,
+    CharacterBatchResult,
+    CharacterPage,
+    FinishRunInput,
+    GuildSyncInput,
+    GuildSyncResult,
+    GuildTarget,
+    SelectCharactersInput,
+    SelectGuildsInput,
+    StartRunInput,
+)
+from providers.battlenet import (
+    CHARACTER_ENDPOINTS,
+    BattleNetClient,
+    character_columns,
+    guild_columns,
+    mythic_rating,
+    roster_members,
+)
+from providers.errors import BadPayload, Forbidden, NotFound, ProviderError, RateLimited
+from providers.http import Fetched
+from providers.ratelimit import BudgetExhausted
+from storage import battlenet as db
+from storage import sync as syncdb
+
+PROVIDER = "battlenet"
+CHUNK = 10  # characters fetched concurrently and committed together with their checkpoint
+
+
+class _Missing(Exception):
+    def __init__(self, ref: db.CharacterRef, reason: str, detail: str) -> None:
+        self.ref, self.reason, self.detail = ref, reason, detail
+
+
+class BattleNetActivities:
+    def __init__(
+        self, engine: AsyncEngine, client: BattleNetClient, not_found_recheck_seconds: int
+    ) -> None:
+        self.engine = engine
+        self.client = client
+        self.recheck = timedelta(seconds=not_found_recheck_seconds)
+
+    def all(self) -> list[Any]:
+        return [
+            self.bnet_start_run,
+            self.bnet_finish_run,
+            self.bnet_select_guilds,
+            self.bnet_select_characters,
+            self.bnet_sync_guild,
+            self.bnet_sync_characters,
+        ]
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    @activity.defn
+    async def bnet_start_run(self, inp: StartRunInput) -> int:
+        async with self.engine.begin() as conn:
+            return await syncdb.start_run(conn, inp.provider, inp.scope, inp.kind, inp.workflow_id)
+
+    @activity.defn
+    async def bnet_finish_run(self, inp: FinishRunInput) -> None:
+        async with self.engine.begin() as conn:
+            await syncdb.finish_run(conn, inp.run_id, inp.status, inp.counts, inp.errors, inp.error)
+
+    @activity.defn
+    async def bnet_select_guilds(self, inp: SelectGuildsInput) -> list[GuildTarget]:
+        async with self.engine.connect() as conn:
+            ids = await db.outdated_guilds(conn, inp.region, inp.cutoff, datetime.now(UTC))
+            refs = [await db.load_guild(conn, i) for i in ids]
+        return [GuildTarget(r.id, r.region, r.realm, r.name_slug) for r in refs if r]
+
+    @activity.defn
+    async def bnet_select_characters(self, inp: SelectCharactersInput) -> CharacterPage:
+        after = None
+        if inp.after_synced is not None and inp.after_id is not None:
+            after = (inp.after_synced, inp.after_id)
+        async with self.engine.connect() as conn:
+            rows = await db.outdated_characters(
+                conn, inp.region, inp.cutoff, datetime.now(UTC), after, inp.limit
+            )
+        if not rows:
+            return CharacterPage([], None, None)
+        return CharacterPage([r[0] for r in rows], rows[-1][1], rows[-1][0])
+
+    # -- guilds ---------------------------------------------------------------------------
+
+    @activity.defn
+    async def bnet_sync_guild(self, inp: GuildSyncInput) -> GuildSyncResult:
+        async with self.engine.connect() as conn:
+            guild = await db.load_guild(conn, inp.guild_id)
+        if guild is None:
+            return GuildSyncResult(status="failed")
+        before = self.client.requests_sent
+        try:
+            data = await self.client.guild(
+                guild.region, guild.realm, guild.name_slug,
+                if_modified_since=guild.guild_last_modified, priority=inp.priority,
+            )  # fmt: skip
+            roster = await self.client.roster(
+                guild.region, guild.realm, guild.name_slug,
+                if_modified_since=guild.roster_last_modified, priority=inp.priority,
+            )  # fmt: skip
+            columns = None if data.not_modified else guild_columns(data.data, guild.key)
+            members = None if roster.not_modified else roster_members(roster.data, guild.key)
+        except (NotFound, Forbidden) as exc:
+            await self._guild_missing(guild, exc)
+            return GuildSyncResult(status="not_found", requests=self.client.requests_sent - before)
+        except ProviderError as exc:
+            raise to_application_error(exc) from None
+        async with self.engine.begin() as conn:
+            await db.store_guild(
+                conn,
+                guild,
+                columns,
+                data.data,
+                data.last_modified,
+                roster.data,
+                roster.last_modified,
+            )
+            counts = {"members": 0, "discovered": 0, "left": 0}
+            if members is not None:
+                counts = await db.store_roster(conn, guild, members)
+            await syncdb.clear_failures(conn, PROVIDER, [guild.key])
+        status = "not_modified" if data.not_modified and roster.not_modified else "synced"
+        return GuildSyncResult(status=status, requests=self.client.requests_sent - before, **counts)
+
+    async def _guild_missing(self, guild: db.GuildRef, exc: ProviderError) -> None:
+        recheck = datetime.now(UTC) + self.recheck
+        async with self.engine.begin() as conn:
+            await db.mark_guild_missing(conn, guild.id, recheck)
+            reason = "not_found" if isinstance(exc, NotFound) else "forbidden"
+            await syncdb.record_failure(conn, PROVIDER, guild.key, reason, str(exc), recheck)
+        activity.logger.warning("guild missing", extra={"guild": guild.key})
+
+    # -- characters -----------------------------------------------------------------------
+
+    @activity.defn
+    async def bnet_sync_characters(self, inp: CharacterBatchInput) -> CharacterBatchResult:
+        """Sync a batch, CHUNK characters at a time; rows and checkpoint commit together."""
+        position = await self._resume_position(inp)
+        async with self.engine.connect() as conn:
+            refs = await db.load_characters(conn, inp.character_ids)
+        result = CharacterBatchResult(position=position)
+        before = self.client.requests_sent
+        try:
+            while result.position < len(refs):
+                chunk = refs[result.position : result.position + CHUNK]
+                outcomes = await self._fetch_chunk(chunk, inp.priority)
+                await self._store_chunk(inp.batch_key, result, outcomes, len(chunk))
+                activity.heartbeat(result.position)
+        except BudgetExhausted as exc:
+            result.resume_at = datetime.fromtimestamp(exc.resume_at, UTC)
+        except ProviderError as exc:
+            raise to_application_error(exc) from None
+        finally:
+            result.requests = self.client.requests_sent - before
+        if result.resume_at is None:
+            async with self.engine.begin() as conn:
+                await syncdb.delete_checkpoint(conn, inp.batch_key)
+        return result
+
+    async def _resume_position(self, inp: CharacterBatchInput) -> int:
+        details = activity.info().heartbeat_details
+        if details:
+            return int(details[0])
+        async with self.engine.connect() as conn:
+            stored = await syncdb.get_checkpoint(conn, inp.batch_key)
+        return max(inp.position, stored or 0)
+
+    async def _fetch_chunk(
+        self, chunk: list[db.CharacterRef], priority: int
+    ) -> list[db.CharacterResult | _Missing]:
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._fetch_character(ref, priority)) for ref in chunk]
+        except BaseExceptionGroup as group_error:
+            # One failure cancels the chunk; surface it plainly (rate limit before the rest).
+            errors = list(group_error.exceptions)
+            errors.sort(key=lambda e: not isinstance(e, BudgetExhausted | RateLimited))
+            raise errors[0] from None
+        return [t.result() for t in tasks]
+
+    async def _fetch_character(
+        self, ref: db.CharacterRef, priority: int
+    ) -> db.CharacterResult | _Missing:
+        lm = ref.http_last_modified
+        fetch = self.client.character
+        try:
+            profile = await fetch(
+                ref.region, ref.realm, ref.name_slug, "profile",
+                if_modified_since=lm.get("profile"), priority=priority,
+            )  # fmt: skip
+            columns = None
+            if not profile.not_modified:
+                columns = character_columns(profile.data, ref.key)
+            others = [e for e in CHARACTER_ENDPOINTS if e != "profile"]
+            answers = await asyncio.gather(
+                *(self._optional(ref, e, lm.get(e), priority) for e in others)
+            )
+        except NotFound as exc:
+            return _Missing(ref, "not_found", str(exc))
+        except Forbidden as exc:
+            return _Missing(ref, "forbidden", str(exc))
+        except BadPayload as exc:
+            if exc.retryable and activity.info().attempt < 3:
+                raise
+            return _Missing(ref, "bad_payload", str(exc))
+        fetched: dict[str, Fetched | None] = {
+            "profile": profile,
+            **dict(zip(others, answers, strict=True)),
+        }
+        payloads = {e: (f.data if f else None) for e, f in fetched.items()}
+        last_modified = dict(lm)
+        for endpoint, got in fetched.items():
+            if got is not None and got.last_modified:
+                last_modified[endpoint] = got.last_modified
+        if columns is not None:
+            columns["mythic_rating"] = mythic_rating(payloads.get("mythic"))
+        return db.CharacterResult(ref, columns, payloads, last_modified)
+
+    async def _optional(
+        self, ref: db.CharacterRef, endpoint: str, since: str | None, priority: int
+    ) -> Fetched | None:
+        """Equipment, keystones, professions: a 404 here means "none", not a missing character."""
+        try:
+            return await self.client.character(
+                ref.region, ref.realm, ref.name_slug, endpoint,
+                if_modified_since=since, priority=priority,
+            )  # fmt: skip
+        except NotFound:
+            return None
+
+    async def _store_chunk(
+        self,
+        batch_key: str,
+        result: CharacterBatchResult,
+        outcomes: list[db.CharacterResult | _Missing],
+        size: int,
+    ) -> None:
+        found = [o for o in outcomes if isinstance(o, db.CharacterResult)]
+        missing = [o for o in outcomes if isinstance(o, _Missing)]
+        recheck = datetime.now(UTC) + self.recheck
+        async with self.engine.begin() as conn:
+            await db.store_characters(conn, found)
+            for miss in missing:
+                if miss.reason != "bad_payload":
+                    await db.mark_character_missing(conn, miss.ref.id, recheck)
+                await syncdb.record_failure(
+                    conn, PROVIDER, miss.ref.key, miss.reason, miss.detail, recheck
+                )
+            await syncdb.clear_failures(conn, PROVIDER, [r.ref.key for r in found])
+            await syncdb.set_checkpoint(conn, batch_key, result.position + size)
+        result.position += size
+        for r in found:
+            modified = r.columns is not None or any(v is not None for v in r.payloads.values())
+            if modified:
+                result.synced += 1
+            else:
+                result.not_modified += 1
+        result.not_found += sum(1 for m in missing if m.reason != "bad_payload")
+        result.failed += sum(1 for m in missing if m.reason == "bad_payload")

@@ -1,0 +1,84 @@
+"""Shared test environment: one embedded Postgres and one Temporal dev server per session.
+
+Each test gets a fresh database (a copy of a migrated template) and its own task queue, so tests
+are independent. Nothing is downloaded: both servers come from the installed wheels.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+import runtime
+from storage.migrate import upgrade
+
+TEMPLATE_DB = "ratesync_template"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[runtime.EmbeddedPostgres]:
+    data_dir = Path(tempfile.mkdtemp(prefix="ratesync-test-pg-"))
+    server = runtime.start_postgres(data_dir, runtime.free_port(), database=TEMPLATE_DB)
+    try:
+        upgrade(server.url(TEMPLATE_DB))
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _psql(server: runtime.EmbeddedPostgres, sql: str) -> None:
+    subprocess.run(
+        [runtime._pg_bin("psql"), server.url("postgres"), "-v", "ON_ERROR_STOP=1", "-c", sql],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def database_url(pg_server: runtime.EmbeddedPostgres) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    _psql(pg_server, f'CREATE DATABASE "{name}" TEMPLATE {TEMPLATE_DB}')
+    yield pg_server.url(name)
+    _psql(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=runtime.temporal_binary(),
+        data_converter=pydantic_data_converter,
+        search_attributes=[SearchAttributeKey.for_keyword(n) for n in runtime.SEARCH_ATTRIBUTES],
+        dev_server_log_level="error",
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.enableUpdateWorkflowExecution=true",
+        ],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4().hex[:10]}"
+

@@ -1,0 +1,141 @@
+"""Run the ratesync worker: `python worker.py` (task queue and concurrency from settings).
+
+`build_worker` is also what the demo, the CLI's in-process worker and the tests use, so every
+path runs the same wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.battlenet import BattleNetActivities
+from providers.battlenet import BattleNetClient
+from providers.ratelimit import RateLimiter, Window
+from settings import Settings, SettingsError, get_settings
+from storage.db import create_engine
+from workflows.battlenet import BattleNetSync, CharacterBatchSync, GuildSync
+
+WORKFLOWS = [BattleNetSync, GuildSync, CharacterBatchSync]
+log = logging.getLogger("ratesync.worker")
+
+
+async def connect(address: str, namespace: str) -> Client:
+    return await Client.connect(
+        address, namespace=namespace, data_converter=pydantic_data_converter
+    )
+
+
+def bnet_limiter(settings: Settings) -> RateLimiter:
+    """One bucket for the whole Battle.net client id: both windows enforced at once."""
+    return RateLimiter(
+        "battlenet",
+        [Window(settings.BNET_RATE_PER_SECOND, 1.0), Window(settings.BNET_RATE_PER_HOUR, 3600.0)],
+        max_wait=settings.RATE_LIMIT_MAX_WAIT_SECONDS,
+    )
+
+
+def bnet_client(
+    settings: Settings, limiter: RateLimiter, region: str | None = None
+) -> BattleNetClient:
+    secret = settings.BNET_CLIENT_SECRET.get_secret_value() if settings.BNET_CLIENT_SECRET else None
+    return BattleNetClient(
+        client_id=settings.BNET_CLIENT_ID,
+        client_secret=secret,
+        api_base=settings.BNET_API_BASE_URL,
+        oauth_url=settings.BNET_OAUTH_URL,
+        limiter=limiter,
+        locale=settings.BNET_LOCALE,
+        timeout=settings.BNET_HTTP_TIMEOUT_SECONDS,
+        max_connections=settings.BNET_MAX_CONCURRENT,
+    )
+
+
+@dataclass
+class WorkerParts:
+    worker: Worker
+    bnet: BattleNetClient
+    limiter: RateLimiter
+
+
+@asynccontextmanager
+async def build_worker(
+    client: Client, settings: Settings, database_url: str, task_queue: str | None = None
+) -> AsyncIterator[WorkerParts]:
+    """A Worker with every workflow and activity, and the resources it owns (closed on exit)."""
+    engine = create_engine(database_url, pool_size=max(5, settings.BNET_MAX_CONCURRENT // 2))
+    limiter = bnet_limiter(settings)
+    bnet = bnet_client(settings, limiter)
+    acts = BattleNetActivities(engine, bnet, settings.BNET_NOT_FOUND_RECHECK_SECONDS)
+    worker = Worker(
+        client,
+        task_queue=task_queue or settings.TEMPORAL_TASK_QUEUE,
+        workflows=WORKFLOWS,
+        activities=acts.all(),
+        max_concurrent_activities=max(8, settings.BNET_MAX_CONCURRENT),
+        disable_eager_activity_execution=True,
+        graceful_shutdown_timeout=timedelta(seconds=5),
+    )
+    try:
+        yield WorkerParts(worker, bnet, limiter)
+    finally:
+        await bnet.aclose()
+        await engine.dispose()
+
+
+async def _serve() -> None:
+    from runtime import embedded_services
+    from storage.migrate import upgrade
+
+    settings = get_settings()
+    with embedded_services() as endpoints:
+        if endpoints.embedded_database:
+            await asyncio.to_thread(upgrade, endpoints.database_url)
+        client = await connect(endpoints.temporal_address, settings.TEMPORAL_NAMESPACE)
+        async with build_worker(client, settings, endpoints.database_url) as parts:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            log.info("worker polling %s", settings.TEMPORAL_TASK_QUEUE)
+            if endpoints.temporal_ui:
+                print(f"Temporal Web UI: {endpoints.temporal_ui}", flush=True)
+            print(f"worker polling task queue {settings.TEMPORAL_TASK_QUEUE!r}", flush=True)
+            run = asyncio.create_task(parts.worker.run())
+            await asyncio.wait(
+                [run, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED"
+            )
+            await parts.worker.shutdown()
+
+
+def main() -> int:
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from runtime import RuntimeStartError
+
+    try:
+        asyncio.run(_serve())
+    except RuntimeStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

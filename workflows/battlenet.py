@@ -1,0 +1,265 @@
+"""Battle.net workflows: the `BattleNetSync` master and its `GuildSync` and `CharacterBatchSync`
+children.
+
+The master selects outdated guilds (then characters, which guild rosters may have discovered),
+fans out children in a bounded sliding window and continues-as-new between pages of characters,
+carrying only ids, cursors and counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.battlenet import BattleNetActivities
+    from activities.errors import NON_RETRYABLE
+    from activities.types import (
+        BattleNetSyncInput,
+        CharacterBatchInput,
+        CharacterBatchResult,
+        FinishRunInput,
+        GuildSyncInput,
+        GuildSyncResult,
+        GuildTarget,
+        SelectCharactersInput,
+        SelectGuildsInput,
+        StartRunInput,
+        SyncCounts,
+    )
+
+ACTIVITY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=10,
+    non_retryable_error_types=NON_RETRYABLE,
+)
+DB_TIMEOUT = timedelta(seconds=60)
+
+
+@workflow.defn
+class GuildSync:
+    """One guild: guild data + roster (members, ranks, discovered characters)."""
+
+    @workflow.run
+    async def run(self, inp: GuildSyncInput) -> GuildSyncResult:
+        workflow.set_current_details("fetching guild and roster")
+        result = await workflow.execute_activity_method(
+            BattleNetActivities.bnet_sync_guild,
+            inp,
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
+            retry_policy=ACTIVITY_RETRY,
+        )
+        workflow.set_current_details(f"{result.status}: {result.members} members")
+        return result
+
+
+@workflow.defn
+class CharacterBatchSync:
+    """A batch of characters; sleeps on a durable timer when the rate budget is exhausted."""
+
+    @workflow.run
+    async def run(self, inp: CharacterBatchInput) -> CharacterBatchResult:
+        total = CharacterBatchResult(position=inp.position)
+        while True:
+            workflow.set_current_details(
+                f"characters {total.position}/{len(inp.character_ids)} synced"
+            )
+            step = await workflow.execute_activity_method(
+                BattleNetActivities.bnet_sync_characters,
+                CharacterBatchInput(
+                    batch_key=inp.batch_key,
+                    character_ids=inp.character_ids,
+                    priority=inp.priority,
+                    position=total.position,
+                    heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds,
+                ),
+                start_to_close_timeout=timedelta(minutes=30),
+                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
+                retry_policy=ACTIVITY_RETRY,
+            )
+            _add_batch(total, step)
+            total.position = step.position
+            if step.resume_at is None:
+                return total
+            wait = max(timedelta(seconds=1), step.resume_at - workflow.now())
+            workflow.set_current_details(f"rate budget exhausted; sleeping until {step.resume_at}")
+            await workflow.sleep(wait, summary="rate budget exhausted")
+
+
+def _add_batch(total: CharacterBatchResult, step: CharacterBatchResult) -> None:
+    total.synced += step.synced
+    total.not_modified += step.not_modified
+    total.not_found += step.not_found
+    total.failed += step.failed
+    total.requests += step.requests
+
+
+@workflow.defn
+class BattleNetSync:
+    """Master: all outdated guilds and characters of one region."""
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._state: BattleNetSyncInput | None = None
+        self._pending: list[asyncio.Task[None]] = []
+
+    @workflow.query
+    def progress(self) -> dict[str, Any]:
+        state = self._state
+        if state is None:
+            return {}
+        return {"phase": state.phase, "running": self._running, **state.counts.as_dict()}
+
+    @workflow.run
+    async def run(self, inp: BattleNetSyncInput) -> SyncCounts:
+        self._state = inp
+        wid = workflow.info().workflow_id
+        if inp.run_id is None:
+            inp.run_id = await workflow.execute_activity_method(
+                BattleNetActivities.bnet_start_run,
+                StartRunInput("battlenet", inp.region, "full" if inp.full else "outdated", wid),
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+            staleness = timedelta(seconds=0 if inp.full else inp.staleness_seconds)
+            inp.cutoff = workflow.now() - staleness
+        assert inp.cutoff is not None
+        if inp.phase == "guilds":
+            await self._sync_guilds(inp)
+            inp.phase = "characters"
+        while inp.phase == "characters":
+            if not await self._sync_character_page(inp, wid):
+                await asyncio.gather(*self._pending)
+                inp.phase = "done"
+            elif workflow.info().is_continue_as_new_suggested() or inp.pages % 5 == 0:
+                # Pages overlap (the keyset cursor makes that safe); drain before handing over.
+                await asyncio.gather(*self._pending)
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(inp)
+        await workflow.execute_activity_method(
+            BattleNetActivities.bnet_finish_run,
+            FinishRunInput(
+                inp.run_id, "completed", inp.counts.as_dict(),
+                inp.counts.failed + inp.counts.children_failed,
+            ),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )  # fmt: skip
+        workflow.set_current_details(f"done: {inp.counts.as_dict()}")
+        return inp.counts
+
+    async def _sync_guilds(self, inp: BattleNetSyncInput) -> None:
+        assert inp.cutoff is not None
+        targets: list[GuildTarget] = await workflow.execute_activity_method(
+            BattleNetActivities.bnet_select_guilds,
+            SelectGuildsInput(inp.region, inp.cutoff),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        workflow.set_current_details(f"syncing {len(targets)} guilds")
+        tasks = []
+        for target in targets:
+            child_id = f"guild/{target.region}/{target.realm}/{target.name_slug}"
+            child_input = GuildSyncInput(target.id, inp.priority, inp.heartbeat_timeout_seconds)
+            start = _starter(GuildSync.run, child_input, child_id, f"Guild {child_id}")
+            tasks.append(await self._in_window(inp.window, start, self._count_guild))
+        await asyncio.gather(*tasks)
+
+    async def _sync_character_page(self, inp: BattleNetSyncInput, wid: str) -> bool:
+        assert inp.cutoff is not None
+        page = await workflow.execute_activity_method(
+            BattleNetActivities.bnet_select_characters,
+            SelectCharactersInput(
+                inp.region, inp.cutoff, inp.page_size, inp.after_synced, inp.after_id
+            ),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        if not page.ids:
+            return False
+        inp.pages += 1
+        inp.after_synced, inp.after_id = page.last_synced, page.last_id
+        workflow.set_current_details(
+            f"character page {inp.pages}: {len(page.ids)} characters; "
+            f"{inp.counts.characters} synced so far"
+        )
+        for n, offset in enumerate(range(0, len(page.ids), inp.batch_size)):
+            ids = page.ids[offset : offset + inp.batch_size]
+            child_id = f"{wid}/characters/{inp.pages}-{n}"
+            child_input = CharacterBatchInput(
+                child_id, ids, inp.priority, 0, inp.heartbeat_timeout_seconds
+            )
+            summary = f"{len(ids)} characters (page {inp.pages}, batch {n})"
+            start = _starter(CharacterBatchSync.run, child_input, child_id, summary)
+            self._pending.append(await self._in_window(inp.window, start, self._count_batch))
+        return True
+
+    async def _in_window(
+        self,
+        window: int,
+        start: Callable[[], Awaitable[Any]],
+        count: Callable[[Any], None],
+    ) -> asyncio.Task[None]:
+        """Start a child once fewer than ``window`` run; return a task that awaits its result."""
+        await workflow.wait_condition(lambda: self._running < window)
+        self._running += 1
+        try:
+            handle = await start()
+        except WorkflowAlreadyStartedError:
+            self._running -= 1  # another run is syncing that entity right now
+            return asyncio.create_task(asyncio.sleep(0))
+
+        async def finish() -> None:
+            try:
+                count(await handle)
+            except ChildWorkflowError as err:
+                assert self._state is not None
+                self._state.counts.children_failed += 1
+                workflow.logger.warning("child failed: %s", err.cause)
+            finally:
+                self._running -= 1
+
+        return asyncio.create_task(finish())
+
+    def _count_guild(self, result: GuildSyncResult) -> None:
+        assert self._state is not None
+        counts = self._state.counts
+        if result.status == "not_found":
+            counts.guilds_not_found += 1
+        else:
+            counts.guilds += 1
+        counts.members += result.members
+        counts.discovered += result.discovered
+        counts.left += result.left
+        counts.requests += result.requests
+
+    def _count_batch(self, result: CharacterBatchResult) -> None:
+        assert self._state is not None
+        counts = self._state.counts
+        counts.characters += result.synced + result.not_modified
+        counts.characters_not_modified += result.not_modified
+        counts.characters_not_found += result.not_found
+        counts.failed += result.failed
+        counts.requests += result.requests
+
+
+def _starter(run: Any, arg: Any, child_id: str, summary: str) -> Callable[[], Awaitable[Any]]:
+    def start() -> Awaitable[Any]:
+        return workflow.start_child_workflow(
+            run,
+            arg,
+            id=child_id,
+            static_summary=summary,
+            parent_close_policy=workflow.ParentClosePolicy.TERMINATE,
+        )
+
+    return start
