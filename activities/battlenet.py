@@ -35,7 +35,7 @@ from providers.battlenet import (
     roster_members,
 )
 from providers.errors import BadPayload, Forbidden, NotFound, ProviderError, RateLimited
-from providers.http import Fetched
+from providers.http import Fetched, count_requests
 from providers.ratelimit import BudgetExhausted
 from storage import battlenet as db
 from storage import sync as syncdb
@@ -107,7 +107,12 @@ class BattleNetActivities:
             guild = await db.load_guild(conn, inp.guild_id)
         if guild is None:
             return GuildSyncResult(status="failed")
-        before = self.client.requests_sent
+        with count_requests() as sent:
+            return await self._sync_guild(guild, inp, sent)
+
+    async def _sync_guild(
+        self, guild: db.GuildRef, inp: GuildSyncInput, sent: list[int]
+    ) -> GuildSyncResult:
         try:
             data = await self.client.guild(
                 guild.region, guild.realm, guild.name_slug,
@@ -121,7 +126,7 @@ class BattleNetActivities:
             members = None if roster.not_modified else roster_members(roster.data, guild.key)
         except (NotFound, Forbidden) as exc:
             await self._guild_missing(guild, exc)
-            return GuildSyncResult(status="not_found", requests=self.client.requests_sent - before)
+            return GuildSyncResult(status="not_found", requests=sent[0])
         except ProviderError as exc:
             raise to_application_error(exc) from None
         async with self.engine.begin() as conn:
@@ -139,7 +144,7 @@ class BattleNetActivities:
                 counts = await db.store_roster(conn, guild, members)
             await syncdb.clear_failures(conn, PROVIDER, [guild.key])
         status = "not_modified" if data.not_modified and roster.not_modified else "synced"
-        return GuildSyncResult(status=status, requests=self.client.requests_sent - before, **counts)
+        return GuildSyncResult(status=status, requests=sent[0], **counts)
 
     async def _guild_missing(self, guild: db.GuildRef, exc: ProviderError) -> None:
         recheck = datetime.now(UTC) + self.recheck
@@ -158,7 +163,17 @@ class BattleNetActivities:
         async with self.engine.connect() as conn:
             refs = await db.load_characters(conn, inp.character_ids)
         result = CharacterBatchResult(position=position)
-        before = self.client.requests_sent
+        with count_requests() as sent:
+            await self._sync_batch(inp, refs, result)
+            result.requests = sent[0]
+        if result.resume_at is None:
+            async with self.engine.begin() as conn:
+                await syncdb.delete_checkpoint(conn, inp.batch_key)
+        return result
+
+    async def _sync_batch(
+        self, inp: CharacterBatchInput, refs: list[db.CharacterRef], result: CharacterBatchResult
+    ) -> None:
         try:
             while result.position < len(refs):
                 chunk = refs[result.position : result.position + CHUNK]
@@ -169,12 +184,6 @@ class BattleNetActivities:
             result.resume_at = datetime.fromtimestamp(exc.resume_at, UTC)
         except ProviderError as exc:
             raise to_application_error(exc) from None
-        finally:
-            result.requests = self.client.requests_sent - before
-        if result.resume_at is None:
-            async with self.engine.begin() as conn:
-                await syncdb.delete_checkpoint(conn, inp.batch_key)
-        return result
 
     async def _resume_position(self, inp: CharacterBatchInput) -> int:
         details = activity.info().heartbeat_details

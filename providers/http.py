@@ -9,7 +9,9 @@ owns retries.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,24 @@ class Fetched:
     @property
     def not_modified(self) -> bool:
         return self.status == 304
+
+
+_counter: ContextVar[list[int] | None] = ContextVar("provider_request_counter", default=None)
+
+
+@contextmanager
+def count_requests() -> Iterator[list[int]]:
+    """Count the requests sent by this task and the tasks it spawns: ``with count_requests() as n``.
+
+    A shared client serves many activities at once, so its own total cannot say which activity
+    sent what; a context variable can.
+    """
+    box = [0]
+    token = _counter.set(box)
+    try:
+        yield box
+    finally:
+        _counter.reset(token)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -90,6 +110,9 @@ class ProviderHTTP:
             if limited:
                 async with self.limiter.slot(priority):
                     self.requests_sent += 1
+                    box = _counter.get()
+                    if box is not None:
+                        box[0] += 1
                     return await self._http.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT)
             return await self._http.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT)
         except httpx.TimeoutException as exc:

@@ -1,0 +1,301 @@
+"""ratesync command line: `python starter.py <verb> …` (every verb has --help).
+
+Exit codes: 0 done; 1 the operation failed (server unreachable, sync failed, timeout);
+2 bad usage or a bad setting (the message names the fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from settings import Settings, SettingsError, load_settings
+
+REGIONS = ["us", "eu", "kr", "tw", "cn"]
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CliError(Exception):
+    """An operational failure with a one-line message (exit 1)."""
+
+
+def emit(args: argparse.Namespace, human: str, data: Any) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, default=str, ensure_ascii=False))
+    else:
+        print(human)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database_url: str
+    temporal_address: str
+    temporal_ui: str | None
+
+
+@asynccontextmanager
+async def services(settings: Settings, temporal: bool) -> AsyncIterator[Services]:
+    """Resolve (or start) Postgres and Temporal; migrate an embedded database."""
+    from runtime import embedded_services
+    from storage.migrate import upgrade
+
+    with embedded_services(need_temporal=temporal) as ep:
+        if ep.embedded_database:
+            await asyncio.to_thread(upgrade, ep.database_url)
+        yield Services(settings, ep.database_url, ep.temporal_address, ep.temporal_ui)
+
+
+# --- db ----------------------------------------------------------------------------------
+
+
+async def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from runtime import embedded_services
+    from storage.db import redact
+    from storage.migrate import current_head, upgrade
+
+    with embedded_services(need_temporal=False) as ep:
+        await asyncio.to_thread(upgrade, ep.database_url)
+        emit(
+            args,
+            f"database {redact(ep.database_url)} is at revision {current_head()}",
+            {"revision": current_head()},
+        )
+    return EXIT_OK
+
+
+# --- track -------------------------------------------------------------------------------
+
+
+async def cmd_track(args: argparse.Namespace, settings: Settings) -> int:
+    from storage import battlenet as db
+    from storage.db import create_engine
+
+    async with services(settings, temporal=False) as svc:
+        engine = create_engine(svc.database_url, pool_size=1)
+        try:
+            async with engine.begin() as conn:
+                if args.entity == "guild":
+                    row_id = await db.track_guild(conn, args.region, args.realm, args.name)
+                else:
+                    row_id = await db.track_character(conn, args.region, args.realm, args.name)
+        finally:
+            await engine.dispose()
+    key = f"{args.entity} {args.region}/{args.realm}/{args.name}"
+    emit(args, f"tracking {key} (id {row_id})", {"entity": args.entity, "id": row_id})
+    return EXIT_OK
+
+
+# --- sync --------------------------------------------------------------------------------
+
+
+async def _has_pollers(client: Any, task_queue: str) -> bool:
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    return bool(response.pollers)
+
+
+async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from activities.types import BattleNetSyncInput
+    from worker import build_worker, connect
+    from workflows.battlenet import BattleNetSync
+
+    region = args.region or settings.BNET_REGION
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    workflow_id = f"battlenet-sync/{region}/{stamp}"
+    inp = BattleNetSyncInput(
+        region=region,
+        full=args.full,
+        staleness_seconds=settings.BNET_STALENESS_SECONDS,
+        batch_size=settings.BNET_CHARACTER_BATCH_SIZE,
+    )
+    async with services(settings, temporal=True) as svc:
+        client = await connect(svc.temporal_address, settings.TEMPORAL_NAMESPACE)
+        handle = await client.start_workflow(
+            BattleNetSync.run,
+            inp,
+            id=workflow_id,
+            task_queue=settings.TEMPORAL_TASK_QUEUE,
+            static_summary=f"Battle.net sync of region {region}",
+        )
+        polled = await _has_pollers(client, settings.TEMPORAL_TASK_QUEUE)
+        if not args.wait:
+            note = "" if polled else " (no worker is polling yet: run `python worker.py`)"
+            emit(args, f"started {workflow_id}{note}", {"workflow_id": workflow_id})
+            return EXIT_OK
+        if polled:
+            counts = await handle.result()
+        else:  # nobody is working the queue: run a worker in this process until it is done
+            async with build_worker(client, settings, svc.database_url) as parts:
+                async with parts.worker:
+                    counts = await handle.result()
+    data = {"workflow_id": workflow_id, **counts.as_dict()}
+    human = f"{workflow_id} finished: " + ", ".join(f"{k}={v}" for k, v in data.items() if v)
+    emit(args, human, data)
+    return EXIT_OK
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from storage.db import create_engine
+    from storage.status import database_status
+
+    async with services(settings, temporal=False) as svc:
+        engine = create_engine(svc.database_url, pool_size=1)
+        try:
+            data = await database_status(engine)
+        finally:
+            await engine.dispose()
+    if args.json:
+        print(json.dumps(data, default=str))
+        return EXIT_OK
+    for section, values in data.items():
+        if isinstance(values, dict):
+            print(f"{section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+        else:
+            print(f"{section}:")
+            for row in values:
+                print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    return EXIT_OK
+
+
+# --- sandbox / demo ------------------------------------------------------------------------
+
+
+def cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
+    from sandbox.__main__ import main as sandbox_main
+
+    return int(sandbox_main(args.sandbox_args) or 0)
+
+
+async def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from demo import run_demo
+
+    return await run_demo(args, settings)
+
+
+# --- parser ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python starter.py",
+        description="ratesync: mirror rate-limited APIs into PostgreSQL with Temporal.",
+        epilog="Example: python starter.py track guild eu stormrage avalerion && "
+        "python starter.py sync battlenet --region eu --wait",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, help_text: str, func: Callable[..., Any]) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(func=func)
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        return sub
+
+    db = verbs.add_parser("db", help="database schema", description="Database schema commands.")
+    db_verbs = db.add_subparsers(dest="db_verb", required=True, metavar="ACTION")
+    up = db_verbs.add_parser("upgrade", help="apply alembic migrations (DATABASE_URL or embedded)")
+    up.set_defaults(func=cmd_db_upgrade)
+    up.add_argument("--json", action="store_true", help="machine-readable output")
+
+    track = verbs.add_parser("track", help="register a guild or character to keep in sync")
+    track_kinds = track.add_subparsers(dest="entity", required=True, metavar="ENTITY")
+    for entity in ("guild", "character"):
+        sub = track_kinds.add_parser(
+            entity,
+            help=f"track a {entity}",
+            description=f"Track a WoW {entity}. Example: python starter.py track {entity} "
+            f"eu stormrage {'avalerion' if entity == 'guild' else 'sheday'}",
+        )
+        sub.add_argument("region", choices=REGIONS, help="Battle.net region")
+        sub.add_argument("realm", help="realm name or slug, e.g. stormrage or 'Area 52'")
+        sub.add_argument("name", help=f"{entity} name")
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        sub.set_defaults(func=cmd_track)
+
+    sync = verbs.add_parser("sync", help="run a sync now", description="Run a sync now.")
+    providers = sync.add_subparsers(dest="provider", required=True, metavar="PROVIDER")
+    bnet = providers.add_parser(
+        "battlenet",
+        help="sync outdated guilds and characters",
+        description="Start a BattleNetSync for every outdated guild and character of a region. "
+        "Example: python starter.py sync battlenet --region eu --wait",
+    )
+    bnet.add_argument("--region", choices=REGIONS, help="default: BNET_REGION")
+    bnet.add_argument("--full", action="store_true", help="sync everything, not only outdated")
+    bnet.add_argument("--wait", action="store_true", help="wait for the result")
+    bnet.add_argument("--json", action="store_true", help="machine-readable output")
+    bnet.set_defaults(func=cmd_sync)
+
+    verb("status", "what is stored, what failed, the last sync runs", cmd_status)
+
+    sandbox = verbs.add_parser(
+        "sandbox",
+        help="serve the Battle.net sandbox API on 127.0.0.1 (see `sandbox --help`)",
+        add_help=False,
+    )
+    sandbox.add_argument("sandbox_args", nargs=argparse.REMAINDER)
+    sandbox.set_defaults(func=cmd_sandbox)
+
+    demo = verb(
+        "demo",
+        "embedded Temporal + Postgres + sandbox + worker: track guilds, sync, print a summary",
+        cmd_demo,
+    )
+    demo.add_argument("--guilds", type=int, default=4, help="sandbox guilds to track")
+    demo.add_argument("--roster-max", type=int, default=120, help="largest roster")
+    demo.add_argument("--keep", action="store_true", help="keep running for the Web UI")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from runtime import RuntimeStartError
+
+    func: Callable[..., Any] = args.func
+    try:
+        result = func(args, settings)
+        if isinstance(result, Coroutine):
+            return int(asyncio.run(result))
+        return int(result)
+    except (CliError, RuntimeStartError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+    except Exception as exc:  # a clear line instead of a traceback; details with LOG_LEVEL=DEBUG
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if settings.LOG_LEVEL == "DEBUG":
+            raise
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # skip interpreter teardown: temporalio can abort there (sdk-python#300)
