@@ -44,9 +44,15 @@ PROVIDER = "battlenet"
 CHUNK = 10  # characters fetched concurrently and committed together with their checkpoint
 
 
-class _Missing(Exception):
+class _Missing:
+    """A character that answered 404/403 or an unusable payload: recorded, not retried."""
+
     def __init__(self, ref: db.CharacterRef, reason: str, detail: str) -> None:
         self.ref, self.reason, self.detail = ref, reason, detail
+
+
+def _synced_since(ref: db.CharacterRef, cutoff: datetime | None) -> bool:
+    return cutoff is not None and ref.last_synced_at is not None and ref.last_synced_at >= cutoff
 
 
 class BattleNetActivities:
@@ -158,53 +164,56 @@ class BattleNetActivities:
 
     @activity.defn
     async def bnet_sync_characters(self, inp: CharacterBatchInput) -> CharacterBatchResult:
-        """Sync a batch, CHUNK characters at a time; rows and checkpoint commit together."""
-        position = await self._resume_position(inp)
+        """Sync a batch, CHUNK characters at a time.
+
+        Every finished character is committed together with the batch position, also when a
+        sibling in its chunk failed. A retry, or another worker after a crash, skips characters
+        already synced since the run's cutoff: nothing is fetched twice, nothing is skipped.
+        """
         async with self.engine.connect() as conn:
             refs = await db.load_characters(conn, inp.character_ids)
-        result = CharacterBatchResult(position=position)
+        pending = [r for r in refs if not _synced_since(r, inp.cutoff)]
+        result = CharacterBatchResult(position=len(refs) - len(pending))
+        activity.heartbeat(result.position)
         with count_requests() as sent:
-            await self._sync_batch(inp, refs, result)
-            result.requests = sent[0]
+            try:
+                for start in range(0, len(pending), CHUNK):
+                    outcomes, error = await self._fetch_chunk(
+                        pending[start : start + CHUNK], inp.priority
+                    )
+                    await self._store_chunk(inp.batch_key, result, outcomes)
+                    activity.heartbeat(result.position)
+                    if error is not None:
+                        raise error
+            except BudgetExhausted as exc:
+                result.resume_at = datetime.fromtimestamp(exc.resume_at, UTC)
+            except ProviderError as exc:
+                raise to_application_error(exc) from None
+            finally:
+                result.requests = sent[0]
         if result.resume_at is None:
             async with self.engine.begin() as conn:
                 await syncdb.delete_checkpoint(conn, inp.batch_key)
         return result
 
-    async def _sync_batch(
-        self, inp: CharacterBatchInput, refs: list[db.CharacterRef], result: CharacterBatchResult
-    ) -> None:
-        try:
-            while result.position < len(refs):
-                chunk = refs[result.position : result.position + CHUNK]
-                outcomes = await self._fetch_chunk(chunk, inp.priority)
-                await self._store_chunk(inp.batch_key, result, outcomes, len(chunk))
-                activity.heartbeat(result.position)
-        except BudgetExhausted as exc:
-            result.resume_at = datetime.fromtimestamp(exc.resume_at, UTC)
-        except ProviderError as exc:
-            raise to_application_error(exc) from None
-
-    async def _resume_position(self, inp: CharacterBatchInput) -> int:
-        details = activity.info().heartbeat_details
-        if details:
-            return int(details[0])
-        async with self.engine.connect() as conn:
-            stored = await syncdb.get_checkpoint(conn, inp.batch_key)
-        return max(inp.position, stored or 0)
-
     async def _fetch_chunk(
         self, chunk: list[db.CharacterRef], priority: int
-    ) -> list[db.CharacterResult | _Missing]:
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._fetch_character(ref, priority)) for ref in chunk]
-        except BaseExceptionGroup as group_error:
-            # One failure cancels the chunk; surface it plainly (rate limit before the rest).
-            errors = list(group_error.exceptions)
-            errors.sort(key=lambda e: not isinstance(e, BudgetExhausted | RateLimited))
-            raise errors[0] from None
-        return [t.result() for t in tasks]
+    ) -> tuple[list[db.CharacterResult | _Missing], Exception | None]:
+        """Fetch a chunk concurrently; return what finished and the first error (rate first)."""
+        answers = await asyncio.gather(
+            *(self._fetch_character(ref, priority) for ref in chunk), return_exceptions=True
+        )
+        done = [a for a in answers if isinstance(a, db.CharacterResult | _Missing)]
+        errors = [a for a in answers if isinstance(a, BaseException)]
+        for error in errors:
+            if not isinstance(error, Exception):
+                raise error  # cancellation and friends
+        errors.sort(key=lambda e: not isinstance(e, BudgetExhausted | RateLimited))
+        unexpected = [e for e in errors if not isinstance(e, ProviderError | BudgetExhausted)]
+        if unexpected:
+            raise unexpected[0]
+        first = errors[0] if errors else None
+        return done, first if isinstance(first, Exception) else None
 
     async def _fetch_character(
         self, ref: db.CharacterRef, priority: int
@@ -261,7 +270,6 @@ class BattleNetActivities:
         batch_key: str,
         result: CharacterBatchResult,
         outcomes: list[db.CharacterResult | _Missing],
-        size: int,
     ) -> None:
         found = [o for o in outcomes if isinstance(o, db.CharacterResult)]
         missing = [o for o in outcomes if isinstance(o, _Missing)]
@@ -271,12 +279,14 @@ class BattleNetActivities:
             for miss in missing:
                 if miss.reason != "bad_payload":
                     await db.mark_character_missing(conn, miss.ref.id, recheck)
+                else:
+                    await db.mark_character_attempted(conn, miss.ref.id)
                 await syncdb.record_failure(
                     conn, PROVIDER, miss.ref.key, miss.reason, miss.detail, recheck
                 )
             await syncdb.clear_failures(conn, PROVIDER, [r.ref.key for r in found])
-            await syncdb.set_checkpoint(conn, batch_key, result.position + size)
-        result.position += size
+            await syncdb.set_checkpoint(conn, batch_key, result.position + len(outcomes))
+        result.position += len(outcomes)
         for r in found:
             modified = r.columns is not None or any(v is not None for v in r.payloads.values())
             if modified:

@@ -80,6 +80,7 @@ class CharacterBatchInput:
     priority: int = 10
     position: int = 0
     heartbeat_timeout_seconds: int = 30
+    cutoff: datetime | None = None  # characters synced since then are done (resume after crash)
 
 
 @dataclass

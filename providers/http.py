@@ -52,11 +52,20 @@ def count_requests() -> Iterator[list[int]]:
         _counter.reset(token)
 
 
+MAX_RETRY_AFTER = 3600.0  # a larger or non-finite hint is treated as an hour, never forever
+
+
+def _sane_delay(value: float) -> float | None:
+    if value != value:  # NaN
+        return None
+    return min(MAX_RETRY_AFTER, max(0.0, value))
+
+
 def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        return _sane_delay(float(value))
     except ValueError:
         return None
 
@@ -160,7 +169,7 @@ class ProviderHTTP:
         if isinstance(body, dict):
             for key in ("retry_after", "retryAfter"):
                 if isinstance(body.get(key), int | float):
-                    return float(body[key])
+                    return _sane_delay(float(body[key]))
         return None
 
     @staticmethod

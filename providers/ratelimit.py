@@ -238,10 +238,16 @@ class RateLimiter:
         return delay
 
     def seconds_until_free(self, priority: int = Priority.BULK) -> float:
-        """How long a caller of this priority would wait now (0 when a slot is free)."""
+        """How long a caller of this priority would wait now (0 when a slot is free).
+
+        While every place is held by a request in flight the wait is unknown but short (it ends
+        one period after a response); that case reports the period of the blocking window.
+        """
         now = self._clock()
         ready = self._ready_at(now, int(priority))
-        return 0.0 if ready is None else max(0.0, ready - now)
+        if ready is None:
+            return min(log.period for log in self._logs)
+        return max(0.0, ready - now)
 
     # -- internals ------------------------------------------------------------------------
 

@@ -303,6 +303,7 @@ class CharacterRef:
     name_slug: str
     bnet_character_id: int | None
     http_last_modified: dict[str, str]
+    last_synced_at: datetime | None = None
 
     @property
     def key(self) -> str:
@@ -319,9 +320,12 @@ async def load_characters(conn: AsyncConnection, ids: Sequence[int]) -> list[Cha
             characters.c.name_slug,
             characters.c.bnet_character_id,
             characters.c.http_last_modified,
+            characters.c.last_synced_at,
         ).where(characters.c.id.in_(list(ids)))
     )
-    by_id = {int(r[0]): CharacterRef(int(r[0]), r[1], r[2], r[3], r[4], r[5] or {}) for r in rows}
+    by_id = {
+        int(r[0]): CharacterRef(int(r[0]), r[1], r[2], r[3], r[4], r[5] or {}, r[6]) for r in rows
+    }
     return [by_id[i] for i in ids if i in by_id]
 
 
@@ -401,6 +405,15 @@ async def mark_character_missing(
             last_synced_at=func.now(),
             updated_at=func.now(),
         )
+    )
+
+
+async def mark_character_attempted(conn: AsyncConnection, character_id: int) -> None:
+    """A permanent failure other than 404 (bad payload): keep data, wait for the next cadence."""
+    await conn.execute(
+        update(characters)
+        .where(characters.c.id == character_id)
+        .values(last_synced_at=func.now(), updated_at=func.now())
     )
 
 

@@ -81,6 +81,7 @@ class CharacterBatchSync:
                     priority=inp.priority,
                     position=total.position,
                     heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds,
+                    cutoff=inp.cutoff,
                 ),
                 start_to_close_timeout=timedelta(minutes=30),
                 heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
@@ -196,7 +197,7 @@ class BattleNetSync:
             ids = page.ids[offset : offset + inp.batch_size]
             child_id = f"{wid}/characters/{inp.pages}-{n}"
             child_input = CharacterBatchInput(
-                child_id, ids, inp.priority, 0, inp.heartbeat_timeout_seconds
+                child_id, ids, inp.priority, 0, inp.heartbeat_timeout_seconds, inp.cutoff
             )
             summary = f"{len(ids)} characters (page {inp.pages}, batch {n})"
             start = _starter(CharacterBatchSync.run, child_input, child_id, summary)

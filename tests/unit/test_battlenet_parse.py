@@ -1,0 +1,280 @@
+"""Battle.net payload parsing against real captured eu.api.blizzard.com responses."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from providers.battlenet.parse import (
+    CLASS_NAMES,
+    RosterMember,
+    character_columns,
+    guild_columns,
+    mythic_rating,
+    roster_members,
+    slugify,
+)
+from providers.errors import BadPayload
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "blizzard"
+
+
+def load(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.json")), ids=lambda p: p.name)
+def test_every_blizzard_fixture_is_a_json_object(path: Path):
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    assert isinstance(payload, dict)
+    assert "_links" in payload
+
+
+# -- guild ----------------------------------------------------------------------------------------
+
+
+def test_guild_columns_from_real_guild_payload():
+    columns = guild_columns(load("guild.json"), "guild eu/stormrage/avalerion")
+    assert columns == {
+        "bnet_guild_id": 36886834,
+        "name": "Avalerion",
+        "realm_name": "Stormrage",
+        "faction": "ALLIANCE",
+        "member_count": 418,
+        "achievement_points": 2895,
+    }
+
+
+def test_guild_columns_leave_missing_optional_blocks_null():
+    columns = guild_columns({"id": 7, "name": "Tiny"}, "guild eu/x/tiny")
+    assert columns["bnet_guild_id"] == 7
+    assert columns["realm_name"] is None
+    assert columns["faction"] is None
+    assert columns["member_count"] is None
+
+
+# -- roster ---------------------------------------------------------------------------------------
+
+
+def test_roster_members_from_real_roster_payload():
+    payload = load("guild_roster.json")
+    members = roster_members(payload, "roster eu/stormrage/avalerion")
+
+    assert len(members) == 418
+    assert all(isinstance(m, RosterMember) for m in members)
+    ids = [m.bnet_character_id for m in members]
+    assert len(set(ids)) == len(ids)
+    assert all(isinstance(i, int) and i > 0 for i in ids)
+    assert all(isinstance(m.rank, int) and m.rank >= 0 for m in members)
+    assert all(isinstance(m.name, str) and m.name for m in members)
+
+
+def test_roster_members_keep_each_members_realm_slug():
+    payload = load("guild_roster.json")
+    members = roster_members(payload, "roster eu/stormrage/avalerion")
+
+    raw_slugs = [m["character"]["realm"]["slug"] for m in payload["members"]]
+    assert [m.realm for m in members] == raw_slugs
+    # The guild lives on Stormrage; a few members transferred in from a connected realm.
+    assert sum(m.realm == "stormrage" for m in members) == 405
+    assert {m.realm for m in members} == {"stormrage", "azuremyst"}
+
+
+def test_roster_members_resolve_class_names_through_class_names():
+    members = roster_members(load("guild_roster.json"), "roster eu/stormrage/avalerion")
+
+    for member in members:
+        assert member.class_id is not None and member.class_id in CLASS_NAMES
+        assert member.character_class == CLASS_NAMES[member.class_id]
+    # Every playable class of the BfA era shows up in a 418-member guild (no Evoker yet).
+    assert {m.character_class for m in members} == set(CLASS_NAMES.values()) - {"Evoker"}
+    first = members[0]
+    assert (first.name, first.bnet_character_id, first.rank) == ("Yoana", 92307548, 6)
+    assert (first.class_id, first.character_class, first.level) == (3, "Hunter", 91)
+    assert first.raw["character"]["id"] == first.bnet_character_id
+
+
+def test_roster_member_with_unknown_or_missing_class_has_no_class_name():
+    payload = {
+        "members": [
+            {
+                "character": {
+                    "id": 1,
+                    "name": "A",
+                    "realm": {"slug": "x"},
+                    "playable_class": {"id": 99},
+                }
+            },
+            {"character": {"id": 2, "name": "B", "realm": {"slug": "x"}}},
+        ]
+    }
+    first, second = roster_members(payload, "roster eu/x/y")
+    assert (first.class_id, first.character_class) == (99, None)
+    assert (second.class_id, second.character_class) == (None, None)
+    assert second.rank == 0
+
+
+# -- character ------------------------------------------------------------------------------------
+
+
+def test_character_columns_from_real_profile_payload():
+    columns = character_columns(load("character_profile.json"), "character eu/stormrage/sheday")
+
+    assert columns["bnet_character_id"] == 142650023
+    assert columns["name"] == "Sheday"
+    assert columns["character_class"] == "Paladin"
+    assert columns["level"] == 120
+    assert columns["race"] == "Human"
+    assert columns["faction"] == "ALLIANCE"
+    assert columns["active_spec"] == "Retribution"
+    assert columns["average_item_level"] == 446
+    assert columns["equipped_item_level"] == 444
+    assert columns["guild_bnet_id"] == 36886834
+    last_login = columns["last_login_at"]
+    assert isinstance(last_login, datetime)
+    assert last_login.tzinfo is not None
+    assert last_login == datetime(2019, 12, 22, 9, 5, 19, tzinfo=UTC)
+
+
+def test_character_without_guild_or_login_has_null_columns():
+    columns = character_columns({"id": 5, "name": "Lone", "last_login_timestamp": 0}, "c")
+    assert columns["guild_bnet_id"] is None
+    assert columns["last_login_at"] is None
+    assert columns["character_class"] is None
+
+
+def test_character_profile_matches_its_guild_and_roster():
+    profile = character_columns(load("character_profile.json"), "c")
+    guild = guild_columns(load("guild.json"), "g")
+    assert profile["guild_bnet_id"] == guild["bnet_guild_id"]
+    assert guild["member_count"] == len(roster_members(load("guild_roster.json"), "r"))
+
+
+# -- mythic keystone ------------------------------------------------------------------------------
+
+
+def test_mythic_rating_is_none_for_the_2019_fixture_without_current_rating():
+    mythic = load("character_mythic_keystone_profile.json")
+    assert "current_mythic_rating" not in mythic
+    assert mythic_rating(mythic) is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"current_mythic_rating": {"color": {"r": 1}, "rating": 2456.7}}, 2456.7),
+        ({"current_mythic_rating": {"rating": 1800}}, 1800.0),
+        ({"current_mythic_rating": {"rating": "high"}}, None),
+        ({"current_mythic_rating": None}, None),
+        ({}, None),
+        (None, None),
+        ([1, 2], None),
+    ],
+)
+def test_mythic_rating_reads_current_mythic_rating(payload, expected):
+    rating = mythic_rating(payload)
+    assert rating == expected
+    if expected is not None:
+        assert isinstance(rating, float)
+
+
+# -- schema drift ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("parse", "payload"),
+    [
+        (guild_columns, {"name": "No Id"}),
+        (guild_columns, {"id": None, "name": "Null Id"}),
+        (guild_columns, {"id": 1}),
+        (guild_columns, [{"id": 1}]),
+        (guild_columns, None),
+        (guild_columns, "oops"),
+        (character_columns, {"name": "No Id"}),
+        (character_columns, {"id": 1}),
+        (character_columns, ["id"]),
+        (character_columns, None),
+        (roster_members, {}),
+        (roster_members, {"members": None}),
+        (roster_members, {"members": {"not": "a list"}}),
+        (roster_members, {"members": [{"rank": 1}]}),
+        (roster_members, {"members": [{"character": {"id": 1, "name": "X"}}]}),
+        (roster_members, {"members": [{"character": {"id": 1, "realm": {"slug": "x"}}}]}),
+        (roster_members, {"members": [{"character": {"name": "X", "realm": {"slug": "x"}}}]}),
+        (roster_members, {"members": [{"character": {"id": 1, "name": "X", "realm": {}}}]}),
+        (roster_members, {"members": ["not a member"]}),
+        (roster_members, []),
+        (roster_members, None),
+    ],
+)
+def test_missing_ids_and_non_dict_payloads_raise_bad_payload_naming_the_entity(parse, payload):
+    entity = "thing eu/stormrage/avalerion"
+    with pytest.raises(BadPayload) as info:
+        parse(payload, entity)
+    assert entity in str(info.value)
+    assert info.value.entity == entity
+    assert info.value.retryable is False
+
+
+def test_roster_member_with_a_missing_id_fails_the_whole_roster():
+    payload = load("guild_roster.json")
+    del payload["members"][17]["character"]["id"]
+    with pytest.raises(BadPayload, match="roster eu/stormrage/avalerion"):
+        roster_members(payload, "roster eu/stormrage/avalerion")
+
+
+# -- slugs ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("Les Éclaireurs", "les-éclaireurs"),
+        ("Area 52", "area-52"),
+        ("Stormrage", "stormrage"),
+        ("  Argent  Dawn ", "argent-dawn"),
+        ("Kel'Thuzad", "kelthuzad"),
+    ],
+)
+def test_slugify(name, slug):
+    assert slugify(name) == slug
+
+
+def test_slugify_matches_the_realm_slugs_blizzard_sends():
+    guild = load("guild.json")
+    assert slugify(guild["realm"]["name"]) == guild["realm"]["slug"]
+    assert slugify(guild["name"]) == "avalerion"
+
+
+# -- pvp leaderboard (no parser yet: document the shape we will rely on) --------------------------
+
+
+def test_pvp_leaderboard_fixture_entries_have_the_documented_keys():
+    board = load("pvp_leaderboard_2v2_season27_first50.json")
+    assert board["season"]["id"] == 27
+    assert board["bracket"]["type"] == "ARENA_2v2"
+    entries = board["entries"]
+    assert len(entries) == 50
+
+    for entry in entries:
+        assert isinstance(entry["character"]["id"], int)
+        assert isinstance(entry["character"]["realm"]["slug"], str)
+        assert isinstance(entry["rank"], int)
+        assert isinstance(entry["rating"], int)
+        stats = entry["season_match_statistics"]
+        assert set(stats) >= {"played", "won", "lost"}
+        assert stats["played"] == stats["won"] + stats["lost"]
+
+    # Ranks tie (two 21s, four 38s...): the natural key is the character id, not the rank.
+    ranks = [e["rank"] for e in entries]
+    assert ranks == sorted(ranks)
+    assert len(set(ranks)) < len(ranks)
+    character_ids = [e["character"]["id"] for e in entries]
+    assert len(set(character_ids)) == len(character_ids)
+    assert ranks[0] == 1
+    ratings = [e["rating"] for e in entries]
+    assert ratings == sorted(ratings, reverse=True)
