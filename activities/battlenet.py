@@ -34,7 +34,7 @@ from providers.battlenet import (
     mythic_rating,
     roster_members,
 )
-from providers.errors import BadPayload, Forbidden, NotFound, ProviderError, RateLimited
+from providers.errors import BadPayload, Forbidden, NotFound, ProviderError, RateLimited, Transient
 from providers.http import Fetched, count_requests
 from providers.ratelimit import BudgetExhausted
 from storage import battlenet as db
@@ -42,13 +42,16 @@ from storage import sync as syncdb
 
 PROVIDER = "battlenet"
 CHUNK = 10  # characters fetched concurrently and committed together with their checkpoint
+BAD_PAYLOAD_ATTEMPTS = 3
 
 
 class _Missing:
     """A character that answered 404/403 or an unusable payload: recorded, not retried."""
 
-    def __init__(self, ref: db.CharacterRef, reason: str, detail: str) -> None:
-        self.ref, self.reason, self.detail = ref, reason, detail
+    def __init__(
+        self, ref: db.CharacterRef, reason: str, detail: str, retryable: bool = False
+    ) -> None:
+        self.ref, self.reason, self.detail, self.retryable = ref, reason, detail, retryable
 
 
 def _synced_since(ref: db.CharacterRef, cutoff: datetime | None) -> bool:
@@ -237,9 +240,7 @@ class BattleNetActivities:
         except Forbidden as exc:
             return _Missing(ref, "forbidden", str(exc))
         except BadPayload as exc:
-            if exc.retryable and activity.info().attempt < 3:
-                raise
-            return _Missing(ref, "bad_payload", str(exc))
+            return _Missing(ref, "bad_payload", str(exc), retryable=exc.retryable)
         fetched: dict[str, Fetched | None] = {
             "profile": profile,
             **dict(zip(others, answers, strict=True)),
@@ -271,22 +272,31 @@ class BattleNetActivities:
         result: CharacterBatchResult,
         outcomes: list[db.CharacterResult | _Missing],
     ) -> None:
+        """Commit a chunk's rows, failures and the batch position in one transaction.
+
+        A body that may just have been cut in transit (retryable BadPayload) is retried up to
+        BAD_PAYLOAD_ATTEMPTS times per character (counted in sync_failures), then recorded.
+        """
         found = [o for o in outcomes if isinstance(o, db.CharacterResult)]
         missing = [o for o in outcomes if isinstance(o, _Missing)]
         recheck = datetime.now(UTC) + self.recheck
+        retry_later: list[_Missing] = []
         async with self.engine.begin() as conn:
             await db.store_characters(conn, found)
             for miss in missing:
-                if miss.reason != "bad_payload":
-                    await db.mark_character_missing(conn, miss.ref.id, recheck)
-                else:
-                    await db.mark_character_attempted(conn, miss.ref.id)
-                await syncdb.record_failure(
+                attempts = await syncdb.record_failure(
                     conn, PROVIDER, miss.ref.key, miss.reason, miss.detail, recheck
                 )
+                if miss.reason != "bad_payload":
+                    await db.mark_character_missing(conn, miss.ref.id, recheck)
+                elif miss.retryable and attempts < BAD_PAYLOAD_ATTEMPTS:
+                    retry_later.append(miss)
+                else:
+                    await db.mark_character_attempted(conn, miss.ref.id)
             await syncdb.clear_failures(conn, PROVIDER, [r.ref.key for r in found])
-            await syncdb.set_checkpoint(conn, batch_key, result.position + len(outcomes))
-        result.position += len(outcomes)
+            done = len(outcomes) - len(retry_later)
+            await syncdb.set_checkpoint(conn, batch_key, result.position + done)
+        result.position += done
         for r in found:
             modified = r.columns is not None or any(v is not None for v in r.payloads.values())
             if modified:
@@ -294,4 +304,6 @@ class BattleNetActivities:
             else:
                 result.not_modified += 1
         result.not_found += sum(1 for m in missing if m.reason != "bad_payload")
-        result.failed += sum(1 for m in missing if m.reason == "bad_payload")
+        result.failed += sum(1 for m in missing if m.reason == "bad_payload") - len(retry_later)
+        if retry_later:
+            raise Transient(retry_later[0].detail, entity=retry_later[0].ref.key)

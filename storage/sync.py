@@ -55,7 +55,8 @@ async def record_failure(
     reason: str,
     error: str,
     next_retry_at: datetime | None,
-) -> None:
+) -> int:
+    """Upsert the dead letter; return how many times this entity has failed so far."""
     stmt = insert(sync_failures).values(
         provider=provider,
         entity_key=entity_key,
@@ -63,18 +64,17 @@ async def record_failure(
         last_error=error[:2000],
         next_retry_at=next_retry_at,
     )
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[sync_failures.c.provider, sync_failures.c.entity_key],
-            set_={
-                "reason": stmt.excluded.reason,
-                "last_error": stmt.excluded.last_error,
-                "next_retry_at": stmt.excluded.next_retry_at,
-                "attempts": sync_failures.c.attempts + 1,
-                "last_failed_at": func.now(),
-            },
-        )
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[sync_failures.c.provider, sync_failures.c.entity_key],
+        set_={
+            "reason": stmt.excluded.reason,
+            "last_error": stmt.excluded.last_error,
+            "next_retry_at": stmt.excluded.next_retry_at,
+            "attempts": sync_failures.c.attempts + 1,
+            "last_failed_at": func.now(),
+        },
     )
+    return int((await conn.execute(upsert.returning(sync_failures.c.attempts))).scalar_one())
 
 
 async def clear_failures(conn: AsyncConnection, provider: str, entity_keys: list[str]) -> None:

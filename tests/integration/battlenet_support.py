@@ -82,9 +82,16 @@ def assert_matches_truth(rows: dict[str, list[dict[str, Any]]], sandbox_url: str
             assert stored["profile_json"] is None
             continue
         assert stored["name"] == truth["profile"]["name"]
-        assert stored["profile_json"] == truth["profile"]
+        assert stored["profile_json"] == truth["profile"], _diff(stored["profile_json"], truth["profile"])
         assert stored["equipment_json"] == truth["equipment"]
         assert stored["mythic_profile_json"] == truth["mythic_keystone_profile"]
         assert stored["professions_json"] == truth["professions"]
         assert stored["level"] == truth["profile"]["level"]
         assert not stored["is_private"]
+
+
+def _diff(a: Any, b: Any) -> str:
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return f"{a!r:.200} != {b!r:.200}"
+    keys = sorted(set(a) | set(b))
+    return "; ".join(f"{k}: {a.get(k)!r:.120} != {b.get(k)!r:.120}" for k in keys if a.get(k) != b.get(k))
