@@ -15,7 +15,11 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.battlenet import BattleNetActivities
@@ -112,6 +116,7 @@ class BattleNetSync:
         self._running = 0
         self._state: BattleNetSyncInput | None = None
         self._pending: list[asyncio.Task[None]] = []
+        self._fatal: str | None = None  # bad credentials: stop fanning out, fail the run
 
     @workflow.query
     def progress(self) -> dict[str, Any]:
@@ -137,7 +142,7 @@ class BattleNetSync:
         if inp.phase == "guilds":
             await self._sync_guilds(inp)
             inp.phase = "characters"
-        while inp.phase == "characters":
+        while inp.phase == "characters" and self._fatal is None:
             if not await self._sync_character_page(inp, wid):
                 await asyncio.gather(*self._pending)
                 inp.phase = "done"
@@ -146,15 +151,18 @@ class BattleNetSync:
                 await asyncio.gather(*self._pending)
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(inp)
+        await asyncio.gather(*self._pending)
         await workflow.execute_activity_method(
             BattleNetActivities.bnet_finish_run,
             FinishRunInput(
-                inp.run_id, "completed", inp.counts.as_dict(),
-                inp.counts.failed + inp.counts.children_failed,
+                inp.run_id, "failed" if self._fatal else "completed", inp.counts.as_dict(),
+                inp.counts.failed + inp.counts.children_failed, self._fatal,
             ),
             start_to_close_timeout=DB_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
         )  # fmt: skip
+        if self._fatal is not None:
+            raise ApplicationError(self._fatal, type="AuthFailed", non_retryable=True)
         workflow.set_current_details(f"done: {inp.counts.as_dict()}")
         return inp.counts
 
@@ -211,7 +219,9 @@ class BattleNetSync:
         count: Callable[[Any], None],
     ) -> asyncio.Task[None]:
         """Start a child once fewer than ``window`` run; return a task that awaits its result."""
-        await workflow.wait_condition(lambda: self._running < window)
+        await workflow.wait_condition(lambda: self._running < window or self._fatal is not None)
+        if self._fatal is not None:
+            return asyncio.create_task(asyncio.sleep(0))
         self._running += 1
         try:
             handle = await start()
@@ -225,7 +235,9 @@ class BattleNetSync:
             except ChildWorkflowError as err:
                 assert self._state is not None
                 self._state.counts.children_failed += 1
-                workflow.logger.warning("child failed: %s", err.cause)
+                if _error_type(err) == "AuthFailed":
+                    self._fatal = str(_root_cause(err))
+                workflow.logger.warning("child failed: %s", _root_cause(err))
             finally:
                 self._running -= 1
 
@@ -251,6 +263,17 @@ class BattleNetSync:
         counts.characters_not_found += result.not_found
         counts.failed += result.failed
         counts.requests += result.requests
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    while getattr(err, "cause", None) is not None:
+        err = err.cause  # type: ignore[attr-defined]
+    return err
+
+
+def _error_type(err: BaseException) -> str | None:
+    root = _root_cause(err)
+    return root.type if isinstance(root, ApplicationError) else None
 
 
 def _starter(run: Any, arg: Any, child_id: str, summary: str) -> Callable[[], Awaitable[Any]]:

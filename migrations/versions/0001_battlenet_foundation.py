@@ -112,7 +112,10 @@ def upgrade() -> None:
         "guild_members",
         _id(),
         sa.Column(
-            "guild_id", sa.BigInteger, sa.ForeignKey("guilds.id", ondelete="CASCADE"), nullable=False
+            "guild_id",
+            sa.BigInteger,
+            sa.ForeignKey("guilds.id", ondelete="CASCADE"),
+            nullable=False,
         ),
         sa.Column(
             "character_id",
@@ -141,7 +144,10 @@ def upgrade() -> None:
         "ranks",
         _id(),
         sa.Column(
-            "guild_id", sa.BigInteger, sa.ForeignKey("guilds.id", ondelete="CASCADE"), nullable=False
+            "guild_id",
+            sa.BigInteger,
+            sa.ForeignKey("guilds.id", ondelete="CASCADE"),
+            nullable=False,
         ),
         sa.Column("rank_id", sa.Integer, nullable=False),
         sa.Column("rank_name", sa.Text, nullable=False),

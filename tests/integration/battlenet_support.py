@@ -18,7 +18,9 @@ from worker import build_worker
 from workflows.battlenet import BattleNetSync
 
 
-async def track_sandbox_guilds(database_url: str, sandbox_url: str, region: str = "eu") -> list[Any]:
+async def track_sandbox_guilds(
+    database_url: str, sandbox_url: str, region: str = "eu"
+) -> list[Any]:
     truth = admin(sandbox_url, f"truth/guilds?region={region}")
     engine = create_engine(database_url, pool_size=1)
     async with engine.begin() as conn:
@@ -53,7 +55,9 @@ async def fetch_all(database_url: str) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def assert_matches_truth(rows: dict[str, list[dict[str, Any]]], sandbox_url: str, region: str) -> None:
+def assert_matches_truth(
+    rows: dict[str, list[dict[str, Any]]], sandbox_url: str, region: str
+) -> None:
     """Every stored row and JSONB document equals what the sandbox serves."""
     truth_guilds = admin(sandbox_url, f"truth/guilds?region={region}")
     by_slug = {(g["realm"], g["name_slug"]): g for g in rows["guilds"]}
@@ -69,7 +73,9 @@ def assert_matches_truth(rows: dict[str, list[dict[str, Any]]], sandbox_url: str
 
     chars = {(c["region"], c["bnet_character_id"]): c for c in rows["characters"]}
     failures = {f["entity_key"] for f in rows["sync_failures"]}
-    truth_chars = [c for c in admin(sandbox_url, f"truth/characters?region={region}") if c["guild_id"]]
+    truth_chars = [
+        c for c in admin(sandbox_url, f"truth/characters?region={region}") if c["guild_id"]
+    ]
     assert len(chars) == len(truth_chars)
     for tc in truth_chars:
         stored = chars[(region, tc["id"])]
@@ -82,9 +88,13 @@ def assert_matches_truth(rows: dict[str, list[dict[str, Any]]], sandbox_url: str
             assert stored["profile_json"] is None
             continue
         assert stored["name"] == truth["profile"]["name"]
-        assert stored["profile_json"] == truth["profile"], _diff(stored["profile_json"], truth["profile"])
+        assert stored["profile_json"] == truth["profile"], _diff(
+            stored["profile_json"], truth["profile"]
+        )
         assert stored["equipment_json"] == truth["equipment"]
-        assert stored["mythic_profile_json"] == truth["mythic_keystone_profile"]
+        assert stored["mythic_profile_json"] == truth["mythic_keystone_profile"], _diff(
+            stored["mythic_profile_json"], truth["mythic_keystone_profile"]
+        )
         assert stored["professions_json"] == truth["professions"]
         assert stored["level"] == truth["profile"]["level"]
         assert not stored["is_private"]
@@ -94,4 +104,6 @@ def _diff(a: Any, b: Any) -> str:
     if not isinstance(a, dict) or not isinstance(b, dict):
         return f"{a!r:.200} != {b!r:.200}"
     keys = sorted(set(a) | set(b))
-    return "; ".join(f"{k}: {a.get(k)!r:.120} != {b.get(k)!r:.120}" for k in keys if a.get(k) != b.get(k))
+    return "; ".join(
+        f"{k}: {a.get(k)!r:.120} != {b.get(k)!r:.120}" for k in keys if a.get(k) != b.get(k)
+    )

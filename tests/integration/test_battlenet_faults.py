@@ -43,7 +43,9 @@ async def test_survives_injected_429s_5xx_resets_and_truncated_bodies(
 async def test_missing_characters_are_recorded_and_not_retried_next_run(
     client, database_url, task_queue
 ):
-    with battlenet_sandbox(guilds_per_region=1, roster_min=30, roster_max=30, hidden_ratio=0.2) as sb:
+    with battlenet_sandbox(
+        guilds_per_region=1, roster_min=30, roster_max=30, hidden_ratio=0.2
+    ) as sb:
         await track_sandbox_guilds(database_url, sb.url)
         settings = sandbox_settings(sb.url)
         first = await run_sync(client, settings, database_url, task_queue)

@@ -18,7 +18,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")
 async def test_syncs_guilds_and_characters_exactly_as_the_sandbox_serves_them(
     client, database_url, task_queue
 ):
-    with battlenet_sandbox(guilds_per_region=3, roster_min=8, roster_max=20, hidden_ratio=0.1) as sb:
+    with battlenet_sandbox(
+        guilds_per_region=3, roster_min=8, roster_max=20, hidden_ratio=0.1
+    ) as sb:
         await track_sandbox_guilds(database_url, sb.url)
         settings = sandbox_settings(sb.url)
         counts = await run_sync(client, settings, database_url, task_queue, batch_size=10)

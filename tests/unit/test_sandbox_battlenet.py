@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ from starlette.applications import Starlette
 
 from sandbox.battlenet import BattleNetSandbox, BattleNetSandboxConfig, create_battlenet_app
 from sandbox.limits import MultiWindowLimiter, SlidingWindow
-from sandbox.server import SandboxServer
+from sandbox.server import PortInUseError, SandboxProcess, SandboxServer, serve_forever
 from sandbox.world import BattleNetWorld, BattleNetWorldConfig, CharacterInfo
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "blizzard"
@@ -422,6 +423,34 @@ async def test_guild_touch_changes_guild_and_roster(api: Api) -> None:
     assert new_guild["achievement_points"] > guild.json()["achievement_points"]
 
 
+def test_a_touch_changes_only_the_touched_entity() -> None:
+    world = BattleNetWorld(WORLD)
+    builders = (
+        "character_profile",
+        "character_equipment",
+        "character_mythic_keystone_profile",
+        "character_professions",
+        "character_status",
+    )
+
+    def snapshot() -> dict[tuple[int, str], Any]:
+        return {
+            (c.id, b): getattr(world, b)("eu", c.realm_slug, c.name)
+            for c in world.characters("eu")
+            for b in builders
+        }
+
+    before = snapshot()
+    touched = [c for c in world.characters("eu") if not c.hidden][:5]
+    for c in touched:
+        world.touch_character("eu", c.realm_slug, c.name)
+    for g in world.guilds("eu"):
+        world.touch_guild("eu", g.realm_slug, g.name_slug)
+    after = snapshot()
+    changed = {key[0] for key in before if before[key] != after[key]}
+    assert changed == {c.id for c in touched}
+
+
 # --- the strict limiter -----------------------------------------------------------------------
 
 
@@ -505,8 +534,8 @@ async def test_error_rate_is_deterministic_and_match_limits_faults(api: Api) -> 
     cleared = (await api.client.post("/_admin/faults", json={"clear": True})).json()
     assert cleared["force_5xx"] == 0 and cleared["match"] is None
     assert (await api.get(api.character_path(c, "/equipment"))).status_code == 200
-    bad = await api.client.post("/_admin/faults", json={"no_such_fault": 1})
-    assert bad.status_code == 400
+    for bad in ({"no_such_fault": 1}, {"error_status": 599}, {"error_rate": 2}):
+        assert (await api.client.post("/_admin/faults", json=bad)).status_code == 400
 
 
 async def test_latency_and_truncation_faults(api: Api) -> None:
@@ -578,6 +607,12 @@ async def test_real_server_serves_and_resets_connections() -> None:
             headers = {"Authorization": f"Bearer {await get_token(client)}"}
             ok = await client.get(path, params=NS, headers=headers)
             assert ok.status_code == 200 and ok.json()["id"] == c.id
+            timings = []
+            for _ in range(9):  # no Nagle/delayed-ACK stall (that one costs ~40 ms a request)
+                started = time.perf_counter()
+                await client.get("/_admin/faults")
+                timings.append(time.perf_counter() - started)
+            assert sorted(timings)[4] < 0.02
             await client.post("/_admin/faults", json={"reset_rate": 1.0})
             with pytest.raises(httpx.TransportError):
                 await client.get(path, params=NS, headers=headers)
@@ -586,6 +621,26 @@ async def test_real_server_serves_and_resets_connections() -> None:
             stats = (await client.get("/_admin/stats")).json()
             assert stats["faults_injected"] == {"reset": 1} and stats["by_status"] == {"200": 2}
     assert not [t for t in threading.enumerate() if t.name.startswith("sandbox-")]
+
+
+def test_serve_forever_refuses_a_taken_port() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUseError, match=f"^port {port} is already in use; pass --port$"):
+            serve_forever(config(), port=port)
+    assert issubclass(PortInUseError, OSError)
+
+
+def test_sandbox_process_serves_the_configured_world() -> None:
+    with SandboxProcess(config(per_second=7)) as process:
+        stats = httpx.get(process.url + "/_admin/stats").json()
+        assert stats["limits"] == {"per_second": 7, "per_hour": 36000}
+        guilds = httpx.get(process.url + "/_admin/truth/guilds", params={"region": "eu"}).json()
+        assert [g["id"] for g in guilds] == [g.id for g in BattleNetWorld(WORLD).guilds("eu")]
+        pid = process.pid
+    assert pid is not None and process.pid is None
 
 
 # --- sliding windows --------------------------------------------------------------------------

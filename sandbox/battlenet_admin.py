@@ -1,0 +1,159 @@
+"""Battle.net-specific admin routes: ground truth, touches and token revocation.
+
+Truth payloads come from the same builders the API uses, so they equal what the API serves at
+that moment. Admin routes are never rate limited and never counted as API requests.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox.common import http_date
+
+if TYPE_CHECKING:
+    from sandbox.battlenet import BattleNetSandbox
+    from sandbox.world import BattleNetWorld
+
+__all__ = ["battlenet_admin_routes"]
+
+
+def _sandbox(request: Request) -> BattleNetSandbox:
+    sandbox: BattleNetSandbox = request.app.state.sandbox
+    return sandbox
+
+
+def _not_found(what: str) -> JSONResponse:
+    return JSONResponse({"error": f"unknown {what}"}, status_code=404)
+
+
+def _region(request: Request) -> str | None:
+    region = request.query_params.get("region") or request.path_params.get("region", "")
+    world = _sandbox(request).world
+    return region.lower() if region.lower() in world.regions else None
+
+
+def _entity_args(request: Request) -> tuple[str, str, str]:
+    params = request.path_params
+    return params["region"].lower(), params["realm"], params["name"]
+
+
+async def revoke_tokens(request: Request) -> Response:
+    return JSONResponse({"revoked": _sandbox(request).revoke_tokens()})
+
+
+async def truth_guilds(request: Request) -> Response:
+    region = _region(request)
+    if region is None:
+        return _not_found("region")
+    guilds = _sandbox(request).world.guilds(region)
+    return JSONResponse(
+        [
+            {
+                "region": g.region,
+                "realm_slug": g.realm_slug,
+                "name_slug": g.name_slug,
+                "name": g.name,
+                "id": g.id,
+                "member_count": g.member_count,
+            }
+            for g in guilds
+        ]
+    )
+
+
+async def truth_characters(request: Request) -> Response:
+    region = _region(request)
+    if region is None:
+        return _not_found("region")
+    characters = _sandbox(request).world.characters(region)
+    return JSONResponse(
+        [
+            {
+                "region": c.region,
+                "realm_slug": c.realm_slug,
+                "name": c.name,
+                "name_slug": c.name_slug,
+                "id": c.id,
+                "hidden": c.hidden,
+                "guild_id": c.guild_id,
+            }
+            for c in characters
+        ]
+    )
+
+
+def guild_truth(world: BattleNetWorld, region: str, realm: str, name: str) -> dict[str, Any] | None:
+    info = world.find_guild(region, realm, name)
+    if info is None:
+        return None
+    return {
+        "guild": world.guild(region, realm, name),
+        "roster": world.roster(region, realm, name),
+        "last_modified": http_date(info.last_modified),
+        "version": info.version,
+    }
+
+
+def character_truth(
+    world: BattleNetWorld, region: str, realm: str, name: str
+) -> dict[str, Any] | None:
+    info = world.find_character(region, realm, name)
+    if info is None:
+        return None
+    return {
+        "id": info.id,
+        "hidden": info.hidden,
+        "guild_id": info.guild_id,
+        "last_modified": http_date(info.last_modified),
+        "version": info.version,
+        "profile": world.character_profile(region, realm, name),
+        "equipment": world.character_equipment(region, realm, name),
+        "mythic_keystone_profile": world.character_mythic_keystone_profile(region, realm, name),
+        "professions": world.character_professions(region, realm, name),
+        "status": world.character_status(region, realm, name),
+    }
+
+
+async def truth_guild(request: Request) -> Response:
+    truth = guild_truth(_sandbox(request).world, *_entity_args(request))
+    return JSONResponse(truth) if truth is not None else _not_found("guild")
+
+
+async def truth_character(request: Request) -> Response:
+    truth = character_truth(_sandbox(request).world, *_entity_args(request))
+    return JSONResponse(truth) if truth is not None else _not_found("character")
+
+
+async def touch_guild(request: Request) -> Response:
+    info = _sandbox(request).world.touch_guild(*_entity_args(request))
+    if info is None:
+        return _not_found("guild")
+    return JSONResponse(
+        {"id": info.id, "version": info.version, "last_modified": http_date(info.last_modified)}
+    )
+
+
+async def touch_character(request: Request) -> Response:
+    info = _sandbox(request).world.touch_character(*_entity_args(request))
+    if info is None:
+        return _not_found("character")
+    return JSONResponse(
+        {"id": info.id, "version": info.version, "last_modified": http_date(info.last_modified)}
+    )
+
+
+def battlenet_admin_routes() -> list[Route]:
+    entity = "{region}/{realm}/{name}"
+    return [
+        Route("/_admin/tokens/revoke", revoke_tokens, methods=["POST"]),
+        Route("/_admin/truth/guilds", truth_guilds, methods=["GET"]),
+        Route("/_admin/truth/characters", truth_characters, methods=["GET"]),
+        Route(f"/_admin/truth/guild/{entity}", truth_guild, methods=["GET"]),
+        Route(f"/_admin/truth/character/{entity}", truth_character, methods=["GET"]),
+        Route(f"/_admin/touch/guild/{entity}", touch_guild, methods=["POST"]),
+        Route(f"/_admin/touch/character/{entity}", touch_character, methods=["POST"]),
+    ]
