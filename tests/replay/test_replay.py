@@ -1,0 +1,40 @@
+"""Recorded histories replay against the current workflow code (determinism guard).
+
+Regenerate after an intentional workflow change with
+`.venv/bin/python -m tests.replay.record_histories`; keep the old files that running workflows
+could still have, and guard such changes with `workflow.patched`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from worker import WORKFLOWS
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_histories_cover_every_battlenet_workflow_and_a_continue_as_new():
+    types = {p.name.split("-")[0] for p in HISTORIES}
+    assert {"BattleNetSync", "GuildSync", "CharacterBatchSync"} <= types
+    crossed = [
+        p
+        for p in HISTORIES
+        if "WORKFLOW_EXECUTION_CONTINUED_AS_NEW" in p.read_text()
+        or "workflowExecutionContinuedAsNewEventAttributes" in p.read_text()
+    ]
+    assert crossed, "no recorded history crossed continue-as-new"
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.name for p in HISTORIES])
+async def test_recorded_history_replays_against_current_code(path: Path):
+    data = json.loads(path.read_text())
+    history = WorkflowHistory.from_json(data.pop("workflow_id"), data)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
