@@ -61,8 +61,7 @@ async def record() -> list[Path]:
                         )
                 runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{master_id}"')]
                 children = [
-                    wf
-                    async for wf in client.list_workflows(f'ParentWorkflowId = "{master_id}"')
+                    wf async for wf in client.list_workflows(f'ParentWorkflowId = "{master_id}"')
                 ]
                 picked = runs + _one_per_type(children)
                 for n, wf in enumerate(picked):

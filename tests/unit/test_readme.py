@@ -1,0 +1,43 @@
+"""README is part of the contract: its commands are what CI runs, its table lists every setting."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from settings import Settings
+from starter import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def _block_after(heading: str) -> str:
+    match = re.search(re.escape(heading) + r".*?```\n(.*?)\n```", README, re.S)
+    assert match, f"no code block after {heading!r}"
+    return match.group(1).strip()
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    command = _block_after("Run the tests:")
+    assert command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_has_exactly_two_bootstrapping_set_up_commands():
+    demo, tests = _block_after("Run the demo"), _block_after("Run the tests:")
+    for command in (demo, tests):
+        assert command.count("\n") == 0
+        assert command.startswith("python3 -m venv .venv && ")
+    assert demo.endswith("starter.py demo")
+
+
+def test_every_setting_is_documented():
+    for name in Settings.model_fields:
+        assert f"`{name}`" in README, f"{name} is missing from the README configuration table"
+
+
+def test_every_cli_verb_is_documented():
+    parser = build_parser()
+    verbs = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for verb in verbs:
+        assert f"`{verb}" in README, f"verb {verb} is missing from the README"
