@@ -32,9 +32,10 @@ def test_histories_cover_every_battlenet_workflow_and_a_continue_as_new():
     assert crossed, "no recorded history crossed continue-as-new"
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[p.name for p in HISTORIES])
-async def test_recorded_history_replays_against_current_code(path: Path):
-    data = json.loads(path.read_text())
+@pytest.mark.parametrize(
+    "data", [json.loads(p.read_text()) for p in HISTORIES], ids=[p.name for p in HISTORIES]
+)
+async def test_recorded_history_replays_against_current_code(data: dict):
     history = WorkflowHistory.from_json(data.pop("workflow_id"), data)
     replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)
