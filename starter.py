@@ -148,6 +148,11 @@ async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
                     counts = await handle.result()
     data = {"workflow_id": workflow_id, **counts.as_dict()}
     human = f"{workflow_id} finished: " + ", ".join(f"{k}={v}" for k, v in data.items() if v)
+    if counts.guilds_not_found:
+        human += (
+            f"\n{counts.guilds_not_found} guild(s) answered 404: check region, realm and name "
+            "(`python starter.py status` lists them)"
+        )
     emit(args, human, data)
     return EXIT_OK
 

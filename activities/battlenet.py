@@ -7,13 +7,15 @@ Constructed once per worker with its database engine, API client and settings
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
-from activities.errors import to_application_error
+from activities.errors import budget_error, to_application_error
 from activities.types import (
     CharacterBatchInput,
     CharacterBatchResult,
@@ -43,6 +45,7 @@ from storage import sync as syncdb
 PROVIDER = "battlenet"
 CHUNK = 10  # characters fetched concurrently and committed together with their checkpoint
 BAD_PAYLOAD_ATTEMPTS = 3
+CONTINUATION_MAX_WAIT = 120.0  # seconds a started character may wait for its remaining requests
 
 
 class _Missing:
@@ -52,6 +55,24 @@ class _Missing:
         self, ref: db.CharacterRef, reason: str, detail: str, retryable: bool = False
     ) -> None:
         self.ref, self.reason, self.detail, self.retryable = ref, reason, detail, retryable
+
+
+@contextmanager
+def _heartbeating(result: CharacterBatchResult) -> Iterator[None]:
+    """Heartbeat the batch position in the background, also while waiting for rate slots."""
+    timeout = activity.info().heartbeat_timeout
+    interval = max(0.5, timeout.total_seconds() / 3) if timeout else 10.0
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            activity.heartbeat(result.position)
+
+    task = asyncio.get_running_loop().create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 def _synced_since(ref: db.CharacterRef, cutoff: datetime | None) -> bool:
@@ -138,6 +159,8 @@ class BattleNetActivities:
             return GuildSyncResult(status="not_found", requests=sent[0])
         except ProviderError as exc:
             raise to_application_error(exc) from None
+        except BudgetExhausted as exc:
+            raise budget_error(exc) from None
         async with self.engine.begin() as conn:
             await db.store_guild(
                 conn,
@@ -178,7 +201,7 @@ class BattleNetActivities:
         pending = [r for r in refs if not _synced_since(r, inp.cutoff)]
         result = CharacterBatchResult(position=len(refs) - len(pending))
         activity.heartbeat(result.position)
-        with count_requests() as sent:
+        with count_requests() as sent, _heartbeating(result):
             try:
                 for start in range(0, len(pending), CHUNK):
                     outcomes, error = await self._fetch_chunk(
@@ -232,8 +255,10 @@ class BattleNetActivities:
             if not profile.not_modified:
                 columns = character_columns(profile.data, ref.key)
             others = [e for e in CHARACTER_ENDPOINTS if e != "profile"]
+            # A started character finishes first: its other requests outrank new profiles and
+            # may wait longer, so a tight budget cannot starve half-done characters (livelock).
             answers = await asyncio.gather(
-                *(self._optional(ref, e, lm.get(e), priority) for e in others)
+                *(self._optional(ref, e, lm.get(e), priority + 1) for e in others)
             )
         except NotFound as exc:
             return _Missing(ref, "not_found", str(exc))
@@ -261,7 +286,7 @@ class BattleNetActivities:
         try:
             return await self.client.character(
                 ref.region, ref.realm, ref.name_slug, endpoint,
-                if_modified_since=since, priority=priority,
+                if_modified_since=since, priority=priority, max_wait=CONTINUATION_MAX_WAIT,
             )  # fmt: skip
         except NotFound:
             return None

@@ -7,6 +7,7 @@ from datetime import timedelta
 from temporalio.exceptions import ApplicationError
 
 from providers.errors import BadPayload, ProviderError, RateLimited
+from providers.ratelimit import BudgetExhausted
 
 # Raised as non-retryable; listed here so retry policies can name them too.
 NON_RETRYABLE = ["AuthFailed", "NotFound", "Forbidden"]
@@ -22,3 +23,10 @@ def to_application_error(exc: ProviderError) -> ApplicationError:
     if isinstance(exc, BadPayload):
         return ApplicationError(str(exc), type=kind, non_retryable=not exc.retryable)
     return ApplicationError(str(exc), type=kind, non_retryable=not exc.retryable)
+
+
+def budget_error(exc: BudgetExhausted) -> ApplicationError:
+    """The bucket is spent for a while: let Temporal retry exactly when it refills."""
+    return ApplicationError(
+        str(exc), type="BudgetExhausted", next_retry_delay=timedelta(seconds=exc.wait_seconds)
+    )

@@ -112,12 +112,13 @@ class ProviderHTTP:
         data: Mapping[str, str] | None = None,
         auth: httpx.Auth | None = None,
         limited: bool = True,
+        max_wait: float | None = None,
     ) -> httpx.Response:
         """Send one request inside a limiter slot; raise Transient on transport failure."""
         request = self._http.build_request(method, url, params=params, headers=headers, data=data)
         try:
             if limited:
-                async with self.limiter.slot(priority):
+                async with self.limiter.slot(priority, max_wait):
                     self.requests_sent += 1
                     box = _counter.get()
                     if box is not None:

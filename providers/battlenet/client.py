@@ -106,6 +106,7 @@ class BattleNetClient(ProviderHTTP):
         namespace: str = "profile",
         if_modified_since: str | None = None,
         priority: int = Priority.BULK,
+        max_wait: float | None = None,
     ) -> Fetched:
         """GET a namespaced resource; 200 → data, 304 → not modified, else a typed error."""
         url = self.base_url(region) + path
@@ -116,8 +117,9 @@ class BattleNetClient(ProviderHTTP):
             if if_modified_since:
                 headers["If-Modified-Since"] = if_modified_since
             response = await self.send(
-                "GET", url, entity=entity, priority=priority, params=params, headers=headers
-            )
+                "GET", url, entity=entity, priority=priority, params=params, headers=headers,
+                max_wait=max_wait,
+            )  # fmt: skip
             if response.status_code == 401 and attempt == 1:
                 token = await self._bearer(stale=token)
                 continue

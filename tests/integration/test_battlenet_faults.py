@@ -122,3 +122,29 @@ async def test_client_secret_and_token_never_enter_workflow_history(
             assert secret not in text
             assert "sandbox-secret" not in text
             assert token not in text
+
+
+async def test_exhausted_budget_ends_the_activity_and_the_workflow_sleeps_on_a_timer(
+    client, database_url, task_queue
+):
+    with battlenet_sandbox(guilds_per_region=1, roster_min=12, roster_max=12, per_second=10) as sb:
+        await track_sandbox_guilds(database_url, sb.url)
+        settings = sandbox_settings(
+            sb.url, BNET_RATE_PER_SECOND=10, RATE_LIMIT_MAX_WAIT_SECONDS=0.05
+        )
+        wid = f"battlenet-sync/eu/budget-{uuid.uuid4().hex[:6]}"
+        async with build_worker(client, settings, database_url, task_queue) as parts:
+            async with parts.worker:
+                counts = await client.execute_workflow(
+                    BattleNetSync.run,
+                    BattleNetSyncInput(region="eu", batch_size=12),
+                    id=wid,
+                    task_queue=task_queue,
+                )
+        assert counts.characters + counts.characters_not_found == 12
+        batch = client.get_workflow_handle(f"{wid}/characters/1-0")
+        events = [e async for e in batch.fetch_history_events()]
+        timers = [e for e in events if e.HasField("timer_started_event_attributes")]
+        assert timers, "the batch never slept on a durable timer"
+        assert admin(sb.url, "stats")["throttled"] == 0
+        assert_matches_truth(await fetch_all(database_url), sb.url, "eu")

@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -78,7 +79,7 @@ async def record() -> list[Path]:
     return written
 
 
-def _one_per_type(workflows: list) -> list:  # type: ignore[type-arg]
+def _one_per_type(workflows: list[Any]) -> list[Any]:
     seen: dict[str, object] = {}
     for wf in workflows:
         seen.setdefault(wf.workflow_type, wf)

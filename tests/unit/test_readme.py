@@ -38,6 +38,6 @@ def test_every_setting_is_documented():
 
 def test_every_cli_verb_is_documented():
     parser = build_parser()
-    verbs = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    for verb in verbs:
+    action = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
+    for verb in dict(action.choices or {}):
         assert f"`{verb}" in README, f"verb {verb} is missing from the README"
