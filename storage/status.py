@@ -43,6 +43,18 @@ async def database_status(engine: AsyncEngine, runs: int = 5) -> dict[str, Any]:
                 select(sync_failures.c.reason, func.count()).group_by(sync_failures.c.reason)
             )
         ).all()
+        recent_failures = (
+            await conn.execute(
+                select(
+                    sync_failures.c.entity_key,
+                    sync_failures.c.reason,
+                    sync_failures.c.attempts,
+                    sync_failures.c.next_retry_at,
+                )
+                .order_by(sync_failures.c.last_failed_at.desc())
+                .limit(10)
+            )
+        ).all()
         latest = (
             await conn.execute(
                 select(
@@ -66,5 +78,6 @@ async def database_status(engine: AsyncEngine, runs: int = 5) -> dict[str, Any]:
         },
         "members": {"current": members},
         "failures": {reason: n for reason, n in failures},
+        "recent_failures": [dict(r._mapping) for r in recent_failures],
         "runs": [dict(r._mapping) for r in latest],
     }
