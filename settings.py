@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     ZWIFT_RATE_EVENTS: str = "1/60"
     ZWIFT_RATE_EVENT_SIGNUPS: str = "1/60"
 
+    # --- scheduler -----------------------------------------------------------------------------
+    SCHEDULER_BATTLENET_SYNC_EVERY: str = "15m"
+    SCHEDULER_MAX_CONCURRENT: int = Field(4, ge=1, le=100)
+    SCHEDULER_AGEING_SECONDS: float = Field(60.0, gt=0)
+
     # --- PvP and shared ----------------------------------------------------------------------
     PVP_SYNC_THREADS: int = Field(2, ge=1, le=64)
     PVP_PROCESSING_THREADS: int = Field(4, ge=1, le=64)
@@ -94,6 +99,14 @@ class Settings(BaseSettings):
     @classmethod
     def _check_rate(cls, value: str) -> str:
         parse_rate(value)
+        return value
+
+    @field_validator("SCHEDULER_BATTLENET_SYNC_EVERY")
+    @classmethod
+    def _check_cadence(cls, value: str) -> str:
+        from workflows.scheduler_types import parse_cadence
+
+        parse_cadence(value)
         return value
 
     @field_validator("DATABASE_URL")

@@ -17,14 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cli import CliError
 from settings import Settings, SettingsError, load_settings
 
 REGIONS = ["us", "eu", "kr", "tw", "cn"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class CliError(Exception):
-    """An operational failure with a one-line message (exit 1)."""
 
 
 def emit(args: argparse.Namespace, human: str, data: Any) -> None:
@@ -116,6 +113,7 @@ async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     from activities.types import BattleNetSyncInput
     from worker import build_worker, connect
     from workflows.battlenet import BattleNetSync
+    from workflows.visibility import search_attributes
 
     region = args.region or settings.BNET_REGION
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -134,6 +132,9 @@ async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
             id=workflow_id,
             task_queue=settings.TEMPORAL_TASK_QUEUE,
             static_summary=f"Battle.net sync of region {region}",
+            search_attributes=search_attributes(
+                "battlenet", region, "full" if args.full else "sync"
+            ),
         )
         polled = await _has_pollers(client, settings.TEMPORAL_TASK_QUEUE)
         if not args.wait:
@@ -170,6 +171,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             data = await database_status(engine)
         finally:
             await engine.dispose()
+    data["schedulers"] = await _schedulers_if_reachable(settings)
     if args.json:
         print(json.dumps(data, default=str))
         return EXIT_OK
@@ -180,6 +182,62 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{section}:")
             for row in values:
                 print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    return EXIT_OK
+
+
+async def _schedulers_if_reachable(settings: Settings) -> list[dict[str, Any]]:
+    """Running schedulers, when a Temporal server is already up (status never starts one)."""
+    from cli.scheduler import running_schedulers
+    from runtime import port_in_use
+    from worker import connect
+
+    address = settings.TEMPORAL_ADDRESS
+    if not address:
+        if not port_in_use(settings.EMBEDDED_TEMPORAL_PORT):
+            return []
+        address = f"127.0.0.1:{settings.EMBEDDED_TEMPORAL_PORT}"
+    try:
+        client = await asyncio.wait_for(connect(address, settings.TEMPORAL_NAMESPACE), 5)
+        return await running_schedulers(client)
+    except Exception as exc:  # status must work without Temporal
+        return [{"error": f"Temporal at {address} not reachable: {exc}"}]
+
+
+@asynccontextmanager
+async def temporal_client(settings: Settings) -> AsyncIterator[Any]:
+    from worker import connect
+
+    async with services(settings, temporal=True) as svc:
+        yield await connect(svc.temporal_address, settings.TEMPORAL_NAMESPACE)
+
+
+async def cmd_scheduler(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.scheduler import control, print_human
+
+    async with temporal_client(settings) as client:
+        data = await control(client, args, settings)
+    print(json.dumps(data, default=str)) if args.json else print_human(data)
+    return EXIT_OK
+
+
+async def cmd_add(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.scheduler import add, print_human
+
+    async with temporal_client(settings) as client:
+        data = await add(client, args, settings)
+    print(json.dumps(data, default=str)) if args.json else print_human(data)
+    if args.wait and data.get("status") not in ("completed", None):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def cmd_temporal_setup(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.scheduler import setup_search_attributes
+
+    async with temporal_client(settings) as client:
+        added = await setup_search_attributes(client)
+    emit(args, f"search attributes added: {', '.join(added) or 'none (already there)'}",
+         {"added": added})  # fmt: skip
     return EXIT_OK
 
 
@@ -251,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     bnet.add_argument("--json", action="store_true", help="machine-readable output")
     bnet.set_defaults(func=cmd_sync)
 
-    verb("status", "what is stored, what failed, the last sync runs", cmd_status)
+    verb("status", "what is stored, what failed, the last sync runs, running schedulers",
+         cmd_status)  # fmt: skip
+    _scheduler_verbs(verbs)
 
     sandbox = verbs.add_parser(
         "sandbox",
@@ -270,6 +330,50 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--roster-max", type=int, default=120, help="largest roster")
     demo.add_argument("--keep", action="store_true", help="keep running for the Web UI")
     return parser
+
+
+def _scheduler_verbs(verbs: Any) -> None:
+    from cli.scheduler import PROVIDERS
+    from workflows.scheduler_types import PRIORITIES
+
+    sched = verbs.add_parser(
+        "scheduler",
+        help="the running schedule per provider scope",
+        description="Control the long-running Scheduler workflow scheduler/<provider>/<scope>.",
+    )
+    sched.add_argument("action", choices=["start", "stop", "pause", "resume", "status"])
+    sched.add_argument("provider", choices=PROVIDERS)
+    sched.add_argument("--region", choices=REGIONS, help="scope; default: BNET_REGION")
+    sched.add_argument("--every", help="sync cadence for `start`, e.g. 15m (default: setting)")
+    sched.add_argument("--json", action="store_true", help="machine-readable output")
+    sched.set_defaults(func=cmd_scheduler)
+
+    add = verbs.add_parser("add", help="manual add: sync an entity now, ahead of any backlog")
+    kinds = add.add_subparsers(dest="entity", required=True, metavar="ENTITY")
+    for entity in ("character", "guild"):
+        sub = kinds.add_parser(
+            entity,
+            help=f"add a {entity} and sync it at once",
+            description=f"Register a {entity} and signal the running scheduler to sync it ahead "
+            f"of the backlog. Example: python starter.py add {entity} eu draenor "
+            f"{'Foo' if entity == 'character' else 'avalerion'} --wait",
+        )
+        sub.add_argument("region", choices=REGIONS)
+        sub.add_argument("realm")
+        sub.add_argument("name")
+        sub.add_argument("--priority", choices=list(PRIORITIES), default="manual")
+        sub.add_argument("--wait", action="store_true", help="wait until its rows are stored")
+        sub.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        sub.set_defaults(func=cmd_add)
+
+    temporal = verbs.add_parser("temporal", help="Temporal server set-up")
+    actions = temporal.add_subparsers(dest="temporal_verb", required=True, metavar="ACTION")
+    setup = actions.add_parser(
+        "setup", help="register the search attributes Provider, Scope, SyncKind (idempotent)"
+    )
+    setup.add_argument("--json", action="store_true", help="machine-readable output")
+    setup.set_defaults(func=cmd_temporal_setup)
 
 
 def main(argv: list[str] | None = None) -> int:

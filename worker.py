@@ -24,9 +24,10 @@ from providers.battlenet import BattleNetClient
 from providers.ratelimit import RateLimiter, Window
 from settings import Settings, SettingsError, get_settings
 from storage.db import create_engine
-from workflows.battlenet import BattleNetSync, CharacterBatchSync, GuildSync
+from workflows.battlenet import BattleNetEntitySync, BattleNetSync, CharacterBatchSync, GuildSync
+from workflows.scheduler import Scheduler
 
-WORKFLOWS = [BattleNetSync, GuildSync, CharacterBatchSync]
+WORKFLOWS = [Scheduler, BattleNetSync, GuildSync, CharacterBatchSync, BattleNetEntitySync]
 log = logging.getLogger("ratesync.worker")
 
 
@@ -93,8 +94,19 @@ async def build_worker(
         await engine.dispose()
 
 
+async def missing_search_attributes(client: Client) -> list[str]:
+    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+
+    from runtime import SEARCH_ATTRIBUTES
+
+    found = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    return [name for name in SEARCH_ATTRIBUTES if name not in found.custom_attributes]
+
+
 async def _serve() -> None:
-    from runtime import embedded_services
+    from runtime import RuntimeStartError, embedded_services
     from storage.migrate import upgrade
 
     settings = get_settings()
@@ -102,6 +114,12 @@ async def _serve() -> None:
         if endpoints.embedded_database:
             await asyncio.to_thread(upgrade, endpoints.database_url)
         client = await connect(endpoints.temporal_address, settings.TEMPORAL_NAMESPACE)
+        missing = await missing_search_attributes(client)
+        if missing:
+            raise RuntimeStartError(
+                f"search attributes {', '.join(missing)} are not registered on "
+                f"{endpoints.temporal_address}; run `python starter.py temporal setup` once"
+            )
         async with build_worker(client, settings, endpoints.database_url) as parts:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

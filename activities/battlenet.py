@@ -27,6 +27,7 @@ from activities.types import (
     SelectCharactersInput,
     SelectGuildsInput,
     StartRunInput,
+    TrackInput,
 )
 from providers.battlenet import (
     CHARACTER_ENDPOINTS,
@@ -95,6 +96,8 @@ class BattleNetActivities:
             self.bnet_select_characters,
             self.bnet_sync_guild,
             self.bnet_sync_characters,
+            self.bnet_track_entity,
+            self.bnet_guild_character_ids,
         ]
 
     # -- bookkeeping ----------------------------------------------------------------------
@@ -128,6 +131,19 @@ class BattleNetActivities:
         if not rows:
             return CharacterPage([], None, None)
         return CharacterPage([r[0] for r in rows], rows[-1][1], rows[-1][0])
+
+    @activity.defn
+    async def bnet_track_entity(self, inp: TrackInput) -> int:
+        """Register a guild or character (idempotent); return its row id."""
+        async with self.engine.begin() as conn:
+            if inp.kind == "guild":
+                return await db.track_guild(conn, inp.region, inp.realm, inp.name)
+            return await db.track_character(conn, inp.region, inp.realm, inp.name)
+
+    @activity.defn
+    async def bnet_guild_character_ids(self, guild_id: int) -> list[int]:
+        async with self.engine.connect() as conn:
+            return await db.guild_character_ids(conn, guild_id)
 
     # -- guilds ---------------------------------------------------------------------------
 

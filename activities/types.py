@@ -130,3 +130,34 @@ class BattleNetSyncInput:
     after_id: int | None = None
     pages: int = 0
     counts: SyncCounts = field(default_factory=SyncCounts)
+    report_to: str | None = None  # the scheduler to tell when this run ends
+
+
+@dataclass
+class TrackInput:
+    region: str
+    kind: str  # character | guild
+    realm: str
+    name: str
+
+
+@dataclass
+class EntitySyncInput:
+    """One entity synced now (a manual add): register it, then sync it at its priority."""
+
+    region: str
+    kind: str  # character | guild
+    realm: str
+    name: str
+    priority: int = 40
+    report_to: str | None = None
+    heartbeat_timeout_seconds: int = 30
+
+
+@dataclass
+class EntitySyncResult:
+    status: str
+    entity_id: int = 0
+    characters: int = 0
+    not_found: int = 0
+    requests: int = 0

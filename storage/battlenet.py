@@ -428,3 +428,13 @@ async def mark_guild_missing(conn: AsyncConnection, guild_id: int, recheck_at: d
             updated_at=func.now(),
         )
     )
+
+
+async def guild_character_ids(conn: AsyncConnection, guild_id: int) -> list[int]:
+    """Current members of a guild (those who left are not synced with it)."""
+    rows = await conn.execute(
+        select(guild_members.c.character_id)
+        .where(guild_members.c.guild_id == guild_id, guild_members.c.left_at.is_(None))
+        .order_by(guild_members.c.character_id)
+    )
+    return [int(r) for r in rows.scalars()]

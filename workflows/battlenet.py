@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -28,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
         BattleNetSyncInput,
         CharacterBatchInput,
         CharacterBatchResult,
+        EntitySyncInput,
+        EntitySyncResult,
         FinishRunInput,
         GuildSyncInput,
         GuildSyncResult,
@@ -36,7 +39,9 @@ with workflow.unsafe.imports_passed_through():
         SelectGuildsInput,
         StartRunInput,
         SyncCounts,
+        TrackInput,
     )
+    from workflows.visibility import report_done, search_attributes
 
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -66,38 +71,94 @@ class GuildSync:
         return result
 
 
+async def sync_character_batch(inp: CharacterBatchInput) -> CharacterBatchResult:
+    """Run the batch activity until done, sleeping durably whenever the budget is exhausted."""
+    total = CharacterBatchResult(position=inp.position)
+    while True:
+        workflow.set_current_details(f"characters {total.position}/{len(inp.character_ids)} synced")
+        step = await workflow.execute_activity_method(
+            BattleNetActivities.bnet_sync_characters,
+            replace(inp, position=total.position),
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
+            retry_policy=ACTIVITY_RETRY,
+        )
+        _add_batch(total, step)
+        total.position = step.position
+        if step.resume_at is None:
+            return total
+        wait = max(timedelta(seconds=1), step.resume_at - workflow.now())
+        workflow.set_current_details(f"rate budget exhausted; sleeping until {step.resume_at}")
+        await workflow.sleep(wait, summary="rate budget exhausted")
+
+
 @workflow.defn
 class CharacterBatchSync:
     """A batch of characters; sleeps on a durable timer when the rate budget is exhausted."""
 
     @workflow.run
     async def run(self, inp: CharacterBatchInput) -> CharacterBatchResult:
-        total = CharacterBatchResult(position=inp.position)
-        while True:
-            workflow.set_current_details(
-                f"characters {total.position}/{len(inp.character_ids)} synced"
-            )
-            step = await workflow.execute_activity_method(
-                BattleNetActivities.bnet_sync_characters,
-                CharacterBatchInput(
-                    batch_key=inp.batch_key,
-                    character_ids=inp.character_ids,
-                    priority=inp.priority,
-                    position=total.position,
-                    heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds,
-                    cutoff=inp.cutoff,
-                ),
-                start_to_close_timeout=timedelta(minutes=30),
-                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
+        return await sync_character_batch(inp)
+
+
+@workflow.defn
+class BattleNetEntitySync:
+    """A manual add: register one guild or character and sync it now, at its priority.
+
+    It runs beside any running master; the rate limiter serves its requests first.
+    """
+
+    @workflow.run
+    async def run(self, inp: EntitySyncInput) -> EntitySyncResult:
+        result = EntitySyncResult(status="failed")
+        try:
+            result = await self._sync(inp)
+            return result
+        finally:
+            await report_done(inp.report_to, result.status, f"{result.characters} characters")
+
+    async def _sync(self, inp: EntitySyncInput) -> EntitySyncResult:
+        entity_id = await workflow.execute_activity_method(
+            BattleNetActivities.bnet_track_entity,
+            TrackInput(inp.region, inp.kind, inp.realm, inp.name),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=ACTIVITY_RETRY,
+        )
+        result = EntitySyncResult(status="completed", entity_id=entity_id)
+        ids = [entity_id]
+        if inp.kind == "guild":
+            workflow.set_current_details("fetching guild and roster")
+            guild = await workflow.execute_activity_method(
+                BattleNetActivities.bnet_sync_guild,
+                GuildSyncInput(entity_id, inp.priority, inp.heartbeat_timeout_seconds),
+                start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=ACTIVITY_RETRY,
             )
-            _add_batch(total, step)
-            total.position = step.position
-            if step.resume_at is None:
-                return total
-            wait = max(timedelta(seconds=1), step.resume_at - workflow.now())
-            workflow.set_current_details(f"rate budget exhausted; sleeping until {step.resume_at}")
-            await workflow.sleep(wait, summary="rate budget exhausted")
+            result.requests += guild.requests
+            if guild.status == "not_found":
+                result.status = "not_found"
+                return result
+            ids = await workflow.execute_activity_method(
+                BattleNetActivities.bnet_guild_character_ids,
+                entity_id,
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=ACTIVITY_RETRY,
+            )
+        key = f"{workflow.info().workflow_id}/characters"
+        for offset in range(0, len(ids), 50):
+            batch = await sync_character_batch(
+                CharacterBatchInput(
+                    f"{key}/{offset}", ids[offset : offset + 50], inp.priority, 0,
+                    inp.heartbeat_timeout_seconds,
+                )
+            )  # fmt: skip
+            result.characters += batch.synced + batch.not_modified
+            result.not_found += batch.not_found
+            result.requests += batch.requests
+        if inp.kind == "character" and result.not_found:
+            result.status = "not_found"
+        workflow.set_current_details(f"{result.status}: {result.characters} characters")
+        return result
 
 
 def _add_batch(total: CharacterBatchResult, step: CharacterBatchResult) -> None:
@@ -127,6 +188,19 @@ class BattleNetSync:
 
     @workflow.run
     async def run(self, inp: BattleNetSyncInput) -> SyncCounts:
+        status = "failed"
+        try:
+            counts = await self._run(inp)
+            status = "completed"
+            return counts
+        except workflow.ContinueAsNewError:
+            status = "continued"
+            raise
+        finally:
+            if status != "continued":
+                await report_done(inp.report_to, status, f"{inp.counts.characters} characters")
+
+    async def _run(self, inp: BattleNetSyncInput) -> SyncCounts:
         self._state = inp
         wid = workflow.info().workflow_id
         if inp.run_id is None:
@@ -179,7 +253,9 @@ class BattleNetSync:
         for target in targets:
             child_id = f"guild/{target.region}/{target.realm}/{target.name_slug}"
             child_input = GuildSyncInput(target.id, inp.priority, inp.heartbeat_timeout_seconds)
-            start = _starter(GuildSync.run, child_input, child_id, f"Guild {child_id}")
+            start = _starter(
+                GuildSync.run, child_input, child_id, f"Guild {child_id}", inp.region, "guild"
+            )
             tasks.append(await self._in_window(inp.window, start, self._count_guild))
         await asyncio.gather(*tasks)
 
@@ -208,7 +284,9 @@ class BattleNetSync:
                 child_id, ids, inp.priority, 0, inp.heartbeat_timeout_seconds, inp.cutoff
             )
             summary = f"{len(ids)} characters (page {inp.pages}, batch {n})"
-            start = _starter(CharacterBatchSync.run, child_input, child_id, summary)
+            start = _starter(
+                CharacterBatchSync.run, child_input, child_id, summary, inp.region, "characters"
+            )
             self._pending.append(await self._in_window(inp.window, start, self._count_batch))
         return True
 
@@ -276,7 +354,9 @@ def _error_type(err: BaseException) -> str | None:
     return root.type if isinstance(root, ApplicationError) else None
 
 
-def _starter(run: Any, arg: Any, child_id: str, summary: str) -> Callable[[], Awaitable[Any]]:
+def _starter(
+    run: Any, arg: Any, child_id: str, summary: str, region: str, kind: str
+) -> Callable[[], Awaitable[Any]]:
     def start() -> Awaitable[Any]:
         return workflow.start_child_workflow(
             run,
@@ -284,6 +364,7 @@ def _starter(run: Any, arg: Any, child_id: str, summary: str) -> Callable[[], Aw
             id=child_id,
             static_summary=summary,
             parent_close_policy=workflow.ParentClosePolicy.TERMINATE,
+            search_attributes=search_attributes("battlenet", region, kind),
         )
 
     return start

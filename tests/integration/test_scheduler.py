@@ -1,0 +1,107 @@
+"""The running schedule on the real dev server + Postgres + sandbox: manual adds jump the queue."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cli import CliError
+from cli.scheduler import add, start
+from tests.integration.battlenet_support import fetch_all, track_sandbox_guilds
+from tests.sandbox_helpers import admin, battlenet_sandbox, sandbox_settings
+from worker import build_worker
+from workflows.scheduler import Scheduler
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _add_args(region: str, realm: str, name: str, **kw: object) -> argparse.Namespace:
+    values = {"entity": "character", "region": region, "realm": realm, "name": name,
+              "priority": "manual", "wait": True, "timeout": 60.0}  # fmt: skip
+    values.update(kw)
+    return argparse.Namespace(**values)
+
+
+async def _wait_requests(url: str, n: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while admin(url, "stats")["requests"] < n:
+        assert time.monotonic() < deadline, f"fewer than {n} requests after {timeout}s"
+        await asyncio.sleep(0.1)
+
+
+async def test_manual_add_during_a_large_running_sync_finishes_within_seconds(
+    client, database_url, task_queue
+):
+    world = {"guilds_per_region": 3, "roster_min": 120, "roster_max": 120,
+             "guildless_characters": 3, "hidden_ratio": 0.0, "per_second": 50}  # fmt: skip
+    with battlenet_sandbox(**world) as sb:
+        await track_sandbox_guilds(database_url, sb.url)
+        settings = sandbox_settings(
+            sb.url, TEMPORAL_TASK_QUEUE=task_queue, BNET_RATE_PER_SECOND=50
+        )
+        loner = next(c for c in admin(sb.url, "truth/characters?region=eu") if not c["guild_id"])
+        async with build_worker(client, settings, database_url, task_queue) as parts:
+            async with parts.worker:
+                handle = await start(client, "battlenet", "eu", settings, every="1d")
+                try:
+                    await _wait_requests(sb.url, 300)  # the bulk sync is well under way
+                    began = time.monotonic()
+                    outcome = await add(
+                        client, _add_args("eu", loner["realm_slug"], loner["name"]), settings
+                    )
+                    latency = time.monotonic() - began
+                    status = await handle.query(Scheduler.status)
+                finally:
+                    await handle.terminate("test over")
+        print(f"\nmanual add latency during a 360-character sync at 50/s: {latency:.2f}s")
+        assert outcome["status"] == "completed", outcome
+        assert latency < 5.0
+        assert status.running, "the bulk sync was still running when the add finished"
+        rows = await fetch_all(database_url)
+        stored = next(c for c in rows["characters"] if c["bnet_character_id"] == loner["id"])
+        truth = admin(sb.url, f"truth/character/eu/{loner['realm_slug']}/{loner['name_slug']}")
+        assert stored["profile_json"] == truth["profile"]
+        assert stored["equipment_json"] == truth["equipment"]
+        assert stored["tracked"]
+
+
+async def test_add_wait_reports_a_clear_timeout(client, database_url, task_queue):
+    with battlenet_sandbox(guilds_per_region=1, roster_min=5, roster_max=5) as sb:
+        settings = sandbox_settings(sb.url, TEMPORAL_TASK_QUEUE=task_queue)
+        async with build_worker(client, settings, database_url, task_queue) as parts:
+            async with parts.worker:
+                handle = await start(client, "battlenet", "eu", settings, every="1d")
+                try:
+                    await handle.signal(Scheduler.pause)
+                    with pytest.raises(CliError) as err:
+                        await add(client, _add_args("eu", "draenor", "Foo", timeout=1.5), settings)
+                finally:
+                    await handle.terminate("test over")
+        message = str(err.value)
+        assert "timed out after 1.5s" in message and "still queued or running" in message
+        assert "\n" not in message
+
+
+def test_cli_add_timeout_exits_1_with_one_line(temporal_env, database_url, task_queue):
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "TEMPORAL_TASK_QUEUE": task_queue,  # nobody polls it: the update cannot finish
+    }
+    done = subprocess.run(
+        [sys.executable, "starter.py", "add", "character", "eu", "draenor", "Foo",
+         "--wait", "--timeout", "1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().startswith("error: timed out after 1s")
+    assert len(done.stderr.strip().splitlines()) == 1

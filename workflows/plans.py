@@ -1,0 +1,95 @@
+"""What a scheduler request starts, per provider: the only provider-specific part of scheduling.
+
+A plan maps a request kind to a child workflow (by type name, so the scheduler stays generic),
+its id, summary and input. Discord, PvP and ZwiftRacing add their plans here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.types import BattleNetSyncInput, EntitySyncInput
+    from workflows.scheduler_types import PRIORITIES, SyncRequest
+
+
+@dataclass
+class ChildPlan:
+    workflow: str
+    id: str
+    summary: str
+    build_arg: Callable[[str], Any]  # report_to (the scheduler's workflow id) → child input
+
+
+class ProviderPlan(Protocol):
+    def default_priority(self, kind: str) -> int: ...
+
+    def child(
+        self, provider: str, scope: str, request: SyncRequest, seq: int, now: datetime
+    ) -> ChildPlan: ...
+
+
+class BattleNetPlan:
+    """Scope = region. Kinds: `sync` (outdated, incremental), `full` (everything, bulk),
+    `character` / `guild` (one entity, key `realm/name`: manual adds)."""
+
+    priorities = {
+        "sync": PRIORITIES["incremental"],
+        "full": PRIORITIES["bulk"],
+        "character": PRIORITIES["manual"],
+        "guild": PRIORITIES["manual"],
+    }
+
+    def default_priority(self, kind: str) -> int:
+        return self.priorities.get(kind, PRIORITIES["incremental"])
+
+    def child(
+        self, provider: str, scope: str, request: SyncRequest, seq: int, now: datetime
+    ) -> ChildPlan:
+        if request.kind in ("sync", "full"):
+            full = request.kind == "full"
+            stamp = now.strftime("%Y%m%dT%H%M%SZ")
+            return ChildPlan(
+                workflow="BattleNetSync",
+                id=f"battlenet-sync/{scope}/{stamp}-{request.request_id}",
+                summary=f"Battle.net {'full' if full else 'outdated'} sync of {scope}",
+                build_arg=lambda report_to: BattleNetSyncInput(
+                    region=scope, full=full, priority=request.priority, report_to=report_to
+                ),
+            )
+        if request.kind in ("character", "guild"):
+            realm, _, name = request.key.partition("/")
+            return ChildPlan(
+                workflow="BattleNetEntitySync",
+                id=f"{request.kind}/{scope}/{realm}/{name.lower()}/{request.request_id}",
+                summary=f"{request.kind} {scope}/{realm}/{name} ({request.reason or 'manual'})",
+                build_arg=lambda report_to: EntitySyncInput(
+                    region=scope,
+                    kind=request.kind,
+                    realm=realm,
+                    name=name,
+                    priority=request.priority,
+                    report_to=report_to,
+                ),
+            )
+        raise ValueError(f"battlenet has no sync kind {request.kind!r}")
+
+
+_PLANS: dict[str, ProviderPlan] = {"battlenet": BattleNetPlan()}
+
+
+def plan_for(provider: str) -> ProviderPlan:
+    try:
+        return _PLANS[provider]
+    except KeyError:
+        raise ValueError(f"no scheduler plan for provider {provider!r}") from None
+
+
+def register_plan(provider: str, plan: ProviderPlan) -> None:
+    """Used by tests and by later providers."""
+    _PLANS[provider] = plan

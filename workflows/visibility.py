@@ -1,0 +1,43 @@
+"""Search attributes (Provider, Scope, SyncKind) and reporting back to a scheduler.
+
+The attributes must be registered on the server: the embedded dev server does it at start,
+`python starter.py temporal setup` does it on any other server.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.scheduler_types import ChildDone
+
+PROVIDER = SearchAttributeKey.for_keyword("Provider")
+SCOPE = SearchAttributeKey.for_keyword("Scope")
+SYNC_KIND = SearchAttributeKey.for_keyword("SyncKind")
+NAMES = ("Provider", "Scope", "SyncKind")
+
+
+def search_attributes(provider: str, scope: str, kind: str) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(PROVIDER, provider),
+            SearchAttributePair(SCOPE, scope),
+            SearchAttributePair(SYNC_KIND, kind),
+        ]
+    )
+
+
+async def report_done(report_to: str | None, status: str, detail: str = "") -> None:
+    """Tell the scheduler that started this workflow that it ended (no-op without one).
+
+    Signalled by workflow id without run id, so it reaches the scheduler's latest run even
+    after it continued-as-new. A scheduler that is gone is not an error of this workflow.
+    """
+    if not report_to:
+        return
+    handle = workflow.get_external_workflow_handle(report_to)
+    try:
+        await handle.signal("child_done", ChildDone(workflow.info().workflow_id, status, detail))
+    except Exception as exc:  # the scheduler was stopped meanwhile
+        workflow.logger.info("could not report to %s: %s", report_to, exc)
