@@ -177,9 +177,15 @@ class Scheduler:
             ks.next_due = now + timedelta(seconds=ks.every_seconds) if ks.every_seconds else None
 
     def _effective(self, request: SyncRequest, now: datetime) -> float:
+        """Priority plus one level per `ageing_seconds` waited, up to the manual level.
+
+        The cap is what bounds a low-priority wait: once it reaches the top level it is the
+        oldest there and goes next, however fast higher-priority requests keep arriving.
+        """
         assert request.enqueued_at is not None
         waited = (now - request.enqueued_at).total_seconds()
-        return request.priority + AGEING_STEP * int(waited // self._state.ageing_seconds)
+        aged = request.priority + AGEING_STEP * int(waited // self._state.ageing_seconds)
+        return min(aged, max(request.priority, PRIORITIES["manual"]))
 
     async def _dispatch(self) -> None:
         state = self._state
@@ -195,6 +201,10 @@ class Scheduler:
             child = plan.child(state.provider, state.scope, best, state.seq, now)
             child_id = child.id
             report_to = workflow.info().workflow_id
+            # Count it as running before the start is awaited: a fast child can report done
+            # (by signal) before the start call returns, and that report must find it.
+            running = RunningChild(child_id, best, now)
+            state.running.append(running)
             try:
                 handle = await workflow.start_child_workflow(
                     child.workflow,
@@ -209,15 +219,17 @@ class Scheduler:
                     ),
                 )
             except WorkflowAlreadyStartedError:
+                if running in state.running:
+                    state.running.remove(running)
                 self._record(best, "failed", 0.0, f"{child_id} is already running")
                 continue
             assert best.enqueued_at is not None
             waited = (now - best.enqueued_at).total_seconds()
             state.waits.append((now, waited))
             del state.waits[:-MAX_WAIT_SAMPLES]
-            state.running.append(RunningChild(child_id, best, now))
             state.dispatched += 1
-            self._watch(handle, child_id)
+            if running in state.running:  # not already reported done
+                self._watch(handle, child_id)
 
     def _watch(self, handle: Any, child_id: str) -> None:
         """Children of this run are awaited too, so a terminated child is noticed."""

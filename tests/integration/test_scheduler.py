@@ -19,7 +19,8 @@ from tests.sandbox_helpers import admin, battlenet_sandbox, sandbox_settings
 from worker import build_worker
 from workflows.scheduler import Scheduler
 
-pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+pytestmark = [pytest.mark.integration]
+session_loop = pytest.mark.asyncio(loop_scope="session")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,6 +38,7 @@ async def _wait_requests(url: str, n: int, timeout: float = 60) -> None:
         await asyncio.sleep(0.1)
 
 
+@session_loop
 async def test_manual_add_during_a_large_running_sync_finishes_within_seconds(
     client, database_url, task_queue
 ):
@@ -44,9 +46,7 @@ async def test_manual_add_during_a_large_running_sync_finishes_within_seconds(
              "guildless_characters": 3, "hidden_ratio": 0.0, "per_second": 50}  # fmt: skip
     with battlenet_sandbox(**world) as sb:
         await track_sandbox_guilds(database_url, sb.url)
-        settings = sandbox_settings(
-            sb.url, TEMPORAL_TASK_QUEUE=task_queue, BNET_RATE_PER_SECOND=50
-        )
+        settings = sandbox_settings(sb.url, TEMPORAL_TASK_QUEUE=task_queue, BNET_RATE_PER_SECOND=50)
         loner = next(c for c in admin(sb.url, "truth/characters?region=eu") if not c["guild_id"])
         async with build_worker(client, settings, database_url, task_queue) as parts:
             async with parts.worker:
@@ -73,6 +73,7 @@ async def test_manual_add_during_a_large_running_sync_finishes_within_seconds(
         assert stored["tracked"]
 
 
+@session_loop
 async def test_add_wait_reports_a_clear_timeout(client, database_url, task_queue):
     with battlenet_sandbox(guilds_per_region=1, roster_min=5, roster_max=5) as sb:
         settings = sandbox_settings(sb.url, TEMPORAL_TASK_QUEUE=task_queue)
