@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
 HOUR = timedelta(hours=1)
 MAX_WAIT_SAMPLES = 200
 MAX_OUTCOMES = 200
+MIN_EVENT_BUDGET = 20
 
 
 def scheduler_id(provider: str, scope: str) -> str:
@@ -99,6 +100,15 @@ class Scheduler:
         state = self._state.kinds.setdefault(kind, KindState())
         state.every_seconds = every
         state.next_due = workflow.now() + timedelta(seconds=every) if every else None
+        self._wake = True
+
+    @workflow.signal
+    def set_event_budget(self, events: int) -> None:
+        """Continue-as-new once history holds this many events (0: the server's hint).
+
+        At least MIN_EVENT_BUDGET, so a fresh run never continues-as-new at once (a loop).
+        """
+        self._state.event_budget = max(MIN_EVENT_BUDGET, events) if events > 0 else 0
         self._wake = True
 
     @workflow.signal
@@ -283,7 +293,7 @@ class Scheduler:
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
         budget = self._state.event_budget
-        if budget and info.get_current_history_length() >= budget:
+        if budget and info.get_current_history_length() >= max(budget, MIN_EVENT_BUDGET):
             return True
         return info.is_continue_as_new_suggested()
 

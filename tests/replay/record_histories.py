@@ -11,6 +11,7 @@ continues-as-new once, and writes one JSON history per workflow run into histori
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import shutil
@@ -19,16 +20,20 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import runtime
 from activities.types import BattleNetSyncInput
+from cli.scheduler import add, start
 from storage.migrate import upgrade
 from tests.integration.battlenet_support import track_sandbox_guilds
-from tests.sandbox_helpers import battlenet_sandbox, sandbox_settings
+from tests.sandbox_helpers import admin, battlenet_sandbox, sandbox_settings
 from worker import build_worker
 from workflows.battlenet import BattleNetSync
+from workflows.scheduler import Scheduler
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 
@@ -42,34 +47,27 @@ async def record() -> list[Path]:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=runtime.temporal_binary(),
             data_converter=pydantic_data_converter,
+            search_attributes=[
+                SearchAttributeKey.for_keyword(n) for n in runtime.SEARCH_ATTRIBUTES
+            ],
         )
         async with env:
             client = env.client
             with battlenet_sandbox(
-                guilds_per_region=2, roster_min=30, roster_max=30, hidden_ratio=0.1
-            ) as sb:
+                guilds_per_region=2, roster_min=30, roster_max=30, hidden_ratio=0.1,
+                guildless_characters=2,
+            ) as sb:  # fmt: skip
                 await track_sandbox_guilds(pg.url(), sb.url)
-                settings = sandbox_settings(sb.url)
                 queue = f"record-{uuid.uuid4().hex[:6]}"
-                master_id = "battlenet-sync/eu/recorded"
+                settings = sandbox_settings(sb.url, TEMPORAL_TASK_QUEUE=queue)
                 async with build_worker(client, settings, pg.url(), queue) as parts:
                     async with parts.worker:
-                        await client.execute_workflow(
-                            BattleNetSync.run,
-                            BattleNetSyncInput(region="eu", page_size=10, batch_size=10),
-                            id=master_id,
-                            task_queue=queue,
-                        )
-                runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{master_id}"')]
-                children = [
-                    wf async for wf in client.list_workflows(f'ParentWorkflowId = "{master_id}"')
-                ]
-                picked = runs + _one_per_type(children)
+                        picked = await _master_runs(client, queue)
+                        picked += await _scheduler_runs(client, sb.url, settings)
                 for n, wf in enumerate(picked):
                     handle = client.get_workflow_handle(wf.id, run_id=wf.run_id)
                     history = await handle.fetch_history()
-                    name = f"{wf.workflow_type}-{n}.json"
-                    path = HISTORIES / name
+                    path = HISTORIES / f"{wf.workflow_type}-{n}.json"
                     document = {"workflow_id": wf.id, **history.to_json_dict()}
                     path.write_text(json.dumps(document, indent=1))
                     written.append(path)
@@ -77,6 +75,50 @@ async def record() -> list[Path]:
         pg.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
     return written
+
+
+async def _master_runs(client: Client, queue: str) -> list[Any]:
+    """A master that continues-as-new once, plus one child of each type."""
+    master_id = "battlenet-sync/eu/recorded"
+    await client.execute_workflow(
+        BattleNetSync.run,
+        BattleNetSyncInput(region="eu", page_size=10, batch_size=10),
+        id=master_id,
+        task_queue=queue,
+    )
+    runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{master_id}"')]
+    children = [wf async for wf in client.list_workflows(f'ParentWorkflowId = "{master_id}"')]
+    return runs + _one_per_type(children)
+
+
+async def _scheduler_runs(client: Client, sandbox_url: str, settings: Any) -> list[Any]:
+    """A scheduler with signals, an update (manual add --wait) and a continue-as-new."""
+    handle = await start(client, "battlenet", "eu", settings, every="1d")
+    loner = next(c for c in admin(sandbox_url, "truth/characters?region=eu") if not c["guild_id"])
+    args = argparse.Namespace(
+        entity="character", region="eu", realm=loner["realm_slug"], name=loner["name"],
+        priority="manual", wait=True, timeout=120.0,
+    )  # fmt: skip
+    await add(client, args, settings)
+    await handle.signal(Scheduler.pause)
+    await handle.signal(Scheduler.resume)
+    await handle.signal(Scheduler.set_cadence, args=["sync", "12h"])
+    for _ in range(400):  # the bulk sync reports done; then force a continue-as-new
+        status = await handle.query(Scheduler.status)
+        if not status.running:
+            break
+        await asyncio.sleep(0.1)
+    await handle.signal(Scheduler.set_event_budget, 30)
+    for _ in range(100):
+        if (await handle.describe()).run_id != handle.first_execution_run_id:
+            break
+        await asyncio.sleep(0.1)
+    await handle.signal(Scheduler.run_now, "sync")
+    await asyncio.sleep(1.0)
+    await handle.terminate("recorded")
+    runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{handle.id}"')]
+    entity = [wf async for wf in client.list_workflows('WorkflowType = "BattleNetEntitySync"')]
+    return runs + entity[:1]
 
 
 def _one_per_type(workflows: list[Any]) -> list[Any]:

@@ -22,7 +22,16 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 def test_histories_cover_every_battlenet_workflow_and_a_continue_as_new():
     types = {p.name.split("-")[0] for p in HISTORIES}
-    assert {"BattleNetSync", "GuildSync", "CharacterBatchSync"} <= types
+    assert {
+        "BattleNetSync",
+        "GuildSync",
+        "CharacterBatchSync",
+        "Scheduler",
+        "BattleNetEntitySync",
+    } <= types
+    scheduler_texts = [p.read_text() for p in HISTORIES if p.name.startswith("Scheduler")]
+    assert any("workflowExecutionUpdateAccepted" in t for t in scheduler_texts), "no update"
+    assert any("workflowExecutionSignaled" in t for t in scheduler_texts), "no signal"
     crossed = [
         p
         for p in HISTORIES
