@@ -71,6 +71,24 @@ async def test_manual_add_during_a_large_running_sync_finishes_within_seconds(
         assert stored["profile_json"] == truth["profile"]
         assert stored["equipment_json"] == truth["equipment"]
         assert stored["tracked"]
+        # visible by search attribute in the Web UI / `temporal workflow list --query`
+        found: list[str] = []
+        for _ in range(50):
+            query = 'Provider = "battlenet" AND Scope = "eu" AND SyncKind = "character"'
+            found = [wf.id async for wf in client.list_workflows(query)]
+            if found:
+                break
+            await asyncio.sleep(0.2)
+        assert any(w.startswith(f"character/eu/{loner['realm_slug']}/") for w in found)
+
+
+@session_loop
+async def test_temporal_setup_registers_the_search_attributes(client):
+    from cli.scheduler import setup_search_attributes
+    from worker import missing_search_attributes
+
+    await setup_search_attributes(client)  # idempotent on a server that has them
+    assert await missing_search_attributes(client) == []
 
 
 @session_loop
