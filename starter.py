@@ -168,13 +168,23 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     async with services(settings, temporal=False) as svc:
         engine = create_engine(svc.database_url, pool_size=1)
         try:
-            data = await database_status(engine)
+            while True:
+                data = await database_status(engine)
+                data["schedulers"] = await _schedulers_if_reachable(settings)
+                if args.watch:
+                    print(f"\x1b[2J\x1b[H{datetime.now(UTC):%H:%M:%S} (Ctrl-C to stop)")
+                _print_status(data, args.json)
+                if not args.watch:
+                    return EXIT_OK
+                await asyncio.sleep(args.watch)
         finally:
             await engine.dispose()
-    data["schedulers"] = await _schedulers_if_reachable(settings)
-    if args.json:
-        print(json.dumps(data, default=str))
-        return EXIT_OK
+
+
+def _print_status(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, default=str), flush=True)
+        return
     for section, values in data.items():
         if isinstance(values, dict):
             print(f"{section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
@@ -182,7 +192,7 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
             print(f"{section}:")
             for row in values:
                 print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
-    return EXIT_OK
+    sys.stdout.flush()
 
 
 async def _schedulers_if_reachable(settings: Settings) -> list[dict[str, Any]]:
@@ -309,8 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     bnet.add_argument("--json", action="store_true", help="machine-readable output")
     bnet.set_defaults(func=cmd_sync)
 
-    verb("status", "what is stored, what failed, the last sync runs, running schedulers",
-         cmd_status)  # fmt: skip
+    status = verb(
+        "status", "what is stored, what failed, the last sync runs, running schedulers", cmd_status
+    )
+    status.add_argument(
+        "--watch", type=float, nargs="?", const=2.0, default=None, metavar="SECONDS",
+        help="refresh every SECONDS (default 2) until Ctrl-C",
+    )  # fmt: skip
     _scheduler_verbs(verbs)
 
     sandbox = verbs.add_parser(
