@@ -199,3 +199,66 @@ Index(
     unique=True,
 )
 Index("ix_sync_failures_next_retry_at", sync_failures.c.next_retry_at)
+
+# --- PvP (migration 0002) -----------------------------------------------------------------
+
+characters.append_column(Column("equipment_hash", Text))
+
+pvp_leaderboards = Table(
+    "pvp_leaderboards",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("region", Text, nullable=False),
+    Column("season_id", Integer, nullable=False),
+    Column("bracket", Text, nullable=False),
+    Column("bracket_type", Text),
+    Column("last_modified", Text),
+    _ts("last_snapshot_at"),
+    Column("entry_count", Integer, nullable=False, server_default="0"),
+    _ts("last_synced_at"),
+    Column("leaderboard_json", JSONB),
+    _ts("created_at", nullable=False, server_default=func.now()),
+)
+
+pvp_leaderboard_entries = Table(
+    "pvp_leaderboard_entries",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("leaderboard_id", BigInteger, ForeignKey("pvp_leaderboards.id"), nullable=False),
+    Column("character_id", BigInteger, ForeignKey("characters.id"), nullable=False),
+    _ts("snapshot_at", nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("rating", Integer, nullable=False),
+    Column("played", Integer),
+    Column("won", Integer),
+    Column("lost", Integer),
+    Column("faction", Text),
+    Column("tier_id", Integer),
+    Column("entry_json", JSONB, nullable=False),
+    _ts("equipment_processed_at"),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("bnet_item_id", BigInteger, nullable=False),
+    Column("name", Text),
+    Column("quality", Text),
+    Column("slot", Text),
+    Column("inventory_type", Text),
+    Column("item_class", Text),
+    Column("item_json", JSONB, nullable=False),
+    _ts("updated_at", nullable=False, server_default=func.now()),
+)
+
+pvp_leaderboard_entry_items = Table(
+    "pvp_leaderboard_entry_items",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("entry_id", BigInteger, ForeignKey("pvp_leaderboard_entries.id"), nullable=False),
+    Column("item_id", BigInteger, ForeignKey("items.id"), nullable=False),
+    Column("slot", Text, nullable=False),
+    Column("item_level", Integer),
+    Column("item_json", JSONB, nullable=False),
+)

@@ -1,0 +1,292 @@
+"""PvP storage: a whole leaderboard in three statements, equipment batches in a handful.
+
+The brief's old path wrote row by row (150-300 queries for 100 entries). Here every step is one
+set-based statement fed with column arrays (`unnest`), so a 5,000-entry import is three round
+trips: the leaderboard row, all its characters (inserted or found, ids returned), all entries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from providers.battlenet.pvp import EquippedItem, LeaderboardColumns
+
+_UPSERT_LEADERBOARD = text("""
+INSERT INTO pvp_leaderboards AS l (region, season_id, bracket, bracket_type, last_modified,
+                                   last_snapshot_at, entry_count, last_synced_at, leaderboard_json)
+VALUES (:region, :season, :bracket, :bracket_type, :last_modified, :snapshot, :count, now(),
+        CAST(:meta AS jsonb))
+ON CONFLICT (region, season_id, bracket) DO UPDATE
+SET bracket_type = EXCLUDED.bracket_type, last_modified = EXCLUDED.last_modified,
+    last_snapshot_at = EXCLUDED.last_snapshot_at, entry_count = EXCLUDED.entry_count,
+    last_synced_at = now(), leaderboard_json = EXCLUDED.leaderboard_json
+RETURNING id
+""")
+
+# New characters are inserted, known ones found; both come back with their ids, in one
+# statement and without rewriting rows that did not change.
+_UPSERT_CHARACTERS = text("""
+WITH input AS (
+    SELECT * FROM unnest(CAST(:bids AS bigint[]), CAST(:realms AS text[]), CAST(:names AS text[]))
+        AS t(bid, realm, name)
+), inserted AS (
+    INSERT INTO characters (region, bnet_character_id, realm, name_slug, name)
+    SELECT :region, bid, realm, lower(name), name FROM input
+    ON CONFLICT (region, bnet_character_id) DO NOTHING
+    RETURNING id, bnet_character_id
+)
+SELECT id, bnet_character_id, true FROM inserted
+UNION ALL
+SELECT c.id, c.bnet_character_id, false FROM characters c JOIN input i
+    ON c.region = :region AND c.bnet_character_id = i.bid
+""")
+
+_INSERT_ENTRIES = text("""
+INSERT INTO pvp_leaderboard_entries (leaderboard_id, character_id, snapshot_at, rank, rating,
+                                     played, won, lost, faction, tier_id, entry_json)
+SELECT :board, cid, :snapshot, rk, rt, p, w, l, f, t, CAST(e AS jsonb)
+FROM unnest(CAST(:cids AS bigint[]), CAST(:ranks AS int[]), CAST(:ratings AS int[]),
+            CAST(:played AS int[]), CAST(:won AS int[]), CAST(:lost AS int[]),
+            CAST(:factions AS text[]), CAST(:tiers AS int[]), CAST(:entries AS text[]))
+    AS t(cid, rk, rt, p, w, l, f, t, e)
+ON CONFLICT (leaderboard_id, snapshot_at, character_id) DO NOTHING
+""")
+
+
+@dataclass
+class ImportResult:
+    leaderboard_id: int
+    entries: int
+    inserted: int
+    new_characters: int
+
+
+async def import_leaderboard(
+    conn: AsyncConnection,
+    region: str,
+    season: int,
+    bracket: str,
+    columns: LeaderboardColumns,
+    meta: dict[str, Any],
+    last_modified: str | None,
+    snapshot_at: datetime,
+) -> ImportResult:
+    """Three statements: leaderboard row, characters (ids back), entries of this snapshot.
+
+    Idempotent: re-importing a snapshot inserts nothing; a new snapshot adds its own rows.
+    """
+    board = (
+        await conn.execute(
+            _UPSERT_LEADERBOARD,
+            {
+                "region": region, "season": season, "bracket": bracket,
+                "bracket_type": columns.bracket_type, "last_modified": last_modified,
+                "snapshot": snapshot_at, "count": len(columns), "meta": json.dumps(meta),
+            },
+        )
+    ).scalar_one()  # fmt: skip
+    rows = (
+        await conn.execute(
+            _UPSERT_CHARACTERS,
+            {"region": region, "bids": columns.bnet_ids, "realms": columns.realms,
+             "names": columns.names},
+        )
+    ).all()  # fmt: skip
+    ids = {int(bid): int(cid) for cid, bid, _ in rows}
+    new_characters = sum(1 for *_, new in rows if new)
+    inserted = await conn.execute(
+        _INSERT_ENTRIES,
+        {
+            "board": board, "snapshot": snapshot_at,
+            "cids": [ids[b] for b in columns.bnet_ids], "ranks": columns.ranks,
+            "ratings": columns.ratings, "played": columns.played, "won": columns.won,
+            "lost": columns.lost, "factions": columns.factions, "tiers": columns.tiers,
+            "entries": columns.entries_json,
+        },
+    )  # fmt: skip
+    return ImportResult(int(board), len(columns), inserted.rowcount, new_characters)
+
+
+# --- equipment processing -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntryToProcess:
+    entry_id: int
+    character_id: int
+    region: str
+    realm: str
+    name_slug: str
+    is_private: bool
+    equipment_last_modified: str | None
+    equipment_hash: str | None
+    previous_entry_id: int | None  # the latest processed entry of this character
+
+    @property
+    def key(self) -> str:
+        return f"character/{self.region}/{self.realm}/{self.name_slug}"
+
+
+_ENTRIES_TO_PROCESS = text("""
+SELECT e.id, c.id, c.region, c.realm, c.name_slug, c.is_private,
+       c.http_last_modified ->> 'equipment', c.equipment_hash,
+       (SELECT p.id FROM pvp_leaderboard_entries p
+         WHERE p.character_id = e.character_id AND p.equipment_processed_at IS NOT NULL
+         ORDER BY p.equipment_processed_at DESC LIMIT 1)
+FROM pvp_leaderboard_entries e JOIN characters c ON c.id = e.character_id
+WHERE e.leaderboard_id = :board AND e.snapshot_at = :snapshot
+  AND e.id BETWEEN :lo AND :hi AND e.equipment_processed_at IS NULL
+ORDER BY e.id
+""")
+
+
+async def entries_to_process(
+    conn: AsyncConnection, board: int, snapshot_at: datetime, lo: int, hi: int
+) -> list[EntryToProcess]:
+    """One statement: the batch with each character's privacy flag, validators and last items."""
+    rows = await conn.execute(
+        _ENTRIES_TO_PROCESS, {"board": board, "snapshot": snapshot_at, "lo": lo, "hi": hi}
+    )
+    return [EntryToProcess(*row) for row in rows]
+
+
+async def entry_id_ranges(
+    conn: AsyncConnection, board: int, snapshot_at: datetime, size: int
+) -> list[tuple[int, int]]:
+    """Split a snapshot's unprocessed entries into id ranges of about ``size`` entries."""
+    rows = await conn.execute(
+        text("""
+        SELECT min(id), max(id) FROM (
+            SELECT id, (row_number() OVER (ORDER BY id) - 1) / :size AS bucket
+            FROM pvp_leaderboard_entries
+            WHERE leaderboard_id = :board AND snapshot_at = :snapshot
+              AND equipment_processed_at IS NULL) b
+        GROUP BY bucket ORDER BY 1
+        """),
+        {"board": board, "snapshot": snapshot_at, "size": size},
+    )
+    return [(int(lo), int(hi)) for lo, hi in rows]
+
+
+@dataclass
+class FreshEquipment:
+    """Items to store for an entry (a new or changed equipment payload)."""
+
+    entry: EntryToProcess
+    items: list[EquippedItem]
+    payload: Any
+    last_modified: str | None
+    content_hash: str
+
+
+_UPSERT_ITEMS = text("""
+WITH input AS (
+    SELECT DISTINCT ON (bid) * FROM unnest(
+        CAST(:bids AS bigint[]), CAST(:names AS text[]), CAST(:qualities AS text[]),
+        CAST(:slots AS text[]), CAST(:inv AS text[]), CAST(:classes AS text[]),
+        CAST(:raw AS text[])) AS t(bid, name, quality, slot, inv, cls, raw)
+), inserted AS (
+    INSERT INTO items (bnet_item_id, name, quality, slot, inventory_type, item_class, item_json)
+    SELECT bid, name, quality, slot, inv, cls, CAST(raw AS jsonb) FROM input
+    ON CONFLICT (bnet_item_id) DO NOTHING
+    RETURNING id, bnet_item_id
+)
+SELECT id, bnet_item_id FROM inserted
+UNION ALL
+SELECT i.id, i.bnet_item_id FROM items i JOIN input ON i.bnet_item_id = input.bid
+""")
+
+_INSERT_ENTRY_ITEMS = text("""
+INSERT INTO pvp_leaderboard_entry_items (entry_id, item_id, slot, item_level, item_json)
+SELECT e, i, s, lvl, CAST(raw AS jsonb)
+FROM unnest(CAST(:entries AS bigint[]), CAST(:items AS bigint[]), CAST(:slots AS text[]),
+            CAST(:levels AS int[]), CAST(:raw AS text[])) AS t(e, i, s, lvl, raw)
+ON CONFLICT (entry_id, slot) DO NOTHING
+""")
+
+_COPY_ENTRY_ITEMS = text("""
+INSERT INTO pvp_leaderboard_entry_items (entry_id, item_id, slot, item_level, item_json)
+SELECT m.new_id, p.item_id, p.slot, p.item_level, p.item_json
+FROM unnest(CAST(:new_ids AS bigint[]), CAST(:old_ids AS bigint[])) AS m(new_id, old_id)
+JOIN pvp_leaderboard_entry_items p ON p.entry_id = m.old_id
+ON CONFLICT (entry_id, slot) DO NOTHING
+""")
+
+_UPDATE_CHARACTERS = text("""
+UPDATE characters c
+SET equipment_json = CAST(v.payload AS jsonb), equipment_hash = v.hash,
+    http_last_modified = c.http_last_modified || jsonb_build_object('equipment', v.lm),
+    updated_at = now()
+FROM unnest(CAST(:ids AS bigint[]), CAST(:payloads AS text[]), CAST(:hashes AS text[]),
+            CAST(:lms AS text[])) AS v(id, payload, hash, lm)
+WHERE c.id = v.id
+""")
+
+
+async def store_equipment(
+    conn: AsyncConnection,
+    fresh: Sequence[FreshEquipment],
+    reused: Sequence[tuple[int, int]],
+    processed: Sequence[int],
+) -> None:
+    """At most five statements for a whole batch.
+
+    ``fresh``: entries whose items are stored from a new payload (one batched item lookup +
+    one bulk insert); ``reused``: (entry, previous entry) pairs whose items are copied;
+    ``processed``: every entry of the batch that is done (private ones included).
+    """
+    flat = [(f.entry.entry_id, item) for f in fresh for item in f.items]
+    if flat:
+        rows = (
+            await conn.execute(
+                _UPSERT_ITEMS,
+                {
+                    "bids": [i.bnet_item_id for _, i in flat], "names": [i.name for _, i in flat],
+                    "qualities": [i.quality for _, i in flat], "slots": [i.slot for _, i in flat],
+                    "inv": [i.inventory_type for _, i in flat],
+                    "classes": [i.item_class for _, i in flat],
+                    "raw": [json.dumps(i.raw, ensure_ascii=False) for _, i in flat],
+                },
+            )
+        ).all()  # fmt: skip
+        item_ids = {int(bid): int(iid) for iid, bid in rows}
+        await conn.execute(
+            _INSERT_ENTRY_ITEMS,
+            {
+                "entries": [e for e, _ in flat],
+                "items": [item_ids[i.bnet_item_id] for _, i in flat],
+                "slots": [i.slot for _, i in flat], "levels": [i.item_level for _, i in flat],
+                "raw": [json.dumps(i.raw, ensure_ascii=False) for _, i in flat],
+            },
+        )  # fmt: skip
+    if reused:
+        await conn.execute(
+            _COPY_ENTRY_ITEMS,
+            {"new_ids": [n for n, _ in reused], "old_ids": [o for _, o in reused]},
+        )
+    changed = [f for f in fresh if f.payload is not None]
+    if changed:
+        await conn.execute(
+            _UPDATE_CHARACTERS,
+            {
+                "ids": [f.entry.character_id for f in changed],
+                "payloads": [json.dumps(f.payload, ensure_ascii=False) for f in changed],
+                "hashes": [f.content_hash for f in changed],
+                "lms": [f.last_modified for f in changed],
+            },
+        )
+    if processed:
+        await conn.execute(
+            text(
+                "UPDATE pvp_leaderboard_entries SET equipment_processed_at = now() "
+                "WHERE id = ANY(CAST(:ids AS bigint[]))"
+            ),
+            {"ids": list(processed)},
+        )
