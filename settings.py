@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     # --- PvP and shared ----------------------------------------------------------------------
     PVP_SYNC_THREADS: int = Field(2, ge=1, le=64)
     PVP_PROCESSING_THREADS: int = Field(4, ge=1, le=64)
+    PVP_SYNC_TASK_QUEUE: str = "pvp-sync"
+    PVP_PROCESSING_TASK_QUEUE: str = "pvp-processing"
     RATE_LIMIT_BACKEND: Literal["local", "postgres"] = "local"
     RATE_LIMIT_MAX_WAIT_SECONDS: float = Field(30.0, gt=0)
 

@@ -11,23 +11,29 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.battlenet import BattleNetActivities
+from activities.pvp import PvpActivities
 from providers.battlenet import BattleNetClient
 from providers.ratelimit import RateLimiter, Window
 from settings import Settings, SettingsError, get_settings
 from storage.db import create_engine
 from workflows.battlenet import BattleNetEntitySync, BattleNetSync, CharacterBatchSync, GuildSync
+from workflows.pvp import PvpBracketSync, PvpSync
 from workflows.scheduler import Scheduler
 
-WORKFLOWS = [Scheduler, BattleNetSync, GuildSync, CharacterBatchSync, BattleNetEntitySync]
+WORKFLOWS = [
+    Scheduler, BattleNetSync, GuildSync, CharacterBatchSync, BattleNetEntitySync,
+    PvpSync, PvpBracketSync,
+]  # fmt: skip
 log = logging.getLogger("ratesync.worker")
 
 
@@ -62,11 +68,41 @@ def bnet_client(
     )
 
 
+class WorkerGroup:
+    """The worker's Workers, one per task queue (one client, one Battle.net budget), run as one:
+    `async with group:` in tests and tools, `run()` / `shutdown()` in the worker process."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> WorkerGroup:
+        for worker in self.workers:
+            await self._stack.enter_async_context(worker)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def run(self) -> None:
+        await asyncio.gather(*(w.run() for w in self.workers))
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(w.shutdown() for w in self.workers))
+
+
 @dataclass
 class WorkerParts:
-    worker: Worker
+    worker: WorkerGroup
     bnet: BattleNetClient
     limiter: RateLimiter
+
+
+def pvp_queues(settings: Settings, task_queue: str | None) -> tuple[str, str]:
+    """The PvP activity queues; a custom main queue (tests, demo) gets its own pair."""
+    if task_queue and task_queue != settings.TEMPORAL_TASK_QUEUE:
+        return f"{task_queue}.pvp-sync", f"{task_queue}.pvp-processing"
+    return settings.PVP_SYNC_TASK_QUEUE, settings.PVP_PROCESSING_TASK_QUEUE
 
 
 @asynccontextmanager
@@ -78,17 +114,32 @@ async def build_worker(
     limiter = bnet_limiter(settings)
     bnet = bnet_client(settings, limiter)
     acts = BattleNetActivities(engine, bnet, settings.BNET_NOT_FOUND_RECHECK_SECONDS)
-    worker = Worker(
-        client,
-        task_queue=task_queue or settings.TEMPORAL_TASK_QUEUE,
-        workflows=WORKFLOWS,
-        activities=acts.all(),
-        max_concurrent_activities=max(8, settings.BNET_MAX_CONCURRENT),
-        disable_eager_activity_execution=True,
-        graceful_shutdown_timeout=timedelta(seconds=5),
-    )
+    pvp = PvpActivities(engine, bnet, settings.BNET_NOT_FOUND_RECHECK_SECONDS)
+    sync_queue, processing_queue = pvp_queues(settings, task_queue)
+    common: dict[str, Any] = {
+        "disable_eager_activity_execution": True,
+        "graceful_shutdown_timeout": timedelta(seconds=5),
+    }
+    workers = [
+        Worker(
+            client,
+            task_queue=task_queue or settings.TEMPORAL_TASK_QUEUE,
+            workflows=WORKFLOWS,
+            activities=acts.all(),
+            max_concurrent_activities=max(8, settings.BNET_MAX_CONCURRENT),
+            **common,
+        ),
+        Worker(
+            client, task_queue=sync_queue, activities=pvp.sync_queue(),
+            max_concurrent_activities=settings.PVP_SYNC_THREADS, **common,
+        ),
+        Worker(
+            client, task_queue=processing_queue, activities=pvp.processing_queue(),
+            max_concurrent_activities=settings.PVP_PROCESSING_THREADS, **common,
+        ),
+    ]  # fmt: skip
     try:
-        yield WorkerParts(worker, bnet, limiter)
+        yield WorkerParts(WorkerGroup(workers), bnet, limiter)
     finally:
         await bnet.aclose()
         await engine.dispose()

@@ -161,3 +161,84 @@ class EntitySyncResult:
     characters: int = 0
     not_found: int = 0
     requests: int = 0
+
+
+# --- PvP ----------------------------------------------------------------------------------
+
+
+@dataclass
+class PvpSyncInput:
+    region: str
+    season: int | None = None  # None: the current season
+    brackets: list[str] | None = None  # None: every bracket of the season
+    priority: int = 10
+    equipment_batch_size: int = 100
+    sync_queue: str = "pvp-sync"
+    processing_queue: str = "pvp-processing"
+    report_to: str | None = None
+
+
+@dataclass
+class PvpPlan:
+    season: int
+    brackets: list[str]
+
+
+@dataclass
+class PvpBracketInput:
+    region: str
+    season: int
+    bracket: str
+    priority: int = 10
+    equipment_batch_size: int = 100
+    sync_queue: str = "pvp-sync"
+    processing_queue: str = "pvp-processing"
+
+
+@dataclass
+class PvpImportResult:
+    leaderboard_id: int = 0
+    snapshot_at: datetime | None = None
+    entries: int = 0
+    inserted: int = 0
+    new_characters: int = 0
+    not_modified: bool = False
+
+
+@dataclass
+class PvpEquipmentInput:
+    leaderboard_id: int
+    snapshot_at: datetime
+    lo: int
+    hi: int
+    priority: int = 10
+
+
+@dataclass
+class PvpRangesInput:
+    leaderboard_id: int
+    snapshot_at: datetime
+    batch_size: int = 100
+
+
+@dataclass
+class PvpEquipmentResult:
+    processed: int = 0
+    private_skipped: int = 0
+    fetched: int = 0
+    reused: int = 0
+    not_found: int = 0
+
+
+@dataclass
+class PvpBracketResult:
+    bracket: str
+    import_result: PvpImportResult = field(default_factory=PvpImportResult)
+    equipment: PvpEquipmentResult = field(default_factory=PvpEquipmentResult)
+
+
+@dataclass
+class PvpSyncResult:
+    season: int = 0
+    brackets: list[PvpBracketResult] = field(default_factory=list)
+    failed_brackets: list[str] = field(default_factory=list)
