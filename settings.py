@@ -79,6 +79,7 @@ class Settings(BaseSettings):
 
     # --- scheduler -----------------------------------------------------------------------------
     SCHEDULER_BATTLENET_SYNC_EVERY: str = "15m"
+    SCHEDULER_PVP_EVERY: str = "off"
     SCHEDULER_MAX_CONCURRENT: int = Field(4, ge=1, le=100)
     SCHEDULER_AGEING_SECONDS: float = Field(60.0, gt=0)
 
@@ -103,7 +104,7 @@ class Settings(BaseSettings):
         parse_rate(value)
         return value
 
-    @field_validator("SCHEDULER_BATTLENET_SYNC_EVERY")
+    @field_validator("SCHEDULER_BATTLENET_SYNC_EVERY", "SCHEDULER_PVP_EVERY")
     @classmethod
     def _check_cadence(cls, value: str) -> str:
         from workflows.scheduler_types import parse_cadence

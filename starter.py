@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -156,6 +156,50 @@ async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
         )
     emit(args, human, data)
     return EXIT_OK
+
+
+async def cmd_sync_pvp(args: argparse.Namespace, settings: Settings) -> int:
+    from activities.types import PvpSyncInput
+    from worker import build_worker, connect, pvp_queues
+    from workflows.pvp import PvpSync
+    from workflows.visibility import search_attributes
+
+    region = args.region or settings.BNET_REGION
+    brackets = [b.strip() for b in args.brackets.split(",") if b.strip()] if args.brackets else None
+    sync_queue, processing_queue = pvp_queues(settings, None)
+    inp = PvpSyncInput(
+        region=region, season=args.season, brackets=brackets,
+        sync_queue=sync_queue, processing_queue=processing_queue,
+    )  # fmt: skip
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    workflow_id = f"pvp-sync/{region}/{stamp}"
+    async with services(settings, temporal=True) as svc:
+        client = await connect(svc.temporal_address, settings.TEMPORAL_NAMESPACE)
+        handle = await client.start_workflow(
+            PvpSync.run, inp, id=workflow_id, task_queue=settings.TEMPORAL_TASK_QUEUE,
+            static_summary=f"PvP leaderboards of {region}",
+            search_attributes=search_attributes("battlenet", region, "pvp"),
+        )  # fmt: skip
+        if not args.wait:
+            emit(args, f"started {workflow_id}", {"workflow_id": workflow_id})
+            return EXIT_OK
+        if await _has_pollers(client, settings.TEMPORAL_TASK_QUEUE):
+            result = await handle.result()
+        else:
+            async with build_worker(client, settings, svc.database_url) as parts:
+                async with parts.worker:
+                    result = await handle.result()
+    data = {"workflow_id": workflow_id, "season": result.season,
+            "brackets": [asdict(b) for b in result.brackets],
+            "failed_brackets": result.failed_brackets}  # fmt: skip
+    lines = [f"{workflow_id}: season {result.season}"] + [
+        f"  {b.bracket}: {b.import_result.entries} entries ({b.import_result.inserted} new), "
+        f"equipment processed {b.equipment.processed} (private skipped "
+        f"{b.equipment.private_skipped}, reused {b.equipment.reused})"
+        for b in result.brackets
+    ]
+    emit(args, "\n".join(lines), data)
+    return EXIT_FAILED if result.failed_brackets else EXIT_OK
 
 
 # --- status ------------------------------------------------------------------------------
@@ -318,6 +362,19 @@ def build_parser() -> argparse.ArgumentParser:
     bnet.add_argument("--wait", action="store_true", help="wait for the result")
     bnet.add_argument("--json", action="store_true", help="machine-readable output")
     bnet.set_defaults(func=cmd_sync)
+    pvp = providers.add_parser(
+        "pvp",
+        help="import PvP leaderboards and their equipment",
+        description="Start a PvpSync: every bracket of a season (current by default) imported "
+        "in bulk, then each entry's equipment. Example: python starter.py sync pvp --region eu "
+        "--brackets 2v2,3v3 --wait",
+    )
+    pvp.add_argument("--region", choices=REGIONS, help="default: BNET_REGION")
+    pvp.add_argument("--season", type=int, help="season id (default: the current season)")
+    pvp.add_argument("--brackets", help="comma list, e.g. 2v2,3v3,rbg (default: all)")
+    pvp.add_argument("--wait", action="store_true", help="wait for the result")
+    pvp.add_argument("--json", action="store_true", help="machine-readable output")
+    pvp.set_defaults(func=cmd_sync_pvp)
 
     status = verb(
         "status", "what is stored, what failed, the last sync runs, running schedulers", cmd_status

@@ -32,10 +32,13 @@ PROVIDERS = ["battlenet"]
 
 def scheduler_input(provider: str, scope: str, settings: Settings, every: str | None) -> Any:
     cadence = every or settings.SCHEDULER_BATTLENET_SYNC_EVERY
+    cadences = {"sync": cadence}
+    if settings.SCHEDULER_PVP_EVERY != "off":
+        cadences["pvp"] = settings.SCHEDULER_PVP_EVERY
     return SchedulerInput(
         provider=provider,
         scope=scope,
-        cadences={"sync": cadence},
+        cadences=cadences,
         max_concurrent=settings.SCHEDULER_MAX_CONCURRENT,
         ageing_seconds=settings.SCHEDULER_AGEING_SECONDS,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.models import characters, guild_members, guilds, sync_failures, sync_runs
@@ -55,6 +55,17 @@ async def database_status(engine: AsyncEngine, runs: int = 5) -> dict[str, Any]:
                 .limit(10)
             )
         ).all()
+        pvp = (
+            await conn.execute(
+                text(
+                    "SELECT l.region, l.season_id, l.bracket, l.entry_count, l.last_snapshot_at, "
+                    "count(e.id) FILTER (WHERE e.equipment_processed_at IS NOT NULL) AS processed "
+                    "FROM pvp_leaderboards l LEFT JOIN pvp_leaderboard_entries e "
+                    "ON e.leaderboard_id = l.id AND e.snapshot_at = l.last_snapshot_at "
+                    "GROUP BY l.id ORDER BY l.region, l.season_id, l.bracket"
+                )
+            )
+        ).all()
         latest = (
             await conn.execute(
                 select(
@@ -79,5 +90,6 @@ async def database_status(engine: AsyncEngine, runs: int = 5) -> dict[str, Any]:
         "members": {"current": members},
         "failures": {reason: n for reason, n in failures},
         "recent_failures": [dict(r._mapping) for r in recent_failures],
+        "pvp_brackets": [dict(r._mapping) for r in pvp],
         "runs": [dict(r._mapping) for r in latest],
     }

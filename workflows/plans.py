@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.types import BattleNetSyncInput, EntitySyncInput
+    from activities.types import BattleNetSyncInput, EntitySyncInput, PvpSyncInput
     from workflows.scheduler_types import PRIORITIES, SyncRequest
 
 
@@ -36,13 +36,15 @@ class ProviderPlan(Protocol):
 
 class BattleNetPlan:
     """Scope = region. Kinds: `sync` (outdated, incremental), `full` (everything, bulk),
-    `character` / `guild` (one entity, key `realm/name`: manual adds)."""
+    `pvp` (leaderboards of the current season, bulk), `character` / `guild` (one entity,
+    key `realm/name`: manual adds)."""
 
     priorities = {
         "sync": PRIORITIES["incremental"],
         "full": PRIORITIES["bulk"],
         "character": PRIORITIES["manual"],
         "guild": PRIORITIES["manual"],
+        "pvp": PRIORITIES["bulk"],
     }
 
     def default_priority(self, kind: str) -> int:
@@ -60,6 +62,15 @@ class BattleNetPlan:
                 summary=f"Battle.net {'full' if full else 'outdated'} sync of {scope}",
                 build_arg=lambda report_to: BattleNetSyncInput(
                     region=scope, full=full, priority=request.priority, report_to=report_to
+                ),
+            )
+        if request.kind == "pvp":
+            return ChildPlan(
+                workflow="PvpSync",
+                id=f"pvp-sync/{scope}/{now.strftime('%Y%m%dT%H%M%SZ')}-{request.request_id}",
+                summary=f"PvP leaderboards of {scope}",
+                build_arg=lambda report_to: PvpSyncInput(
+                    region=scope, priority=request.priority, report_to=report_to
                 ),
             )
         if request.kind in ("character", "guild"):
