@@ -60,6 +60,7 @@ async def full_sync(url: str, limit: int) -> dict[str, Any]:
         await _admin(url, "reset", {})
         queue = f"bench-{uuid.uuid4().hex[:6]}"
         started = time.monotonic()
+        assert stack.client is not None
         async with build_worker(stack.client, settings, stack.database_url, queue) as parts:
             async with parts.worker:
                 counts = await stack.client.execute_workflow(

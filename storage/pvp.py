@@ -101,6 +101,7 @@ async def import_leaderboard(
     ).all()  # fmt: skip
     ids = {int(bid): int(cid) for cid, bid, _ in rows}
     new_characters = sum(1 for *_, new in rows if new)
+    await _fill_raced(conn, "characters", "bnet_character_id", ids, columns.bnet_ids, region)
     inserted = await conn.execute(
         _INSERT_ENTRIES,
         {
@@ -112,6 +113,27 @@ async def import_leaderboard(
         },
     )  # fmt: skip
     return ImportResult(int(board), len(columns), inserted.rowcount, new_characters)
+
+
+async def _fill_raced(
+    conn: AsyncConnection,
+    table: str,
+    key: str,
+    found: dict[int, int],
+    wanted: Sequence[int],
+    region: str | None = None,
+) -> None:
+    """Ids the insert-or-find statement could not see: rows a concurrent transaction (another
+    bracket, another batch) committed while ours waited on its conflict. Rare: one more read."""
+    missing = [k for k in set(wanted) if k not in found]
+    if not missing:
+        return
+    where = f"{key} = ANY(CAST(:keys AS bigint[]))" + (" AND region = :region" if region else "")
+    rows = await conn.execute(
+        text(f"SELECT id, {key} FROM {table} WHERE {where}"),  # noqa: S608 - fixed names
+        {"keys": missing, "region": region},
+    )
+    found.update({int(k): int(i) for i, k in rows})
 
 
 # --- equipment processing -------------------------------------------------------------------
@@ -244,26 +266,28 @@ async def store_equipment(
     """
     flat = [(f.entry.entry_id, item) for f in fresh for item in f.items]
     if flat:
+        unique = list({i.bnet_item_id: i for _, i in flat}.values())  # one lookup per item
         rows = (
             await conn.execute(
                 _UPSERT_ITEMS,
                 {
-                    "bids": [i.bnet_item_id for _, i in flat], "names": [i.name for _, i in flat],
-                    "qualities": [i.quality for _, i in flat], "slots": [i.slot for _, i in flat],
-                    "inv": [i.inventory_type for _, i in flat],
-                    "classes": [i.item_class for _, i in flat],
-                    "raw": [json.dumps(i.raw, ensure_ascii=False) for _, i in flat],
+                    "bids": [i.bnet_item_id for i in unique], "names": [i.name for i in unique],
+                    "qualities": [i.quality for i in unique], "slots": [i.slot for i in unique],
+                    "inv": [i.inventory_type for i in unique],
+                    "classes": [i.item_class for i in unique],
+                    "raw": [json.dumps(i.raw, ensure_ascii=False) for i in unique],
                 },
             )
         ).all()  # fmt: skip
         item_ids = {int(bid): int(iid) for iid, bid in rows}
+        await _fill_raced(conn, "items", "bnet_item_id", item_ids, [i.bnet_item_id for i in unique])
         await conn.execute(
             _INSERT_ENTRY_ITEMS,
             {
                 "entries": [e for e, _ in flat],
                 "items": [item_ids[i.bnet_item_id] for _, i in flat],
                 "slots": [i.slot for _, i in flat], "levels": [i.item_level for _, i in flat],
-                "raw": [json.dumps(i.raw, ensure_ascii=False) for _, i in flat],
+                "raw": [json.dumps(i.detail, ensure_ascii=False) for _, i in flat],
             },
         )  # fmt: skip
     if reused:

@@ -69,6 +69,14 @@ def leaderboard_columns(payload: Any, entity: str) -> LeaderboardColumns:
     return out
 
 
+# What differs between two characters wearing the same item; the rest (name, media, stats
+# text…) is the item's own and is stored once, in `items.item_json`.
+PER_CHARACTER_KEYS = (
+    "slot", "quantity", "context", "bonus_list", "level", "enchantments", "sockets",
+    "modified_appearance_id", "transmog", "azerite_details", "name_description",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class EquippedItem:
     bnet_item_id: int
@@ -79,6 +87,11 @@ class EquippedItem:
     item_class: str | None
     item_level: int | None
     raw: dict[str, Any]
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        """The character-specific part of the item (stored per leaderboard entry)."""
+        return {k: self.raw[k] for k in PER_CHARACTER_KEYS if k in self.raw}
 
 
 def equipped_items(payload: Any, entity: str) -> list[EquippedItem]:
