@@ -206,12 +206,13 @@ class PvpActivities:
     ) -> None:
         if answer.data is None:  # 304 without an earlier processed entry: nothing to copy
             return
-        digest = equipment_hash(answer.data)
+        digest = equipment_hash(answer.raw)
         if digest == entry.equipment_hash and entry.previous_entry_id:
             reused.append((entry.entry_id, entry.previous_entry_id))
             return
         items = equipped_items(answer.data, entry.key)
-        fresh.append(db.FreshEquipment(entry, items, answer.data, answer.last_modified, digest))
+        body = answer.raw.decode("utf-8", errors="replace")
+        fresh.append(db.FreshEquipment(entry, items, body, answer.last_modified, digest))
 
     async def _equipment(self, entry: db.EntryToProcess, priority: int) -> Fetched:
         since = entry.equipment_last_modified if entry.previous_entry_id else None

@@ -104,6 +104,7 @@ class Counter:
 
 
 async def bulk(engine: AsyncEngine, ladder: dict[str, Any], gear: list[dict[str, Any]]) -> dict:
+    bodies = [json.dumps(g, ensure_ascii=False).encode() for g in gear]  # as received
     columns = leaderboard_columns(ladder, "eu/27/2v2")
     meta = {k: v for k, v in ladder.items() if k != "entries"}
     started = time.perf_counter()
@@ -117,13 +118,11 @@ async def bulk(engine: AsyncEngine, ladder: dict[str, Any], gear: list[dict[str,
     async def process(lo: int, hi: int) -> None:
         async with gate, engine.connect() as conn:
             batch = await db.entries_to_process(conn, result.leaderboard_id, SNAPSHOT, lo, hi)
-        fresh = [
-            db.FreshEquipment(
-                e, equipped_items(gear[e.entry_id % len(gear)], e.key),
-                gear[e.entry_id % len(gear)], None, equipment_hash(gear[e.entry_id % len(gear)]),
-            )
-            for e in batch
-        ]  # fmt: skip
+        fresh = []
+        for e in batch:  # what the activity does with each 200 answer (HTTP left out)
+            payload, body = gear[e.entry_id % len(gear)], bodies[e.entry_id % len(gear)]
+            items = equipped_items(payload, e.key)
+            fresh.append(db.FreshEquipment(e, items, body.decode(), None, equipment_hash(body)))
         async with gate, engine.begin() as conn:
             await db.store_equipment(conn, fresh, [], [e.entry_id for e in batch])
 
@@ -183,6 +182,8 @@ async def naive(engine: AsyncEngine, ladder: dict[str, Any], gear: list[dict[str
                 session.add(link)
                 await session.flush()
             setattr(entry, "equipment_processed_at", datetime.now(UTC))  # noqa: B010
+            character = await session.get(Character, entry.character_id)
+            setattr(character, "equipment_json", gear[n % len(gear)])  # noqa: B010
             await session.flush()
         await session.commit()
     return {"board_seconds": board_seconds, "seconds": time.perf_counter() - started}

@@ -28,6 +28,7 @@ class Fetched:
     status: int
     data: Any
     last_modified: str | None
+    raw: bytes = b""  # the body as received: stored or hashed without re-serialising
 
     @property
     def not_modified(self) -> bool:

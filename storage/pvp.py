@@ -130,7 +130,7 @@ async def _fill_raced(
         return
     where = f"{key} = ANY(CAST(:keys AS bigint[]))" + (" AND region = :region" if region else "")
     rows = await conn.execute(
-        text(f"SELECT id, {key} FROM {table} WHERE {where}"),  # noqa: S608 - fixed names
+        text(f"SELECT id, {key} FROM {table} WHERE {where}"),
         {"keys": missing, "region": region},
     )
     found.update({int(k): int(i) for i, k in rows})
@@ -203,7 +203,7 @@ class FreshEquipment:
 
     entry: EntryToProcess
     items: list[EquippedItem]
-    payload: Any
+    body: str | None  # the raw JSON body, stored as the character's equipment_json
     last_modified: str | None
     content_hash: str
 
@@ -295,13 +295,13 @@ async def store_equipment(
             _COPY_ENTRY_ITEMS,
             {"new_ids": [n for n, _ in reused], "old_ids": [o for _, o in reused]},
         )
-    changed = [f for f in fresh if f.payload is not None]
+    changed = [f for f in fresh if f.body is not None]
     if changed:
         await conn.execute(
             _UPDATE_CHARACTERS,
             {
                 "ids": [f.entry.character_id for f in changed],
-                "payloads": [json.dumps(f.payload, ensure_ascii=False) for f in changed],
+                "payloads": [f.body for f in changed],
                 "hashes": [f.content_hash for f in changed],
                 "lms": [f.last_modified for f in changed],
             },

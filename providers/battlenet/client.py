@@ -130,7 +130,8 @@ class BattleNetClient(ProviderHTTP):
         last_modified = response.headers.get("last-modified")
         if response.status_code == 304:
             return Fetched(304, None, last_modified or if_modified_since)
-        return Fetched(response.status_code, self.json_of(response, entity), last_modified)
+        data = self.json_of(response, entity)
+        return Fetched(response.status_code, data, last_modified, response.content)
 
     async def guild(self, region: str, realm: str, name_slug: str, **kw: Any) -> Fetched:
         path = f"/data/wow/guild/{quote(realm)}/{quote(name_slug)}"

@@ -122,8 +122,7 @@ def equipped_items(payload: Any, entity: str) -> list[EquippedItem]:
     return out
 
 
-def equipment_hash(payload: Any) -> str:
-    """A content hash of the equipped items: unchanged gear → same hash, whatever the headers."""
-    items = payload.get("equipped_items", []) if isinstance(payload, dict) else []
-    canonical = json.dumps(items, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def equipment_hash(body: bytes) -> str:
+    """A content hash of the equipment body: unchanged gear → same hash, whatever the headers
+    (Last-Modified moves when anything about the character changes, the gear often does not)."""
+    return hashlib.sha256(body).hexdigest()
