@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
         description="Serve a strict, seeded imitation of the Battle.net WoW API "
-        "(token, guild, roster, character endpoints, 429s, 304s, admin endpoints).",
+        "(token, guild, roster, character and PvP endpoints, 429s, 304s, admin endpoints).",
         epilog="Example: python -m sandbox --port 8787 --seed 7 --guilds-per-region 5",
     )
     add = parser.add_argument
@@ -45,6 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=world.hidden_ratio,
         help="share of characters whose profile endpoints answer 404 (default: %(default)s)",
     )
+    add(
+        "--pvp-entries",
+        type=int,
+        default=world.pvp_entries,
+        help="entries per PvP leaderboard (default: %(default)s)",
+    )
+    add(
+        "--pvp-seasons",
+        default="{}-{}".format(*world.pvp_seasons),
+        help="first-last PvP season ids; the last is current (default: %(default)s)",
+    )
     add("--per-second", type=int, default=defaults.per_second, help=_DEFAULT)
     add("--per-hour", type=int, default=defaults.per_hour, help=_DEFAULT)
     add("--client-id", default=defaults.client_id, help=_DEFAULT)
@@ -52,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--token-ttl", type=int, default=defaults.token_ttl, help="seconds (default: %(default)s)")
     add("--retry-after-header", action="store_true", help="send Retry-After: 1 on 429s")
     return parser
+
+
+def _season_range(text: str) -> tuple[int, int]:
+    first, _, last = text.partition("-")
+    return int(first), int(last or first)
 
 
 def config_from_args(args: argparse.Namespace) -> BattleNetSandboxConfig:
@@ -64,6 +80,8 @@ def config_from_args(args: argparse.Namespace) -> BattleNetSandboxConfig:
         roster_max=args.roster_max,
         guildless_characters=args.guildless,
         hidden_ratio=args.hidden_ratio,
+        pvp_entries=args.pvp_entries,
+        pvp_seasons=_season_range(args.pvp_seasons),
     )
     return BattleNetSandboxConfig(
         world=world,

@@ -3,8 +3,11 @@
 Every API request goes through the same checks, in this order (see ``../shared/UPSTREAM.md``
 §1): (1) count it and run the strict limiter (429, not admitted, when over any window);
 (2) injected faults; (3) ``Authorization: Bearer`` token (401); (4) ``profile-{region}``
-namespace from the query or the ``Battlenet-Namespace`` header (403); (5) unknown guild or
-unknown/hidden character (404); (6) ``If-Modified-Since`` (304); (7) 200 with the payload.
+(``dynamic-{region}`` for PvP game data) namespace from the query or the
+``Battlenet-Namespace`` header (403); (5) unknown guild, unknown/hidden character, unknown PvP
+season or bracket (404); (6) ``If-Modified-Since`` (304); (7) 200 with the payload.
+Every request to ``/profile/wow/character/{realm}/{name}/...`` is also counted per character
+id (whatever its answer) for ``/_admin/requests/characters``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import binascii
 import secrets
 import string
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -28,6 +32,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox.battlenet_admin import battlenet_admin_routes
+from sandbox.battlenet_endpoints import (
+    ALIASES,
+    ENDPOINTS,
+    UNKNOWN_DATA,
+    UNKNOWN_PROFILE,
+    Endpoint,
+    character_target,
+)
 from sandbox.common import (
     Counters,
     FaultDecision,
@@ -40,7 +52,8 @@ from sandbox.common import (
     parse_http_date,
 )
 from sandbox.limits import MultiWindowLimiter
-from sandbox.world import BattleNetWorld, BattleNetWorldConfig, Payload
+from sandbox.world import BattleNetWorld, BattleNetWorldConfig
+from sandbox.wow_pvp import Resolved
 
 __all__ = [
     "ENDPOINTS",
@@ -65,44 +78,6 @@ class BattleNetSandboxConfig:
     retry_after_header: bool = False
 
 
-Builder = Callable[[BattleNetWorld, str, str, str], Payload | None]
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One API route: its stats name, path, schema headers and payload builder."""
-
-    route: str
-    path: str
-    schema: str
-    revision: int
-    build: Builder
-    entity: str  # "guild" or "character": whose Last-Modified applies
-    cache_control: str | None = None
-
-
-_CHAR = "/profile/wow/character/{realm}/{name}"
-_GUILD = "/data/wow/guild/{realm}/{name}"
-_GUILD_CACHE = "public, max-age=10800"
-
-_W = BattleNetWorld
-# fmt: off
-ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("guild", _GUILD, "guild", 8, _W.guild, "guild", _GUILD_CACHE),
-    Endpoint("roster", _GUILD + "/roster", "guild-roster", 7, _W.roster, "guild", _GUILD_CACHE),
-    Endpoint("character", _CHAR, "character", 18, _W.character_profile, "character"),
-    Endpoint("equipment", _CHAR + "/equipment", "character-equipment", 4,
-             _W.character_equipment, "character"),
-    Endpoint("mythic_keystone_profile", _CHAR + "/mythic-keystone-profile",
-             "mythic-keystone-profile", 6, _W.character_mythic_keystone_profile, "character"),
-    Endpoint("professions", _CHAR + "/professions", "character-professions", 1,
-             _W.character_professions, "character"),
-    Endpoint("status", _CHAR + "/status", "character-status", 1, _W.character_status, "character"),
-)
-# fmt: on
-_UNKNOWN = Endpoint("other", "", "", 0, lambda *_: None, "none")
-
-
 def error_body(status: int) -> dict[str, Any]:
     """The Battle.net error envelope, e.g. ``{"code":404,"type":"BLZWEBAPI00000404",...}``."""
     return {"code": status, "type": f"BLZWEBAPI00000{status}", "detail": HTTPStatus(status).phrase}
@@ -122,6 +97,7 @@ class BattleNetSandbox:
         self.faults = Faults(seed=config.world.seed)
         self.tokens: dict[str, float] = {}
         self.token_requests = 0
+        self.character_requests: Counter[int] = Counter()
 
     # -- admin --------------------------------------------------------------------------------
 
@@ -146,6 +122,20 @@ class BattleNetSandbox:
         self.counters.reset()
         self.limiter.reset()
         self.token_requests = 0
+        self.character_requests.clear()
+
+    def character_request_counts(self, ids: Iterable[int]) -> dict[str, int]:
+        """Requests to ``/profile/wow/character/...`` per given character id (JSON keys)."""
+        return {str(cid): self.character_requests[cid] for cid in ids}
+
+    def _count_character(self, endpoint: Endpoint, request: Request, ns: str | None) -> None:
+        target = character_target(endpoint, request.path_params)
+        region = (ns or "").partition("-")[2].lower()
+        if target is None or region not in self.world.regions:
+            return
+        info = self.world.find_character(region, *target)
+        if info is not None:
+            self.character_requests[info.id] += 1
 
     def set_limits(self, body: Mapping[str, Any]) -> dict[str, Any]:
         unknown = set(body) - {"per_second", "per_hour"}
@@ -210,9 +200,9 @@ class BattleNetSandbox:
 
     # -- API ----------------------------------------------------------------------------------
 
-    def _region(self, namespace: str | None) -> str | None:
+    def _region(self, namespace: str | None, kinds: tuple[str, ...]) -> str | None:
         kind, _, region = (namespace or "").partition("-")
-        return region if kind == "profile" and region in self.world.regions else None
+        return region if kind in kinds and region in self.world.regions else None
 
     def _error(self, status: int, namespace: str | None) -> Response:
         headers = _base_headers(namespace)
@@ -236,6 +226,23 @@ class BattleNetSandbox:
             return character.last_modified if character and not character.hidden else None
         return None
 
+    def _resolve(
+        self, endpoint: Endpoint, region: str, params: Mapping[str, str]
+    ) -> Resolved | None:
+        """Last-Modified and a body renderer, or None when the resource does not exist."""
+        if endpoint.entity.startswith("pvp"):
+            return self.world.pvp.resolve(endpoint.entity, region, params)
+        realm, name = params.get("realm", ""), params.get("name", "")
+        last_modified = self._last_modified(endpoint, region, realm, name)
+        if last_modified is None:
+            return None
+
+        def render() -> bytes:
+            payload = endpoint.build(self.world, region, realm, name)
+            return json_bytes(payload) if payload is not None else b""
+
+        return last_modified, render
+
     async def _apply_fault(
         self, request: Request, fault: FaultDecision, ns: str | None
     ) -> Response | None:
@@ -254,6 +261,7 @@ class BattleNetSandbox:
     async def handle(self, request: Request, endpoint: Endpoint) -> Response:
         self.counters.count_request(endpoint.route)
         ns = request.query_params.get("namespace") or request.headers.get("battlenet-namespace")
+        self._count_character(endpoint, request, ns)
         if not self.limiter.try_admit(self.clock()):
             return self._error(429, ns)
         fault = self.faults.decide(request.url.path)
@@ -262,21 +270,20 @@ class BattleNetSandbox:
             return faulted
         if not self.token_valid(request.headers.get("authorization")):
             return self._error(401, ns)
-        region = self._region(ns)
+        region = self._region(ns, endpoint.namespaces)
         if region is None:
             return self._error(403, ns)
-        realm, name = request.path_params.get("realm", ""), request.path_params.get("name", "")
-        last_modified = self._last_modified(endpoint, region, realm, name)
-        if last_modified is None:
+        resolved = self._resolve(endpoint, region, request.path_params)
+        if resolved is None:
             return self._error(404, ns)
+        last_modified, render = resolved
         headers = _success_headers(endpoint, ns, last_modified)
         since = parse_http_date(request.headers.get("if-modified-since"))
         if since is not None and since >= last_modified:
             return self._sent(Response(status_code=304, headers=headers))
-        payload = endpoint.build(self.world, region, realm, name)
-        if payload is None:  # pragma: no cover - _last_modified already checked existence
+        body = render()
+        if not body:  # pragma: no cover - _resolve already checked existence
             return self._error(404, ns)
-        body = json_bytes(payload)
         if fault.truncate:
             self.counters.count_fault("truncate")
             body = body[: len(body) // 2]
@@ -332,11 +339,13 @@ def _api_route(sandbox: BattleNetSandbox, path: str, endpoint: Endpoint) -> Rout
 def battlenet_routes(sandbox: BattleNetSandbox) -> list[BaseRoute]:
     """API routes, the token endpoint and catch-alls that 404 like the real API."""
     routes: list[BaseRoute] = [_api_route(sandbox, ep.path, ep) for ep in ENDPOINTS]
+    by_route = {ep.route: ep for ep in ENDPOINTS}
+    routes += [_api_route(sandbox, path, by_route[route]) for route, path in ALIASES.items()]
     routes += [
         Route("/token", sandbox.token_endpoint, methods=["POST"]),
         Route("/oauth/token", sandbox.token_endpoint, methods=["POST"]),
-        _api_route(sandbox, "/data/{rest:path}", _UNKNOWN),
-        _api_route(sandbox, "/profile/{rest:path}", _UNKNOWN),
+        _api_route(sandbox, UNKNOWN_DATA.path, UNKNOWN_DATA),
+        _api_route(sandbox, UNKNOWN_PROFILE.path, UNKNOWN_PROFILE),
     ]
     return routes
 

@@ -1,4 +1,5 @@
-"""Battle.net-specific admin routes: ground truth, touches and token revocation.
+"""Battle.net-specific admin routes: ground truth, touches, PvP snapshots, per-character request
+counts and token revocation.
 
 Truth payloads come from the same builders the API uses, so they equal what the API serves at
 that moment. Admin routes are never rate limited and never counted as API requests.
@@ -12,11 +13,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.common import http_date
+from sandbox.common import bad_request, http_date
 
 if TYPE_CHECKING:
     from sandbox.battlenet import BattleNetSandbox
     from sandbox.world import BattleNetWorld
+    from sandbox.wow_pvp import PvpBoard
 
 __all__ = ["battlenet_admin_routes"]
 
@@ -146,8 +148,56 @@ async def touch_character(request: Request) -> Response:
     )
 
 
+def _pvp_board(request: Request, create_snapshot: bool = False) -> PvpBoard | None:
+    params = request.path_params
+    season = params["season"]
+    if not (season.isascii() and season.isdigit()):
+        return None
+    pvp = _sandbox(request).world.pvp
+    if create_snapshot:
+        return pvp.new_snapshot(params["region"], int(season), params["bracket"])
+    return pvp.board(params["region"], int(season), params["bracket"])
+
+
+async def truth_pvp(request: Request) -> Response:
+    """The leaderboard exactly as the API serves it now, and its private characters."""
+    board = _pvp_board(request)
+    if board is None:
+        return _not_found("region, season or bracket")
+    return JSONResponse(
+        {
+            "leaderboard": board.payload(),
+            "last_modified": http_date(board.last_modified),
+            "private_character_ids": board.private_character_ids(),
+        }
+    )
+
+
+async def pvp_new_snapshot(request: Request) -> Response:
+    """Play games on ~10 % of the leaderboard's entries and bump its Last-Modified."""
+    board = _pvp_board(request, create_snapshot=True)
+    if board is None:
+        return _not_found("region, season or bracket")
+    return JSONResponse(
+        {"snapshot": board.snapshot, "last_modified": http_date(board.last_modified)}
+    )
+
+
+async def character_requests(request: Request) -> Response:
+    """``?ids=1,2,3`` → ``{"1": n, ...}``: requests to each character's profile endpoints."""
+    raw = request.query_params.get("ids", "")
+    try:
+        ids = [int(part) for part in raw.split(",") if part.strip()]
+    except ValueError:
+        return bad_request("ids must be a comma-separated list of integers")
+    if not ids:
+        return bad_request("pass ids=1,2,3")
+    return JSONResponse(_sandbox(request).character_request_counts(ids))
+
+
 def battlenet_admin_routes() -> list[Route]:
     entity = "{region}/{realm}/{name}"
+    pvp = "{region}/{season}/{bracket}"
     return [
         Route("/_admin/tokens/revoke", revoke_tokens, methods=["POST"]),
         Route("/_admin/truth/guilds", truth_guilds, methods=["GET"]),
@@ -156,4 +206,7 @@ def battlenet_admin_routes() -> list[Route]:
         Route(f"/_admin/truth/character/{entity}", truth_character, methods=["GET"]),
         Route(f"/_admin/touch/guild/{entity}", touch_guild, methods=["POST"]),
         Route(f"/_admin/touch/character/{entity}", touch_character, methods=["POST"]),
+        Route(f"/_admin/truth/pvp/{pvp}", truth_pvp, methods=["GET"]),
+        Route(f"/_admin/pvp/new-snapshot/{pvp}", pvp_new_snapshot, methods=["POST"]),
+        Route("/_admin/requests/characters", character_requests, methods=["GET"]),
     ]

@@ -193,6 +193,8 @@ def cli_args(config: BattleNetSandboxConfig) -> list[str]:
         f"--roster-max={world.roster_max}",
         f"--guildless={world.guildless_characters}",
         f"--hidden-ratio={world.hidden_ratio}",
+        f"--pvp-entries={world.pvp_entries}",
+        "--pvp-seasons={}-{}".format(*world.pvp_seasons),
         f"--per-second={config.per_second}",
         f"--per-hour={config.per_hour}",
         f"--client-id={config.client_id}",

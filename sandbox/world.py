@@ -11,26 +11,36 @@ from __future__ import annotations
 import random
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sandbox import wow_static as wd
 from sandbox.wow_equipment import equipment_payload
 from sandbox.wow_payloads import (
+    BASE_DATE,
+    MONTH_SECONDS,
     CharacterState,
     GuildState,
     Payload,
     Realm,
+    bump_time,
     character_profile_payload,
     guild_payload,
+    realms_for,
     roster_payload,
     status_payload,
 )
 from sandbox.wow_progress import mythic_payload, professions_payload
+from sandbox.wow_pvp import PvpLadders
 
-__all__ = ["BattleNetWorld", "BattleNetWorldConfig", "CharacterInfo", "GuildInfo", "Realm"]
-
-BASE_DATE = datetime(2024, 6, 1, tzinfo=UTC)
-_MONTH = 30 * 86_400
+__all__ = [
+    "BASE_DATE",
+    "BattleNetWorld",
+    "BattleNetWorldConfig",
+    "CharacterInfo",
+    "GuildInfo",
+    "Realm",
+    "realms_for",
+]
 
 
 @dataclass
@@ -42,6 +52,8 @@ class BattleNetWorldConfig:
     roster_max: int = 40
     guildless_characters: int = 0
     hidden_ratio: float = 0.03
+    pvp_entries: int = 5000  # entries per PvP leaderboard (per region, season and bracket)
+    pvp_seasons: tuple[int, int] = (30, 37)  # first and last (current) PvP season id
 
 
 @dataclass(frozen=True)
@@ -77,17 +89,6 @@ class CharacterInfo:
 def _key(text: str) -> str:
     """Case- and normalisation-insensitive lookup key for a slug or a name."""
     return unicodedata.normalize("NFC", text).strip().lower()
-
-
-def _now_seconds() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
-
-
-def realms_for(region: str) -> list[Realm]:
-    if region in wd.REALMS:
-        return [Realm(name, slug, rid) for name, slug, rid in wd.REALMS[region]]
-    offset = wd.OTHER_REGION_REALM_ID_OFFSET
-    return [Realm(name, slug, rid + offset) for name, slug, rid in wd.REALMS["eu"]]
 
 
 class _RegionBuilder:
@@ -128,7 +129,7 @@ class _RegionBuilder:
             faction=rng.choice(sorted(wd.FACTIONS)),
             achievement_points=rng.randint(300, 3500),
             created_ms=rng.randint(1_200_000_000, 1_580_000_000) * 1000,
-            last_modified=BASE_DATE + timedelta(seconds=rng.randint(0, _MONTH)),
+            last_modified=BASE_DATE + timedelta(seconds=rng.randint(0, MONTH_SECONDS)),
         )
         size = rng.randint(
             self.config.roster_min, max(self.config.roster_min, self.config.roster_max)
@@ -175,7 +176,7 @@ class _RegionBuilder:
             if level == wd.MAX_LEVEL
             else max(5, level * 3 + rng.randint(-5, 5))
         )
-        last_modified = BASE_DATE + timedelta(seconds=rng.randint(0, _MONTH))
+        last_modified = BASE_DATE + timedelta(seconds=rng.randint(0, MONTH_SECONDS))
         character = CharacterState(
             region=self.region,
             realm=realm,
@@ -211,6 +212,7 @@ class BattleNetWorld:
         self._guild_by_id: dict[tuple[str, int], GuildState] = {}
         self._char_index: dict[tuple[str, str, str], CharacterState] = {}
         self._char_by_id: dict[tuple[str, int], CharacterState] = {}
+        self.pvp = PvpLadders(self)  # PvP seasons and leaderboards, built lazily
         for region in self.config.regions:
             self._guilds[region], self._characters[region] = [], []
             _RegionBuilder(self, region).build()
@@ -222,8 +224,10 @@ class BattleNetWorld:
         self._guild_index[(guild.region, guild.realm.slug, _key(guild.slug))] = guild
         self._guild_by_id[(guild.region, guild.id)] = guild
 
-    def add_character(self, character: CharacterState) -> None:
-        self._characters[character.region].append(character)
+    def add_character(self, character: CharacterState, listed: bool = True) -> None:
+        """Index a character; unlisted ones (PvP-only) are served but not in ``characters()``."""
+        if listed:
+            self._characters[character.region].append(character)
         self._char_index[(character.region, character.realm.slug, _key(character.name))] = character
         self._char_by_id[(character.region, character.id)] = character
 
@@ -237,7 +241,21 @@ class BattleNetWorld:
         return self._guild_index.get((_key(region), _key(realm_slug), _key(name_slug)))
 
     def _character(self, region: str, realm_slug: str, name: str) -> CharacterState | None:
-        return self._char_index.get((_key(region), _key(realm_slug), _key(name)))
+        key = (_key(region), _key(realm_slug), _key(name))
+        found = self._char_index.get(key)
+        if found is None and self.pvp.ensure_pool(key[0]):  # PvP-only characters, on demand
+            found = self._char_index.get(key)
+        return found
+
+    def name_taken(self, region: str, realm_slug: str, name: str) -> bool:
+        return (_key(region), _key(realm_slug), _key(name)) in self._char_index
+
+    def id_taken(self, region: str, char_id: int) -> bool:
+        return (_key(region), char_id) in self._char_by_id
+
+    def listed_characters(self, region: str) -> list[CharacterState]:
+        """The guild and guildless characters of a region, in creation order (state objects)."""
+        return list(self._characters.get(_key(region), []))
 
     def _guild_of(self, character: CharacterState) -> GuildState | None:
         if character.guild_id is None:
@@ -345,18 +363,13 @@ class BattleNetWorld:
 
     # -- changes ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _bump(previous: datetime) -> datetime:
-        """Now (whole seconds), but always strictly later than the previous Last-Modified."""
-        return max(_now_seconds(), previous + timedelta(seconds=1))
-
     def touch_character(self, region: str, realm_slug: str, name: str) -> CharacterInfo | None:
         """New version: later Last-Modified, more achievement points, better gear and rating."""
         c = self._character(region, realm_slug, name)
         if c is None:
             return None
         c.version += 1
-        c.last_modified = self._bump(c.last_modified)
+        c.last_modified = bump_time(c.last_modified)
         rng = random.Random(f"{self.config.seed}:touch:{c.region}:{c.id}:{c.version}")
         c.achievement_points += rng.randint(5, 50)
         c.equipped_item_level += rng.randint(1, 3)
@@ -370,7 +383,7 @@ class BattleNetWorld:
         if g is None:
             return None
         g.version += 1
-        g.last_modified = self._bump(g.last_modified)
+        g.last_modified = bump_time(g.last_modified)
         rng = random.Random(f"{self.config.seed}:touch-guild:{g.region}:{g.id}:{g.version}")
         g.achievement_points += rng.randint(5, 50)
         movable = [cid for cid in g.member_ids if g.ranks[cid] != 0]

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sandbox import wow_static as wd
 
 Payload = dict[str, Any]
+
+BASE_DATE = datetime(2024, 6, 1, tzinfo=UTC)
+MONTH_SECONDS = 30 * 86_400
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,18 @@ class GuildState:
     @property
     def slug(self) -> str:
         return self.name.lower().replace(" ", "-")
+
+
+def realms_for(region: str) -> list[Realm]:
+    if region in wd.REALMS:
+        return [Realm(name, slug, rid) for name, slug, rid in wd.REALMS[region]]
+    offset = wd.OTHER_REGION_REALM_ID_OFFSET
+    return [Realm(name, slug, rid + offset) for name, slug, rid in wd.REALMS["eu"]]
+
+
+def bump_time(previous: datetime) -> datetime:
+    """Now (whole seconds), but always strictly later than the previous Last-Modified."""
+    return max(datetime.now(UTC).replace(microsecond=0), previous + timedelta(seconds=1))
 
 
 # ---------------------------------------------------------------------------------------------
