@@ -102,7 +102,7 @@ async def test_reimport_is_idempotent_and_a_new_snapshot_adds_rows(database_url)
     newer = await _import(engine, ladder(2000, shift=7), first_at + timedelta(minutes=10))
     assert newer.inserted == 2000 and newer.new_characters == 0
     async with engine.connect() as conn:
-        counts = dict(
+        counts: dict[datetime, int] = dict(
             (
                 await conn.execute(
                     select(pvp_leaderboard_entries.c.snapshot_at, func.count()).group_by(

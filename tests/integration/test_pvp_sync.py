@@ -101,4 +101,4 @@ async def test_unknown_bracket_is_a_clear_non_retryable_error(client, database_u
     with battlenet_sandbox(guilds_per_region=1, roster_min=2, roster_max=2, pvp_entries=20) as sb:
         with pytest.raises(Exception) as err:
             await _sync(client, sandbox_settings(sb.url), database_url, task_queue, ["5v5"])
-    assert "has no bracket(s) 5v5" in str(err.value.cause.cause)
+    assert "has no bracket(s) 5v5" in str(err.value.cause.cause)  # type: ignore[attr-defined]
