@@ -26,13 +26,14 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import runtime
-from activities.types import BattleNetSyncInput
+from activities.types import BattleNetSyncInput, PvpSyncInput
 from cli.scheduler import add, start
 from storage.migrate import upgrade
 from tests.integration.battlenet_support import track_sandbox_guilds
 from tests.sandbox_helpers import admin, battlenet_sandbox, sandbox_settings
-from worker import build_worker
+from worker import build_worker, pvp_queues
 from workflows.battlenet import BattleNetSync
+from workflows.pvp import PvpSync
 from workflows.scheduler import Scheduler
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
@@ -55,7 +56,7 @@ async def record() -> list[Path]:
             client = env.client
             with battlenet_sandbox(
                 guilds_per_region=2, roster_min=30, roster_max=30, hidden_ratio=0.1,
-                guildless_characters=2,
+                guildless_characters=2, pvp_entries=60,
             ) as sb:  # fmt: skip
                 await track_sandbox_guilds(pg.url(), sb.url)
                 queue = f"record-{uuid.uuid4().hex[:6]}"
@@ -64,6 +65,7 @@ async def record() -> list[Path]:
                     async with parts.worker:
                         picked = await _master_runs(client, queue)
                         picked += await _scheduler_runs(client, sb.url, settings)
+                        picked += await _pvp_runs(client, settings, queue)
                 for n, wf in enumerate(picked):
                     handle = client.get_workflow_handle(wf.id, run_id=wf.run_id)
                     history = await handle.fetch_history()
@@ -119,6 +121,21 @@ async def _scheduler_runs(client: Client, sandbox_url: str, settings: Any) -> li
     runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{handle.id}"')]
     entity = [wf async for wf in client.list_workflows('WorkflowType = "BattleNetEntitySync"')]
     return runs + entity[:1]
+
+
+async def _pvp_runs(client: Client, settings: Any, queue: str) -> list[Any]:
+    sync_queue, processing_queue = pvp_queues(settings, queue)
+    master_id = "pvp-sync/eu/recorded"
+    await client.execute_workflow(
+        PvpSync.run,
+        PvpSyncInput(region="eu", brackets=["2v2", "rbg"], equipment_batch_size=25,
+                     sync_queue=sync_queue, processing_queue=processing_queue),
+        id=master_id,
+        task_queue=queue,
+    )  # fmt: skip
+    runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{master_id}"')]
+    children = [wf async for wf in client.list_workflows(f'ParentWorkflowId = "{master_id}"')]
+    return runs + children[:1]
 
 
 def _one_per_type(workflows: list[Any]) -> list[Any]:
