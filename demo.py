@@ -14,7 +14,6 @@ import time
 import uuid
 from typing import Any
 
-import httpx
 from pydantic import SecretStr
 
 from settings import Settings
@@ -22,6 +21,7 @@ from settings import Settings
 
 async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from activities.types import BattleNetSyncInput
+    from sandbox.admin_client import admin
     from sandbox.battlenet import BattleNetSandboxConfig
     from sandbox.server import SandboxProcess
     from sandbox.world import BattleNetWorldConfig
@@ -51,7 +51,7 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
             print(f"sandbox:  {sandbox.url}  (Battle.net imitation, {config.per_second}/s)")
             if svc.temporal_ui:
                 print(f"Web UI:   {svc.temporal_ui}")
-            guilds = await _admin(sandbox.url, "truth/guilds?region=eu")
+            guilds = await admin(sandbox.url, "truth/guilds?region=eu")
             engine = create_engine(svc.database_url, pool_size=2)
             async with engine.begin() as conn:
                 for g in guilds:
@@ -71,7 +71,7 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
                     )
                     elapsed = time.monotonic() - started
                     stored = await database_status(engine)
-                    stats = await _admin(sandbox.url, "stats")
+                    stats = await admin(sandbox.url, "stats")
                     _summary(counts.as_dict(), stored, stats, elapsed, config.per_second)
                     if args.keep and svc.temporal_ui:
                         print(f"open {svc.temporal_ui} ; Ctrl-C to stop", flush=True)
@@ -104,13 +104,6 @@ def _summary(
     }
     print("summary:", json.dumps(summary, indent=2))
     print(f"workflow counts: {counts}")
-
-
-async def _admin(url: str, path: str) -> Any:
-    async with httpx.AsyncClient() as http:
-        response = await http.get(f"{url}/_admin/{path}")
-        response.raise_for_status()
-        return response.json()
 
 
 async def _forever() -> None:

@@ -23,6 +23,7 @@ from aiolimiter import AsyncLimiter
 from activities.types import BattleNetSyncInput
 from bench.common import throwaway_stack
 from providers.ratelimit import RateLimiter, Window
+from sandbox.admin_client import admin
 from sandbox.battlenet import BattleNetSandboxConfig
 from sandbox.server import SandboxProcess
 from sandbox.world import BattleNetWorldConfig
@@ -33,16 +34,6 @@ from worker import build_worker
 from workflows.battlenet import BattleNetSync
 
 
-async def _admin(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    async with httpx.AsyncClient(timeout=30) as http:
-        if body is None:
-            response = await http.get(f"{url}/_admin/{path}")
-        else:
-            response = await http.post(f"{url}/_admin/{path}", json=body)
-        response.raise_for_status()
-        return response.json()
-
-
 def _rate(stats: dict[str, Any]) -> float:
     span = (stats["last_request_at"] or 0) - (stats["first_request_at"] or 0)
     return stats["requests"] / span if span > 0 else 0.0
@@ -50,14 +41,14 @@ def _rate(stats: dict[str, Any]) -> float:
 
 async def full_sync(url: str, limit: int) -> dict[str, Any]:
     async with throwaway_stack() as stack:
-        guilds = await _admin(url, "truth/guilds?region=eu")
+        guilds = await admin(url, "truth/guilds?region=eu")
         engine = create_engine(stack.database_url, pool_size=1)
         async with engine.begin() as conn:
             for g in guilds:
                 await db.track_guild(conn, "eu", g["realm_slug"], g["name"])
         await engine.dispose()
         settings = sandbox_settings(url, BNET_RATE_PER_SECOND=limit, BNET_MAX_CONCURRENT=40)
-        await _admin(url, "reset", {})
+        await admin(url, "reset", {})
         queue = f"bench-{uuid.uuid4().hex[:6]}"
         started = time.monotonic()
         assert stack.client is not None
@@ -70,13 +61,13 @@ async def full_sync(url: str, limit: int) -> dict[str, Any]:
                     task_queue=queue,
                 )
         elapsed = time.monotonic() - started
-        stats = await _admin(url, "stats")
+        stats = await admin(url, "stats")
     return {"stats": stats, "elapsed": elapsed, "characters": counts.characters}
 
 
 async def bare_calls(url: str, limit: int, total: int, use_aiolimiter: bool) -> dict[str, Any]:
     """`total` status calls through 20 connections, paced by one limiter or the other."""
-    await _admin(url, "reset", {})
+    await admin(url, "reset", {})
     async with httpx.AsyncClient() as http:
         answer = await http.post(
             f"{url}/token",
@@ -84,7 +75,7 @@ async def bare_calls(url: str, limit: int, total: int, use_aiolimiter: bool) -> 
             auth=("sandbox-client", "sandbox-secret"),
         )
     token = answer.json()["access_token"]
-    chars = (await _admin(url, "truth/characters?region=eu"))[:50]
+    chars = (await admin(url, "truth/characters?region=eu"))[:50]
     naive = AsyncLimiter(limit, 1)
     ours = RateLimiter("bench", [Window(limit, 1.0)])
     headers = {"Authorization": f"Bearer {token}"}
@@ -103,7 +94,7 @@ async def bare_calls(url: str, limit: int, total: int, use_aiolimiter: bool) -> 
                     await http.get(path, params=params)
 
         await asyncio.gather(*(one(i) for i in range(total)))
-    return await _admin(url, "stats")
+    return await admin(url, "stats")
 
 
 def _row(name: str, stats: dict[str, Any], limit: int) -> str:

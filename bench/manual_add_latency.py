@@ -17,36 +17,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import math
 import random
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import httpx
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
 
-import runtime
+from bench.common import throwaway_stack
 from cli import CliError
 from cli.scheduler import add, start
+from providers.ratelimit import Priority, RateLimiter
+from sandbox.admin_client import admin
 from sandbox.battlenet import BattleNetSandboxConfig
 from sandbox.server import SandboxProcess
 from sandbox.world import BattleNetWorldConfig
 from settings import Settings
 from storage import battlenet as db
 from storage.db import create_engine
-from storage.migrate import upgrade
 from tests.sandbox_helpers import sandbox_settings
 from worker import build_worker
 from workflows.scheduler import Scheduler
@@ -87,44 +82,77 @@ class Scenario:
     stats: dict[str, Any] = field(default_factory=dict)
     backlog_synced: int | None = None  # characters the backlog had synced when it was stopped
     lead_in: float = 0.0  # seconds from scheduler start to the first add's clock
+    manual_waits: list[float] = field(default_factory=list)  # limiter wait per manual request
+    loop_lag: list[float] = field(default_factory=list)  # worker event-loop lag samples
+    breakdown: Breakdown | None = None
 
 
-@asynccontextmanager
-async def _stack() -> AsyncIterator[tuple[str, Client]]:
-    """Fresh Postgres (migrated) + a dev server that knows the scheduler's search attributes."""
-    data_dir = Path(tempfile.mkdtemp(prefix="ratesync-bench-"))
-    pg = runtime.start_postgres(data_dir, runtime.free_port())
-    try:
-        await asyncio.to_thread(upgrade, pg.url())
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=runtime.temporal_binary(),
-            data_converter=pydantic_data_converter,
-            search_attributes=[
-                SearchAttributeKey.for_keyword(n) for n in runtime.SEARCH_ATTRIBUTES
-            ],
-            dev_server_log_level="error",
-            dev_server_extra_args=[
-                "--dynamic-config-value",
-                "frontend.enableUpdateWorkflowExecution=true",
-            ],
-        )
-        async with env:
-            yield pg.url(), env.client
-    finally:
-        pg.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+@dataclass
+class Breakdown:
+    """Where the manual adds' time went, summed over their BattleNetEntitySync histories."""
+
+    children: int = 0
+    child_total: float = 0.0  # child started → child closed
+    activity_queue: float = 0.0  # activity scheduled → started (task queue, poller, slot)
+    activity_run: dict[str, float] = field(default_factory=dict)  # started → completed, by type
+
+    def child_workflow_tasks(self) -> float:
+        return self.child_total - self.activity_queue - sum(self.activity_run.values())
 
 
-async def _admin(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    async with httpx.AsyncClient(timeout=30) as http:
-        if body is None:
-            response = await http.get(f"{url}/_admin/{path}")
-        else:
-            response = await http.post(f"{url}/_admin/{path}", json=body)
-        response.raise_for_status()
-        return response.json()
+def _probe_manual_waits(limiter: RateLimiter, waits: list[float]) -> None:
+    """Record how long each manual-priority request waited for its limiter slot.
+
+    Wraps this one instance's `acquire` (which `slot` calls); the limiter itself is unchanged.
+    """
+    acquire = limiter.acquire
+
+    async def timed(priority: int = Priority.BULK, max_wait: float | None = None) -> Any:
+        began = time.monotonic()
+        handle = await acquire(priority, max_wait)
+        if priority >= Priority.MANUAL:
+            waits.append(time.monotonic() - began)
+        return handle
+
+    limiter.acquire = timed  # type: ignore[method-assign]
 
 
+async def _measure_loop_lag(samples: list[float], period: float = 0.05) -> None:
+    """How late a `period` sleep wakes up in this process, i.e. in the worker's event loop."""
+    while True:
+        began = time.monotonic()
+        await asyncio.sleep(period)
+        samples.append(time.monotonic() - began - period)
+
+
+async def _breakdown(client: Client) -> Breakdown:
+    """Sum the phases of every manual add's child workflow from its history."""
+    out = Breakdown()
+    async for wf in client.list_workflows('WorkflowType = "BattleNetEntitySync"'):
+        out.children += 1
+        scheduled: dict[int, tuple[str, float]] = {}
+        started: dict[int, float] = {}
+        first: float | None = None
+        last = 0.0
+        async for event in client.get_workflow_handle(wf.id).fetch_history_events():
+            at = event.event_time.ToDatetime().timestamp()
+            first = at if first is None else first
+            last = at
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                kind = event.activity_task_scheduled_event_attributes.activity_type.name
+                scheduled[event.event_id] = (kind, at)
+            elif event.HasField("activity_task_started_event_attributes"):
+                started[event.activity_task_started_event_attributes.scheduled_event_id] = at
+            elif event.HasField("activity_task_completed_event_attributes"):
+                sid = event.activity_task_completed_event_attributes.scheduled_event_id
+                kind, queued_at = scheduled[sid]
+                out.activity_queue += started[sid] - queued_at
+                out.activity_run[kind] = out.activity_run.get(kind, 0.0) + at - started[sid]
+        out.child_total += last - (first or last)
+    return out
+
+
+@functools.cache
 async def _track_guilds(database_url: str, guilds: Sequence[dict[str, Any]]) -> None:
     engine = create_engine(database_url, pool_size=1)
     try:
@@ -233,14 +261,18 @@ async def run_scenario(
     """Track `guilds` (the backlog; none for the idle scenario), start the scheduler, add."""
     scenario = Scenario(name)
     offsets = sorted(rng.uniform(0.0, window) for _ in characters)
-    async with _stack() as (database_url, client):
+    async with throwaway_stack(quiet=True) as stack:
+        database_url, client = stack.database_url, stack.client
+        assert client is not None
         await _track_guilds(database_url, guilds)
         queue = f"bench-{uuid.uuid4().hex[:6]}"
         settings = sandbox_settings(
-            url, TEMPORAL_TASK_QUEUE=queue, BNET_RATE_PER_SECOND=limit, BNET_MAX_CONCURRENT=40
-        )
-        await _admin(url, "reset", {})
+            url, TEMPORAL_TASK_QUEUE=queue, BNET_RATE_PER_SECOND=limit, BNET_MAX_CONCURRENT=40,
+            SCHEDULER_PVP_EVERY="off",
+        )  # fmt: skip
+        await admin(url, "reset", {})
         async with build_worker(client, settings, database_url, queue) as parts:
+            _probe_manual_waits(parts.limiter, scenario.manual_waits)
             async with parts.worker:
                 started = time.monotonic()
                 handle = await start(client, "battlenet", REGION, settings, every="1d")
@@ -251,20 +283,25 @@ async def run_scenario(
                         await _wait_until_idle(handle)
                     t0 = time.monotonic()
                     scenario.lead_in = t0 - started
-                    scenario.adds = list(
-                        await asyncio.gather(
-                            *(
-                                _one_add(client, handle, settings, c, t0, o)
-                                for c, o in zip(characters, offsets, strict=True)
+                    lag = asyncio.create_task(_measure_loop_lag(scenario.loop_lag))
+                    try:
+                        scenario.adds = list(
+                            await asyncio.gather(
+                                *(
+                                    _one_add(client, handle, settings, c, t0, o)
+                                    for c, o in zip(characters, offsets, strict=True)
+                                )
                             )
                         )
-                    )
+                    finally:
+                        lag.cancel()
                     if guilds:
                         progress = await _backlog_progress(client, handle)
                         scenario.backlog_synced = progress.get("characters")
-                    scenario.stats = await _admin(url, "stats")
+                    scenario.stats = await admin(url, "stats")
                 finally:
                     await _stop_everything(client, handle)
+        scenario.breakdown = await _breakdown(client)
     return scenario
 
 
@@ -278,12 +315,28 @@ def _row(s: Scenario) -> str:
     lat = [a.latency for a in s.adds]
     ok = sum(a.status == "completed" for a in s.adds)
     during = sum(a.backlog_at_issue and a.backlog_at_end for a in s.adds)
+    slot = s.manual_waits or [0.0]
     return (
         f"{s.name:<22} {ok:>3}/{len(s.adds):<3} {during:>7} "
         f"{_percentile(lat, 50):>7.2f} {_percentile(lat, 95):>7.2f} {max(lat):>7.2f} "
         f"{statistics.median(a.waited for a in s.adds):>10.2f} "
         f"{statistics.median(a.ran for a in s.adds):>7.2f} "
+        f"{_percentile(slot, 50):>8.3f} {max(slot):>8.3f} "
         f"{s.stats.get('requests', 0):>8} {s.stats.get('throttled', 0):>5}"
+    )
+
+
+def _breakdown_row(s: Scenario) -> str:
+    b = s.breakdown or Breakdown()
+    n = max(1, b.children)
+    total = statistics.fmean(a.latency for a in s.adds)
+    lag = s.loop_lag or [0.0]
+    lag_text = f"{_percentile(lag, 95) * 1000:.0f} / {max(lag) * 1000:.0f}"
+    return (
+        f"{s.name:<22} {total:>6.3f} {total - b.child_total / n:>16.3f} "
+        f"{b.child_workflow_tasks() / n:>14.3f} {b.activity_queue / n:>9.3f} "
+        f"{b.activity_run.get('bnet_track_entity', 0.0) / n:>9.3f} "
+        f"{b.activity_run.get('bnet_sync_characters', 0.0) / n:>8.3f} {lag_text:>19}"
     )
 
 
@@ -304,8 +357,8 @@ async def main() -> None:
     config = BattleNetSandboxConfig(world=world, per_second=args.limit)
     rng = random.Random(SEED)
     with SandboxProcess(config) as sandbox:
-        guilds = await _admin(sandbox.url, f"truth/guilds?region={REGION}")
-        truth = await _admin(sandbox.url, f"truth/characters?region={REGION}")
+        guilds = await admin(sandbox.url, f"truth/guilds?region={REGION}")
+        truth = await admin(sandbox.url, f"truth/characters?region={REGION}")
         loners = [c for c in truth if c["guild_id"] is None]
         rng.shuffle(loners)
         backlog = await run_scenario(
@@ -318,16 +371,24 @@ async def main() -> None:
         )  # fmt: skip
     print(
         f"limit {args.limit}/s (strict sliding window), one worker; backlog {plan.guilds} guilds "
-        f"x {plan.roster} = {plan.characters} characters; {plan.adds} manual adds per scenario "
-        f"over {plan.backlog_window:.0f}s (backlog, from its characters phase, "
-        f"{backlog.lead_in:.1f}s after start) / {plan.idle_window:.0f}s (no backlog)"
+        f"x {plan.roster} = {plan.characters} characters\n{plan.adds} manual adds per scenario "
+        f"at seeded random times over {plan.backlog_window:.0f}s from the backlog's characters "
+        f"phase ({backlog.lead_in:.1f}s after start) / over {plan.idle_window:.0f}s (no backlog)"
     )
     print(
         f"{'scenario':<22} {'ok':>7} {'in bklg':>7} {'p50 s':>7} {'p95 s':>7} {'max s':>7} "
-        f"{'queued p50':>10} {'ran p50':>7} {'requests':>8} {'429s':>5}"
+        f"{'queued p50':>10} {'ran p50':>7} {'slot p50':>8} {'slot max':>8} "
+        f"{'requests':>8} {'429s':>5}"
     )
     print(_row(idle))
     print(_row(backlog))
+    print("where the time goes, mean per add in seconds (from the adds' child histories):")
+    print(
+        f"{'scenario':<22} {'total':>6} {'update+scheduler':>16} {'child wf tasks':>14} "
+        f"{'act queue':>9} {'track act':>9} {'sync act':>8} {'loop lag p95/max ms':>19}"
+    )
+    print(_breakdown_row(idle))
+    print(_breakdown_row(backlog))
     p95_idle = _percentile([a.latency for a in idle.adds], 95)
     p95_backlog = _percentile([a.latency for a in backlog.adds], 95)
     ratio = p95_backlog / p95_idle if p95_idle > 0 else math.inf
