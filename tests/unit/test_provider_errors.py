@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import parse_qs
@@ -385,7 +386,8 @@ async def test_guild_request_uses_profile_namespace_and_default_locale(client, b
     assert request.url.params["namespace"] == "profile-eu"
     assert request.url.params["locale"] == "en_GB"
     assert "if-modified-since" not in request.headers
-    assert fetched == Fetched(200, {"id": 36886834, "name": "Avalerion"}, LM)
+    assert fetched == Fetched(200, {"id": 36886834, "name": "Avalerion"}, LM, fetched.raw)
+    assert json.loads(fetched.raw) == fetched.data  # the body as received
     assert fetched.not_modified is False
 
 
