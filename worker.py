@@ -49,6 +49,7 @@ def bnet_limiter(settings: Settings) -> RateLimiter:
         "battlenet",
         [Window(settings.BNET_RATE_PER_SECOND, 1.0), Window(settings.BNET_RATE_PER_HOUR, 3600.0)],
         max_wait=settings.RATE_LIMIT_MAX_WAIT_SECONDS,
+        spread=True,
     )
 
 

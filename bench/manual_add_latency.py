@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import math
 import random
 import statistics
@@ -152,7 +151,6 @@ async def _breakdown(client: Client) -> Breakdown:
     return out
 
 
-@functools.cache
 async def _track_guilds(database_url: str, guilds: Sequence[dict[str, Any]]) -> None:
     engine = create_engine(database_url, pool_size=1)
     try:

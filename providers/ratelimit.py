@@ -13,7 +13,8 @@ A naive leaky bucket (aiolimiter's ``AsyncLimiter(N, T)``) admits up to ``capaci
 in the first window, i.e. ~2N, which a strict server answers with 429s.
 
 Beyond that the limiter:
-- serves waiters highest priority first (FIFO within a priority);
+- serves waiters highest priority first (FIFO within a priority), and spreads lower-priority
+  starts evenly so that a slot frees up every period/limit for whoever comes first next;
 - pauses every caller of the bucket after a 429 or a "remaining 0" header (``pause``);
 - refuses to wait longer than ``max_wait`` and raises :class:`BudgetExhausted` with the time the
   budget frees up, so a workflow can sleep on a durable timer instead of holding a worker slot.
@@ -161,6 +162,7 @@ class RateLimiter:
         margin: float = 0.005,
         max_wait: float | None = 30.0,
         reserve: int = 0,
+        spread: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not windows:
@@ -173,9 +175,18 @@ class RateLimiter:
         self._logs = [WindowLog(w, margin) for w in self.windows]
         self._clock = clock
         self._paused_until = 0.0
+        # Below manual priority, starts are spread at least this far apart. The window alone
+        # would let slots free up in clusters (a burst of completions expires together) and a
+        # manual request arriving after a cluster would wait most of a period; spread out, a
+        # slot frees every period/limit and the head of the queue gets the next one.
+        # (Worth it for fast buckets, e.g. 100/s; a slow one, 5/min, keeps its burst.)
+        # Paced like GCRA: a theoretical start time advances by `spacing` per start, and a start
+        # may run up to two spacings early, so timer overshoot is made up rather than lost.
+        self._spacing = 0.98 * min(w.period / w.limit for w in self.windows) if spread else 0.0
+        self._paced_at = float("-inf")
         self._waiters: list[tuple[int, int]] = []
+        self._wakeups: dict[tuple[int, int], asyncio.Event] = {}
         self._seq = itertools.count()
-        self._changed = asyncio.Event()
 
     # -- public API -----------------------------------------------------------------------
 
@@ -191,32 +202,38 @@ class RateLimiter:
             handle.release()
 
     async def acquire(self, priority: int = Priority.BULK, max_wait: float | None = None) -> _Slot:
-        """Wait for a slot (highest priority first). Raises BudgetExhausted if too far away."""
+        """Wait for a slot (highest priority first). Raises BudgetExhausted if too far away.
+
+        Only the head of the queue is woken when something changes (a slot freed, a waiter
+        gone): with hundreds of waiters a broadcast would cost hundreds of wake-ups per request.
+        A pause is broadcast, so every waiter can give up at once when it is long.
+        """
         limit_wait = self.max_wait if max_wait is None else max_wait
         entry = (-int(priority), next(self._seq))
+        wakeup = self._wakeups[entry] = asyncio.Event()
         heapq.heappush(self._waiters, entry)
         began = self._clock()
         try:
             while True:
-                changed = self._changed
+                wakeup.clear()
                 now = self._clock()
                 ready_at = self._ready_at(now, int(priority))
                 if ready_at is not None and limit_wait is not None and ready_at - now > limit_wait:
                     self.stats.exhausted += 1
                     raise BudgetExhausted(self.name, ready_at - now)
-                if self._waiters[0] == entry and ready_at is not None and ready_at <= now:
+                head = self._waiters[0] == entry
+                if head and ready_at is not None and ready_at <= now:
                     heapq.heappop(self._waiters)
+                    del self._wakeups[entry]
                     self._start(int(priority), now - began)
                     return _Slot(self)
-                timeout = None
-                if self._waiters[0] == entry and ready_at is not None:
-                    timeout = ready_at - now
+                timeout = ready_at - now if head and ready_at is not None else None
                 try:
-                    await asyncio.wait_for(changed.wait(), timeout)
+                    await asyncio.wait_for(wakeup.wait(), timeout)
                 except TimeoutError:
                     pass
         except BaseException:
-            if entry in self._waiters:
+            if self._wakeups.pop(entry, None) is not None:
                 self._waiters.remove(entry)
                 heapq.heapify(self._waiters)
                 self._notify()
@@ -229,7 +246,8 @@ class RateLimiter:
             self.stats.pauses += 1
             self.stats.paused_seconds += until - max(self._paused_until, self._clock())
             self._paused_until = until
-            self._notify()
+            for wakeup in self._wakeups.values():
+                wakeup.set()
 
     def on_rate_limited(self, retry_after: float | None) -> float:
         """A 429 arrived: pause the bucket for ``retry_after`` (at least 1 s); return the pause."""
@@ -253,6 +271,8 @@ class RateLimiter:
 
     def _ready_at(self, now: float, priority: int) -> float | None:
         ready = max(now, self._paused_until)
+        if priority < Priority.MANUAL and self._spacing:
+            ready = max(ready, self._paced_at - 2 * self._spacing)
         for log in self._logs:
             cap = log.limit
             if priority < Priority.MANUAL and self.reserve:
@@ -264,6 +284,8 @@ class RateLimiter:
         return ready
 
     def _start(self, priority: int, waited: float) -> None:
+        if self._spacing:
+            self._paced_at = max(self._paced_at, self._clock()) + self._spacing
         for log in self._logs:
             log.start()
         stats = self.stats
@@ -280,5 +302,6 @@ class RateLimiter:
         self._notify()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        """Wake the head waiter: it is the only one that may start next."""
+        if self._waiters:
+            self._wakeups[self._waiters[0]].set()

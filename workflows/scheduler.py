@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import Priority as TaskPriority
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
@@ -40,6 +41,17 @@ HOUR = timedelta(hours=1)
 MAX_WAIT_SAMPLES = 200
 MAX_OUTCOMES = 200
 MIN_EVENT_BUDGET = 20
+
+
+def _task_priority(priority: int) -> TaskPriority:
+    """A hint for Temporal's matching (1 = first … 5): manual work's workflow and activity tasks
+    (inherited by the child) overtake a backlog's. Ordering is still ours: the queue and the
+    rate limiter decide; this only shortens the manual child's waits in busy task queues."""
+    if priority >= PRIORITIES["manual"]:
+        return TaskPriority(priority_key=1)
+    if priority >= PRIORITIES["urgent"]:
+        return TaskPriority(priority_key=2)
+    return TaskPriority.default
 
 
 def scheduler_id(provider: str, scope: str) -> str:
@@ -222,6 +234,7 @@ class Scheduler:
                     id=child_id,
                     static_summary=child.summary,
                     parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                    priority=_task_priority(best.priority),
                     search_attributes=(
                         search_attributes(state.provider, state.scope, best.kind)
                         if state.visibility

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import time
 from bisect import bisect_left
 from collections.abc import Sequence
@@ -438,3 +439,21 @@ async def test_strict_window_admits_at_most_limit_where_a_leaky_bucket_bursts_to
     assert most_arrivals_in_any_interval(leaky_arrivals, 1.0) > 10
     assert most_arrivals_in_any_interval(strict_arrivals, 1.0) <= 10
     assert len(strict_arrivals) >= 10  # and it is not idle either: the first 10 go at once
+
+
+async def test_spread_spaces_lower_priority_starts_and_lets_manual_through_at_once():
+    limiter = RateLimiter("spread", [Window(10, 1.0)], spread=True, max_wait=None)
+    loop = asyncio.get_running_loop()
+    starts = []
+    for _ in range(8):
+        handle = await limiter.acquire(Priority.BULK)
+        starts.append(loop.time())
+        handle.release()
+    # paced at ~period/limit, with up to two spacings of slack to make up for timer overshoot
+    assert starts[-1] - starts[0] >= (8 - 3) * 0.098 - 0.01, starts
+    gaps = [b - a for a, b in itertools.pairwise(starts[3:])]
+    assert all(gap >= 0.09 for gap in gaps), gaps
+    began = loop.time()
+    handle = await limiter.acquire(Priority.MANUAL)
+    handle.release()
+    assert loop.time() - began < 0.05, "a manual request does not wait for the spacing"
