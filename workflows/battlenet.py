@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
         SyncCounts,
         TrackInput,
     )
-    from workflows.visibility import report_done, search_attributes
+    from workflows.visibility import reporting, search_attributes
 
 ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -110,12 +110,9 @@ class BattleNetEntitySync:
 
     @workflow.run
     async def run(self, inp: EntitySyncInput) -> EntitySyncResult:
-        result = EntitySyncResult(status="failed")
-        try:
-            result = await self._sync(inp)
-            return result
-        finally:
-            await report_done(inp.report_to, result.status, f"{result.characters} characters")
+        return await reporting(
+            inp.report_to, self._sync(inp), lambda r: r.status, lambda: "manual sync"
+        )
 
     async def _sync(self, inp: EntitySyncInput) -> EntitySyncResult:
         entity_id = await workflow.execute_activity_method(
@@ -188,17 +185,9 @@ class BattleNetSync:
 
     @workflow.run
     async def run(self, inp: BattleNetSyncInput) -> SyncCounts:
-        status = "failed"
-        try:
-            counts = await self._run(inp)
-            status = "completed"
-            return counts
-        except workflow.ContinueAsNewError:
-            status = "continued"
-            raise
-        finally:
-            if status != "continued":
-                await report_done(inp.report_to, status, f"{inp.counts.characters} characters")
+        return await reporting(
+            inp.report_to, self._run(inp), detail=lambda: f"{inp.counts.characters} characters"
+        )
 
     async def _run(self, inp: BattleNetSyncInput) -> SyncCounts:
         self._state = inp

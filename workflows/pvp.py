@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
         PvpSyncInput,
         PvpSyncResult,
     )
-    from workflows.visibility import report_done, search_attributes
+    from workflows.visibility import reporting, search_attributes
 
 # The brief: client errors retried with exponential backoff, 3 attempts; 404s are discarded by
 # the activity itself; non-retryable failures are marked so by the activity.
@@ -97,13 +97,11 @@ class PvpSync:
 
     @workflow.run
     async def run(self, inp: PvpSyncInput) -> PvpSyncResult:
-        status = "failed"
-        try:
-            result = await self._run(inp)
-            status = "completed" if not result.failed_brackets else "partial"
-            return result
-        finally:
-            await report_done(inp.report_to, status)
+        return await reporting(
+            inp.report_to,
+            self._run(inp),
+            lambda r: "partial" if r.failed_brackets else "completed",
+        )
 
     async def _run(self, inp: PvpSyncInput) -> PvpSyncResult:
         plan = await workflow.execute_activity_method(

@@ -6,6 +6,9 @@ The attributes must be registered on the server: the embedded dev server does it
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
@@ -41,3 +44,27 @@ async def report_done(report_to: str | None, status: str, detail: str = "") -> N
         await handle.signal("child_done", ChildDone(workflow.info().workflow_id, status, detail))
     except Exception as exc:  # the scheduler was stopped meanwhile
         workflow.logger.info("could not report to %s: %s", report_to, exc)
+
+
+T = TypeVar("T")
+
+
+async def reporting(
+    report_to: str | None,
+    body: Awaitable[T],
+    status_of: Callable[[T], str] = lambda _: "completed",
+    detail: Callable[[], str] = lambda: "",
+) -> T:
+    """Run a scheduler's child body and report how it ended (not when it continues-as-new:
+    the next run reports)."""
+    status = "failed"
+    try:
+        result = await body
+        status = status_of(result)
+        return result
+    except workflow.ContinueAsNewError:
+        status = "continued"
+        raise
+    finally:
+        if status != "continued":
+            await report_done(report_to, status, detail())

@@ -11,19 +11,13 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
+from migrations.columns import id_column as _id
+from migrations.columns import timestamp as _ts
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
-
-
-def _id() -> sa.Column:
-    return sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True)
-
-
-def _ts(name: str, nullable: bool = True, now: bool = False) -> sa.Column:
-    default = sa.func.now() if now else None
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable, server_default=default)
 
 
 def upgrade() -> None:
