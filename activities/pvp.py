@@ -211,8 +211,7 @@ class PvpActivities:
             reused.append((entry.entry_id, entry.previous_entry_id))
             return
         items = equipped_items(answer.data, entry.key)
-        body = answer.raw.decode("utf-8", errors="replace")
-        fresh.append(db.FreshEquipment(entry, items, body, answer.last_modified, digest))
+        fresh.append(db.FreshEquipment(entry, items, answer.last_modified, digest))
 
     async def _equipment(self, entry: db.EntryToProcess, priority: int) -> Fetched:
         since = entry.equipment_last_modified if entry.previous_entry_id else None

@@ -158,7 +158,7 @@ class EntryToProcess:
 
 _ENTRIES_TO_PROCESS = text("""
 SELECT e.id, c.id, c.region, c.realm, c.name_slug, c.is_private,
-       c.http_last_modified ->> 'equipment', c.equipment_hash,
+       c.http_last_modified ->> 'pvp_equipment', c.equipment_hash,
        (SELECT p.id FROM pvp_leaderboard_entries p
          WHERE p.character_id = e.character_id AND p.equipment_processed_at IS NOT NULL
          ORDER BY p.equipment_processed_at DESC LIMIT 1)
@@ -203,7 +203,6 @@ class FreshEquipment:
 
     entry: EntryToProcess
     items: list[EquippedItem]
-    body: str | None  # the raw JSON body, stored as the character's equipment_json
     last_modified: str | None
     content_hash: str
 
@@ -241,13 +240,16 @@ JOIN pvp_leaderboard_entry_items p ON p.entry_id = m.old_id
 ON CONFLICT (entry_id, slot) DO NOTHING
 """)
 
+# The payload itself is stored decomposed (items.item_json + each entry's item detail); the
+# character keeps the body's hash and PvP's own validator, apart from the character sync's
+# `equipment` validator, so that sync never takes a 304 for data it did not store.
 _UPDATE_CHARACTERS = text("""
 UPDATE characters c
-SET equipment_json = CAST(v.payload AS jsonb), equipment_hash = v.hash,
-    http_last_modified = c.http_last_modified || jsonb_build_object('equipment', v.lm),
+SET equipment_hash = v.hash,
+    http_last_modified = c.http_last_modified || jsonb_build_object('pvp_equipment', v.lm),
     updated_at = now()
-FROM unnest(CAST(:ids AS bigint[]), CAST(:payloads AS text[]), CAST(:hashes AS text[]),
-            CAST(:lms AS text[])) AS v(id, payload, hash, lm)
+FROM unnest(CAST(:ids AS bigint[]), CAST(:hashes AS text[]), CAST(:lms AS text[]))
+    AS v(id, hash, lm)
 WHERE c.id = v.id
 """)
 
@@ -295,13 +297,12 @@ async def store_equipment(
             _COPY_ENTRY_ITEMS,
             {"new_ids": [n for n, _ in reused], "old_ids": [o for _, o in reused]},
         )
-    changed = [f for f in fresh if f.body is not None]
+    changed = list(fresh)
     if changed:
         await conn.execute(
             _UPDATE_CHARACTERS,
             {
                 "ids": [f.entry.character_id for f in changed],
-                "payloads": [f.body for f in changed],
                 "hashes": [f.content_hash for f in changed],
                 "lms": [f.last_modified for f in changed],
             },
