@@ -43,8 +43,17 @@ async def connect(address: str, namespace: str) -> Client:
     )
 
 
+class BackendUnavailable(RuntimeError):
+    pass
+
+
 def bnet_limiter(settings: Settings) -> RateLimiter:
     """One bucket for the whole Battle.net client id: both windows enforced at once."""
+    if settings.RATE_LIMIT_BACKEND != "local":
+        raise BackendUnavailable(
+            "RATE_LIMIT_BACKEND=postgres (a budget shared by several workers) is not built yet; "
+            "set RATE_LIMIT_BACKEND=local and run one worker per Battle.net client id"
+        )
     return RateLimiter(
         "battlenet",
         [Window(settings.BNET_RATE_PER_SECOND, 1.0), Window(settings.BNET_RATE_PER_HOUR, 3600.0)],
@@ -162,10 +171,17 @@ async def _serve() -> None:
     from storage.migrate import upgrade
 
     settings = get_settings()
+    bnet_limiter(settings)  # a bad backend setting fails before anything starts
     with embedded_services() as endpoints:
         if endpoints.embedded_database:
             await asyncio.to_thread(upgrade, endpoints.database_url)
-        client = await connect(endpoints.temporal_address, settings.TEMPORAL_NAMESPACE)
+        try:
+            client = await connect(endpoints.temporal_address, settings.TEMPORAL_NAMESPACE)
+        except RuntimeError as exc:
+            raise RuntimeStartError(
+                f"cannot reach Temporal at {endpoints.temporal_address} ({exc}); "
+                "check TEMPORAL_ADDRESS, or unset it to start the embedded server"
+            ) from None
         missing = await missing_search_attributes(client)
         if missing:
             raise RuntimeStartError(
@@ -194,6 +210,7 @@ def main() -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.basicConfig(
         level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -201,7 +218,7 @@ def main() -> int:
 
     try:
         asyncio.run(_serve())
-    except RuntimeStartError as exc:
+    except (RuntimeStartError, BackendUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
