@@ -181,8 +181,11 @@ class RateLimiter:
         # slot frees every period/limit and the head of the queue gets the next one.
         # (Worth it for fast buckets, e.g. 100/s; a slow one, 5/min, keeps its burst.)
         # Paced like GCRA: a theoretical start time advances by `spacing` per start, and a start
-        # may run up to two spacings early, so timer overshoot is made up rather than lost.
-        self._spacing = 0.98 * min(w.period / w.limit for w in self.windows) if spread else 0.0
+        # may run early by a tenth of the limit (at least two spacings), so timer overshoot and
+        # short stalls are made up rather than lost, while bursts stay small.
+        tightest = min(self.windows, key=lambda w: w.period / w.limit)
+        self._spacing = 0.98 * tightest.period / tightest.limit if spread else 0.0
+        self._slack = self._spacing * max(2, tightest.limit // 10)
         self._paced_at = float("-inf")
         self._waiters: list[tuple[int, int]] = []
         self._wakeups: dict[tuple[int, int], asyncio.Event] = {}
@@ -272,7 +275,7 @@ class RateLimiter:
     def _ready_at(self, now: float, priority: int) -> float | None:
         ready = max(now, self._paused_until)
         if priority < Priority.MANUAL and self._spacing:
-            ready = max(ready, self._paced_at - 2 * self._spacing)
+            ready = max(ready, self._paced_at - self._slack)
         for log in self._logs:
             cap = log.limit
             if priority < Priority.MANUAL and self.reserve:
