@@ -13,9 +13,9 @@ WORKDIR /app
 # Dependencies first, read from pyproject's [project].dependencies, so a code change does not
 # reinstall them.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt \
-    && rm /tmp/requirements.txt
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+    && pip install -r requirements.txt \
+    && rm requirements.txt
 
 # The project itself. The scripts run from /app (the repo root is the import root, as in
 # development), which also keeps alembic's migrations/ next to storage/.
