@@ -77,7 +77,29 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-class SandboxServer:
+class _StartStop:
+    """`with server:` starts it and stops it, whatever happens inside."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class SandboxServer(_StartStop):
     """An ASGI app served by uvicorn in a background thread (own event loop) on ``host``.
 
     ``port=0`` picks a free port; read it back from :attr:`url` after :meth:`start`.
@@ -133,18 +155,6 @@ class SandboxServer:
                 self._thread.join(timeout)
         self._thread = None
         self._server = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def serve_forever(
@@ -206,7 +216,7 @@ def cli_args(config: BattleNetSandboxConfig) -> list[str]:
     return args
 
 
-class SandboxProcess:
+class SandboxProcess(_StartStop):
     """The Battle.net sandbox in a separate ``python -m sandbox`` process.
 
     The child gets SIGTERM if the parent dies (Linux ``PR_SET_PDEATHSIG``; note it fires when
@@ -277,15 +287,3 @@ class SandboxProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
