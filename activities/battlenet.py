@@ -39,7 +39,7 @@ from providers.battlenet import (
 )
 from providers.errors import BadPayload, Forbidden, NotFound, ProviderError, RateLimited, Transient
 from providers.http import Fetched, count_requests
-from providers.ratelimit import BudgetExhausted, Priority
+from providers.ratelimit import BudgetExhausted
 from storage import battlenet as db
 from storage import sync as syncdb
 
@@ -261,24 +261,21 @@ class BattleNetActivities:
         self, ref: db.CharacterRef, priority: int
     ) -> db.CharacterResult | _Missing:
         lm = ref.http_last_modified
-        others = [e for e in CHARACTER_ENDPOINTS if e != "profile"]
+        fetch = self.client.character
         try:
-            if priority >= Priority.MANUAL:
-                # A manual add is latency-bound, not budget-bound: one round of four requests.
-                profile, answers = await asyncio.gather(
-                    self._profile(ref, priority),
-                    asyncio.gather(*(self._optional(ref, e, lm.get(e), priority) for e in others)),
-                )
-            else:
-                profile = await self._profile(ref, priority)
-                # A started character finishes first: its other requests outrank new profiles
-                # and may wait longer, so a tight budget cannot starve half-done characters.
-                answers = await asyncio.gather(
-                    *(self._optional(ref, e, lm.get(e), priority + 1) for e in others)
-                )
+            profile = await fetch(
+                ref.region, ref.realm, ref.name_slug, "profile",
+                if_modified_since=lm.get("profile"), priority=priority,
+            )  # fmt: skip
             columns = None
             if not profile.not_modified:
                 columns = character_columns(profile.data, ref.key)
+            others = [e for e in CHARACTER_ENDPOINTS if e != "profile"]
+            # A started character finishes first: its other requests outrank new profiles and
+            # may wait longer, so a tight budget cannot starve half-done characters (livelock).
+            answers = await asyncio.gather(
+                *(self._optional(ref, e, lm.get(e), priority + 1) for e in others)
+            )
         except NotFound as exc:
             return _Missing(ref, "not_found", str(exc))
         except Forbidden as exc:
@@ -297,12 +294,6 @@ class BattleNetActivities:
         if columns is not None:
             columns["mythic_rating"] = mythic_rating(payloads.get("mythic"))
         return db.CharacterResult(ref, columns, payloads, last_modified)
-
-    async def _profile(self, ref: db.CharacterRef, priority: int) -> Fetched:
-        return await self.client.character(
-            ref.region, ref.realm, ref.name_slug, "profile",
-            if_modified_since=ref.http_last_modified.get("profile"), priority=priority,
-        )  # fmt: skip
 
     async def _optional(
         self, ref: db.CharacterRef, endpoint: str, since: str | None, priority: int
