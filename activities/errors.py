@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio.exceptions import ApplicationError
 
-from providers.errors import BadPayload, ProviderError, RateLimited
+from providers.errors import ProviderError, RateLimited
 from providers.ratelimit import BudgetExhausted
 
 # Raised as non-retryable; listed here so retry policies can name them too.
@@ -20,8 +20,6 @@ def to_application_error(exc: ProviderError) -> ApplicationError:
         return ApplicationError(
             str(exc), type=kind, next_retry_delay=timedelta(seconds=max(1.0, exc.retry_after))
         )
-    if isinstance(exc, BadPayload):
-        return ApplicationError(str(exc), type=kind, non_retryable=not exc.retryable)
     return ApplicationError(str(exc), type=kind, non_retryable=not exc.retryable)
 
 

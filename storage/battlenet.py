@@ -391,20 +391,24 @@ async def _resolve_pending(conn: AsyncConnection, ref: CharacterRef, bnet_id: in
     return int(other)
 
 
+def _missing_values(table: Any, recheck_at: datetime) -> dict[str, Any]:
+    """404: keep the data, flag when it went missing (first time only), re-check slowly."""
+    return {
+        "not_found_at": func.coalesce(table.c.not_found_at, func.now()),
+        "recheck_at": recheck_at,
+        "last_synced_at": func.now(),
+        "updated_at": func.now(),
+    }
+
+
 async def mark_character_missing(
     conn: AsyncConnection, character_id: int, recheck_at: datetime
 ) -> None:
-    """404: gone, renamed, hidden or private. Keep the data, flag it, re-check slowly."""
+    """Gone, renamed, hidden or private: Blizzard answers 404 for all of them."""
     await conn.execute(
         update(characters)
         .where(characters.c.id == character_id)
-        .values(
-            is_private=True,
-            not_found_at=func.coalesce(characters.c.not_found_at, func.now()),
-            recheck_at=recheck_at,
-            last_synced_at=func.now(),
-            updated_at=func.now(),
-        )
+        .values(is_private=True, **_missing_values(characters, recheck_at))
     )
 
 
@@ -419,14 +423,7 @@ async def mark_character_attempted(conn: AsyncConnection, character_id: int) -> 
 
 async def mark_guild_missing(conn: AsyncConnection, guild_id: int, recheck_at: datetime) -> None:
     await conn.execute(
-        update(guilds)
-        .where(guilds.c.id == guild_id)
-        .values(
-            not_found_at=func.coalesce(guilds.c.not_found_at, func.now()),
-            recheck_at=recheck_at,
-            last_synced_at=func.now(),
-            updated_at=func.now(),
-        )
+        update(guilds).where(guilds.c.id == guild_id).values(**_missing_values(guilds, recheck_at))
     )
 
 

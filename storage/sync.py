@@ -1,4 +1,9 @@
-"""Shared sync bookkeeping: runs, dead letters (sync_failures) and durable checkpoints."""
+"""Shared sync bookkeeping: runs, dead letters (sync_failures) and durable checkpoints.
+
+A checkpoint is written in the same transaction as the rows it covers. Battle.net batches
+resume from the rows themselves (a character synced since the run's cutoff is done), so their
+checkpoint is the visible progress of a batch, not what a retry reads.
+"""
 
 from __future__ import annotations
 
@@ -84,13 +89,6 @@ async def clear_failures(conn: AsyncConnection, provider: str, entity_keys: list
                 sync_failures.c.provider == provider, sync_failures.c.entity_key.in_(entity_keys)
             )
         )
-
-
-async def get_checkpoint(conn: AsyncConnection, key: str) -> int | None:
-    found = (
-        await conn.execute(select(sync_checkpoints.c.position).where(sync_checkpoints.c.key == key))
-    ).scalar()
-    return None if found is None else int(found)
 
 
 async def set_checkpoint(conn: AsyncConnection, key: str, position: int) -> None:

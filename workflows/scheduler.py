@@ -264,6 +264,7 @@ class Scheduler:
             except Exception as exc:
                 self._finish(child_id, "failed", str(getattr(exc, "cause", exc) or exc))
 
+        self._watchers = [t for t in self._watchers if not t.done()]
         self._watchers.append(asyncio.create_task(watch()))
 
     def _finish(self, child_id: str, status: str, detail: str) -> None:
