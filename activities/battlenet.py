@@ -7,8 +7,6 @@ Constructed once per worker with its database engine, API client and settings
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities.errors import budget_error, to_application_error
+from activities.heartbeat import heartbeating
 from activities.types import (
     CharacterBatchInput,
     CharacterBatchResult,
@@ -56,24 +55,6 @@ class _Missing:
         self, ref: db.CharacterRef, reason: str, detail: str, retryable: bool = False
     ) -> None:
         self.ref, self.reason, self.detail, self.retryable = ref, reason, detail, retryable
-
-
-@contextmanager
-def _heartbeating(result: CharacterBatchResult) -> Iterator[None]:
-    """Heartbeat the batch position in the background, also while waiting for rate slots."""
-    timeout = activity.info().heartbeat_timeout
-    interval = max(0.5, timeout.total_seconds() / 3) if timeout else 10.0
-
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(interval)
-            activity.heartbeat(result.position)
-
-    task = asyncio.get_running_loop().create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
 
 
 def _synced_since(ref: db.CharacterRef, cutoff: datetime | None) -> bool:
@@ -217,7 +198,7 @@ class BattleNetActivities:
         pending = [r for r in refs if not _synced_since(r, inp.cutoff)]
         result = CharacterBatchResult(position=len(refs) - len(pending))
         activity.heartbeat(result.position)
-        with count_requests() as sent, _heartbeating(result):
+        with count_requests() as sent, heartbeating(lambda: result.position):
             try:
                 for start in range(0, len(pending), CHUNK):
                     outcomes, error = await self._fetch_chunk(

@@ -262,3 +262,118 @@ pvp_leaderboard_entry_items = Table(
     Column("item_level", Integer),
     Column("item_json", JSONB, nullable=False),
 )
+
+# --- Discord (migration 0003) -------------------------------------------------------------
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("discord_guild_id", BigInteger, nullable=False),
+    Column("name", Text),
+    Column("tracked", Boolean, nullable=False, server_default="true"),
+    Column("guild_json", JSONB),
+    _ts("last_synced_at"),
+    _ts("created_at", nullable=False, server_default=func.now()),
+    _ts("updated_at", nullable=False, server_default=func.now()),
+)
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("discord_channel_id", BigInteger, nullable=False),
+    Column("tenant_id", BigInteger, ForeignKey("tenants.id"), nullable=False),
+    Column("name", Text),
+    Column("type", Integer, nullable=False),
+    Column("parent_id", BigInteger),
+    Column("position", Integer),
+    Column("last_message_id", BigInteger),  # the sync cursor: newest message id stored
+    Column("access", Text, nullable=False, server_default="ok"),
+    Column("message_count", BigInteger, nullable=False, server_default="0"),
+    Column("channel_json", JSONB, nullable=False),
+    _ts("last_synced_at"),
+    _ts("recheck_at"),
+    _ts("created_at", nullable=False, server_default=func.now()),
+    _ts("updated_at", nullable=False, server_default=func.now()),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("discord_message_id", BigInteger, nullable=False),
+    Column("channel_id", BigInteger, ForeignKey("channels.id"), nullable=False),
+    Column("author_id", BigInteger),
+    _ts("created_at", nullable=False),
+    _ts("edited_at"),
+    Column("type", Integer, nullable=False),
+    Column("reply_to_message_id", BigInteger),
+    Column("reaction_count", Integer, nullable=False, server_default="0"),
+    Column("attachment_count", Integer, nullable=False, server_default="0"),
+    Column("message_json", JSONB, nullable=False),
+)
+
+
+def _progress_columns() -> list[Column[object]]:
+    """The brief's progress columns, shared by a channel job and a tenant run."""
+    return [
+        Column("worker_id", Text),
+        Column("status", Text, nullable=False, server_default="pending"),
+        _ts("started_at"),
+        _ts("completed_at"),
+        Column("messages_processed", BigInteger, nullable=False, server_default="0"),
+        Column("messages_per_second", Float),
+        Column("retry_count", Integer, nullable=False, server_default="0"),
+        Column("error_type", Text),
+        Column("error_message", Text),
+        Column("last_message_id", BigInteger),
+        Column("api_calls", BigInteger, nullable=False, server_default="0"),
+        Column("rate_limited", Integer, nullable=False, server_default="0"),
+        _ts("waiting_until"),
+        _ts("updated_at", nullable=False, server_default=func.now()),
+    ]
+
+
+sync_progress = Table(
+    "sync_progress",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("sync_run_id", BigInteger, ForeignKey("sync_runs.id"), nullable=False),
+    Column("tenant_id", BigInteger, ForeignKey("tenants.id"), nullable=False),
+    Column("workflow_id", Text, nullable=False),
+    Column("mode", Text, nullable=False),
+    Column("channels_total", Integer, nullable=False, server_default="0"),
+    Column("channels_done", Integer, nullable=False, server_default="0"),
+    Column("channels_failed", Integer, nullable=False, server_default="0"),
+    *_progress_columns(),
+)
+
+channel_sync_jobs = Table(
+    "channel_sync_jobs",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("sync_run_id", BigInteger, ForeignKey("sync_runs.id"), nullable=False),
+    Column("channel_id", BigInteger, ForeignKey("channels.id"), nullable=False),
+    Column("mode", Text, nullable=False),
+    Column("pages", BigInteger, nullable=False, server_default="0"),
+    Column("reactions", BigInteger, nullable=False, server_default="0"),
+    Column("attachments", BigInteger, nullable=False, server_default="0"),
+    *_progress_columns(),
+)
+
+Index("uq_tenants_discord_guild_id", tenants.c.discord_guild_id, unique=True)
+Index("uq_channels_discord_channel_id", channels.c.discord_channel_id, unique=True)
+Index("ix_channels_tenant_id", channels.c.tenant_id)
+Index("uq_messages_discord_message_id", messages.c.discord_message_id, unique=True)
+Index("ix_messages_channel_created", messages.c.channel_id, messages.c.created_at)
+Index("ix_messages_author_id", messages.c.author_id)
+Index("uq_sync_progress_run", sync_progress.c.sync_run_id, unique=True)
+Index("ix_sync_progress_tenant", sync_progress.c.tenant_id, sync_progress.c.id)
+Index(
+    "uq_channel_sync_jobs_run_channel",
+    channel_sync_jobs.c.sync_run_id,
+    channel_sync_jobs.c.channel_id,
+    unique=True,
+)
+Index("ix_channel_sync_jobs_channel", channel_sync_jobs.c.channel_id)

@@ -1,0 +1,518 @@
+"""Discord storage: tenants, channels, messages and the per-channel job/progress rows.
+
+A page of messages is stored by one statement: the page's raw JSON goes to Postgres as one
+parameter, Postgres extracts the indexed columns, upserts the rows, advances the channel's cursor
+and the job's counters — one round trip, one transaction, so the cursor never runs ahead of the
+rows it covers (and a replayed page is absorbed by the upsert on ``discord_message_id``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from storage.models import channel_sync_jobs, channels, sync_progress, sync_runs, tenants
+
+# Channel types whose messages we mirror: text, voice (text-in-voice), announcement, threads,
+# stage. Categories, forums and media channels have no messages of their own (their posts are
+# threads, listed separately).
+MESSAGE_CHANNEL_TYPES = frozenset({0, 2, 5, 10, 11, 12, 13})
+
+
+@dataclass(frozen=True)
+class ChannelRef:
+    id: int
+    discord_channel_id: int
+    tenant_id: int
+    type: int
+    access: str
+    last_message_id: int | None
+    channel_last_message_id: int | None  # what Discord said the newest message is
+    recheck_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PageStored:
+    inserted: int
+    reactions: int
+    attachments: int
+
+
+# --- tenants and channels ----------------------------------------------------------------
+
+
+async def track_tenant(conn: AsyncConnection, discord_guild_id: int) -> int:
+    """Register a tenant (idempotent); return its row id."""
+    stmt = insert(tenants).values(discord_guild_id=discord_guild_id, tracked=True)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[tenants.c.discord_guild_id],
+        set_={"tracked": True, "updated_at": func.now()},
+    )
+    return int((await conn.execute(stmt.returning(tenants.c.id))).scalar_one())
+
+
+async def tenant_id(conn: AsyncConnection, discord_guild_id: int) -> int | None:
+    found = await conn.execute(
+        select(tenants.c.id).where(tenants.c.discord_guild_id == discord_guild_id)
+    )
+    value = found.scalar()
+    return None if value is None else int(value)
+
+
+async def store_guild(conn: AsyncConnection, tenant: int, guild: dict[str, Any]) -> None:
+    await conn.execute(
+        update(tenants)
+        .where(tenants.c.id == tenant)
+        .values(name=guild.get("name"), guild_json=guild, updated_at=func.now())
+    )
+
+
+def _snowflake(value: Any) -> int | None:
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def channel_row(tenant: int, channel: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "discord_channel_id": int(channel["id"]),
+        "tenant_id": tenant,
+        "name": channel.get("name"),
+        "type": int(channel.get("type", 0)),
+        "parent_id": _snowflake(channel.get("parent_id")),
+        "position": channel.get("position"),
+        "channel_json": channel,
+    }
+
+
+async def store_channels(
+    conn: AsyncConnection, tenant: int, listed: Sequence[dict[str, Any]]
+) -> list[int]:
+    """Upsert the listed channels (threads included); return their row ids in order."""
+    if not listed:
+        return []
+    stmt = insert(channels).values([channel_row(tenant, c) for c in listed])
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[channels.c.discord_channel_id],
+        set_={
+            "tenant_id": stmt.excluded.tenant_id,
+            "name": stmt.excluded.name,
+            "type": stmt.excluded.type,
+            "parent_id": stmt.excluded.parent_id,
+            "position": stmt.excluded.position,
+            "channel_json": stmt.excluded.channel_json,
+            "updated_at": func.now(),
+        },
+    )
+    rows = await conn.execute(stmt.returning(channels.c.id, channels.c.discord_channel_id))
+    by_discord = {int(r.discord_channel_id): int(r.id) for r in rows}
+    return [by_discord[int(c["id"])] for c in listed]
+
+
+async def load_channel(conn: AsyncConnection, channel_id: int) -> ChannelRef | None:
+    row = (
+        await conn.execute(
+            select(
+                channels.c.id,
+                channels.c.discord_channel_id,
+                channels.c.tenant_id,
+                channels.c.type,
+                channels.c.access,
+                channels.c.last_message_id,
+                channels.c.recheck_at,
+                channels.c.channel_json["last_message_id"].astext.label("listed_last"),
+            ).where(channels.c.id == channel_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    return ChannelRef(
+        id=int(row.id),
+        discord_channel_id=int(row.discord_channel_id),
+        tenant_id=int(row.tenant_id),
+        type=int(row.type),
+        access=str(row.access),
+        last_message_id=row.last_message_id,
+        channel_last_message_id=_snowflake(row.listed_last),
+        recheck_at=row.recheck_at,
+    )
+
+
+async def set_channel_access(
+    conn: AsyncConnection, channel_id: int, access: str, recheck_at: datetime | None = None
+) -> None:
+    await conn.execute(
+        update(channels)
+        .where(channels.c.id == channel_id)
+        .values(access=access, recheck_at=recheck_at, updated_at=func.now())
+    )
+
+
+# --- runs and jobs -----------------------------------------------------------------------
+
+
+async def begin_run(
+    conn: AsyncConnection,
+    run_id: int,
+    tenant: int,
+    workflow_id: str,
+    mode: str,
+    channel_ids: Sequence[int],
+) -> None:
+    """Create the run's progress row and one pending job per channel (idempotent).
+
+    A full sync starts every channel from the beginning: the cursors are cleared here, once,
+    in the transaction that creates the jobs (a retry finds the jobs and changes nothing).
+    """
+    stmt = insert(sync_progress).values(
+        sync_run_id=run_id,
+        tenant_id=tenant,
+        workflow_id=workflow_id,
+        mode=mode,
+        channels_total=len(channel_ids),
+        status="running",
+        started_at=func.now(),
+    )
+    created = await conn.execute(
+        stmt.on_conflict_do_nothing(index_elements=[sync_progress.c.sync_run_id]).returning(
+            sync_progress.c.id
+        )
+    )
+    if created.first() is None:
+        return
+    if channel_ids:
+        await conn.execute(
+            insert(channel_sync_jobs).values(
+                [{"sync_run_id": run_id, "channel_id": c, "mode": mode} for c in channel_ids]
+            )
+        )
+    if mode == "full" and channel_ids:
+        await conn.execute(
+            update(channels)
+            .where(channels.c.id.in_(list(channel_ids)))
+            .values(last_message_id=None, updated_at=func.now())
+        )
+
+
+def _job(run_id: int, channel_id: int) -> Any:
+    return (channel_sync_jobs.c.sync_run_id == run_id) & (
+        channel_sync_jobs.c.channel_id == channel_id
+    )
+
+
+async def job_started(
+    conn: AsyncConnection, run_id: int, channel_id: int, worker_id: str, retries: int
+) -> None:
+    await conn.execute(
+        update(channel_sync_jobs)
+        .where(_job(run_id, channel_id))
+        .values(
+            status="running",
+            worker_id=worker_id,
+            retry_count=func.greatest(channel_sync_jobs.c.retry_count, retries),
+            started_at=func.coalesce(channel_sync_jobs.c.started_at, func.now()),
+            waiting_until=None,
+            updated_at=func.now(),
+        )
+    )
+
+
+async def job_waiting(
+    conn: AsyncConnection, run_id: int, channel_id: int, until: datetime, rate_limited: int
+) -> None:
+    await conn.execute(
+        update(channel_sync_jobs)
+        .where(_job(run_id, channel_id))
+        .values(
+            status="waiting",
+            waiting_until=until,
+            rate_limited=channel_sync_jobs.c.rate_limited + rate_limited,
+            updated_at=func.now(),
+        )
+    )
+
+
+async def job_finished(
+    conn: AsyncConnection,
+    run_id: int,
+    channel_id: int,
+    status: str,
+    error_type: str | None = None,
+    error_message: str | None = None,
+) -> dict[str, Any]:
+    """Close a job (done / skipped / failed); return its counters."""
+    row = (
+        await conn.execute(
+            update(channel_sync_jobs)
+            .where(_job(run_id, channel_id))
+            .values(
+                status=status,
+                completed_at=func.now(),
+                waiting_until=None,
+                error_type=error_type,
+                error_message=None if error_message is None else error_message[:2000],
+                updated_at=func.now(),
+            )
+            .returning(
+                channel_sync_jobs.c.messages_processed,
+                channel_sync_jobs.c.reactions,
+                channel_sync_jobs.c.attachments,
+                channel_sync_jobs.c.api_calls,
+                channel_sync_jobs.c.rate_limited,
+                channel_sync_jobs.c.retry_count,
+                channel_sync_jobs.c.started_at,
+                channel_sync_jobs.c.completed_at,
+            )
+        )
+    ).first()
+    if status == "done":
+        await conn.execute(
+            update(channels)
+            .where(channels.c.id == channel_id)
+            .values(last_synced_at=func.now(), access="ok", recheck_at=None)
+        )
+    return {} if row is None else dict(row._mapping)
+
+
+_STORE_PAGE = text(
+    """
+WITH page AS (
+    SELECT m FROM jsonb_array_elements(CAST(:page AS jsonb)) AS m
+), page_rows AS (
+    SELECT (m->>'id')::bigint AS discord_message_id,
+           (m->'author'->>'id')::bigint AS author_id,
+           (m->>'timestamp')::timestamptz AS created_at,
+           (m->>'edited_timestamp')::timestamptz AS edited_at,
+           coalesce((m->>'type')::int, 0) AS type,
+           CASE WHEN coalesce(m->'message_reference'->>'type', '0') = '0'
+                THEN (m->'message_reference'->>'message_id')::bigint END AS reply_to_message_id,
+           coalesce((SELECT sum((r->>'count')::int) FROM jsonb_array_elements(
+                CASE jsonb_typeof(m->'reactions') WHEN 'array' THEN m->'reactions'
+                ELSE '[]'::jsonb END) AS r), 0)::int AS reaction_count,
+           coalesce(CASE jsonb_typeof(m->'attachments') WHEN 'array'
+                THEN jsonb_array_length(m->'attachments') END, 0) AS attachment_count,
+           m AS message_json
+    FROM page
+), upserted AS (
+    INSERT INTO messages (discord_message_id, channel_id, author_id, created_at, edited_at,
+                          type, reply_to_message_id, reaction_count, attachment_count,
+                          message_json)
+    SELECT discord_message_id, :channel_id, author_id, created_at, edited_at, type,
+           reply_to_message_id, reaction_count, attachment_count, message_json
+    FROM page_rows
+    ON CONFLICT (discord_message_id) DO UPDATE SET
+        channel_id = EXCLUDED.channel_id,
+        author_id = EXCLUDED.author_id,
+        edited_at = EXCLUDED.edited_at,
+        type = EXCLUDED.type,
+        reply_to_message_id = EXCLUDED.reply_to_message_id,
+        reaction_count = EXCLUDED.reaction_count,
+        attachment_count = EXCLUDED.attachment_count,
+        message_json = EXCLUDED.message_json
+    WHERE messages.message_json IS DISTINCT FROM EXCLUDED.message_json
+    RETURNING (xmax = 0) AS inserted
+), totals AS (
+    SELECT count(*) AS n, coalesce(sum(reaction_count), 0) AS reactions,
+           coalesce(sum(attachment_count), 0) AS attachments
+    FROM page_rows
+), inserted AS (
+    SELECT count(*) AS n FROM upserted WHERE inserted
+), cursor_moved AS (
+    UPDATE channels SET
+        last_message_id = greatest(coalesce(last_message_id, 0), :newest),
+        message_count = message_count + (SELECT n FROM inserted),
+        updated_at = now()
+    WHERE id = :channel_id
+    RETURNING id
+)
+UPDATE channel_sync_jobs SET
+    messages_processed = messages_processed + (SELECT n FROM totals),
+    reactions = reactions + (SELECT reactions FROM totals),
+    attachments = attachments + (SELECT attachments FROM totals),
+    pages = pages + 1,
+    api_calls = api_calls + :api_calls,
+    last_message_id = :newest,
+    status = 'running',
+    waiting_until = NULL,
+    messages_per_second = (messages_processed + (SELECT n FROM totals))
+        / greatest(extract(epoch FROM clock_timestamp() - coalesce(started_at, now())), 0.001),
+    updated_at = now()
+WHERE sync_run_id = :run_id AND channel_id = :channel_id
+RETURNING (SELECT n FROM inserted) AS inserted,
+          (SELECT reactions FROM totals) AS reactions,
+          (SELECT attachments FROM totals) AS attachments
+"""
+)
+
+
+async def store_page(
+    conn: AsyncConnection,
+    run_id: int,
+    channel_id: int,
+    raw_page: bytes,
+    newest_id: int,
+    api_calls: int = 1,
+) -> PageStored:
+    """Upsert one page, advance the channel cursor to ``newest_id`` and the job's counters."""
+    row = (
+        await conn.execute(
+            _STORE_PAGE,
+            {
+                "page": raw_page.decode("utf-8"),
+                "channel_id": channel_id,
+                "newest": newest_id,
+                "api_calls": api_calls,
+                "run_id": run_id,
+            },
+        )
+    ).first()
+    if row is None:  # no job row (a page stored outside a run): still stored, no counters
+        return PageStored(0, 0, 0)
+    return PageStored(int(row.inserted), int(row.reactions), int(row.attachments))
+
+
+async def count_api_calls(conn: AsyncConnection, run_id: int, channel_id: int, calls: int) -> None:
+    """Requests that stored no page (an empty last page, a 429) still count."""
+    if calls:
+        await conn.execute(
+            update(channel_sync_jobs)
+            .where(_job(run_id, channel_id))
+            .values(api_calls=channel_sync_jobs.c.api_calls + calls, updated_at=func.now())
+        )
+
+
+async def finish_run_progress(conn: AsyncConnection, run_id: int, status: str) -> dict[str, Any]:
+    """Roll the jobs up into the run's progress row; return the totals."""
+    j = channel_sync_jobs
+    totals = (
+        await conn.execute(
+            select(
+                func.count().label("channels"),
+                func.count().filter(j.c.status == "done").label("done"),
+                func.count().filter(j.c.status == "skipped").label("skipped"),
+                func.count().filter(j.c.status == "failed").label("failed"),
+                func.coalesce(func.sum(j.c.messages_processed), 0).label("messages"),
+                func.coalesce(func.sum(j.c.reactions), 0).label("reactions"),
+                func.coalesce(func.sum(j.c.attachments), 0).label("attachments"),
+                func.coalesce(func.sum(j.c.api_calls), 0).label("api_calls"),
+                func.coalesce(func.sum(j.c.rate_limited), 0).label("rate_limited"),
+                func.coalesce(func.sum(j.c.retry_count), 0).label("retries"),
+                func.avg(func.extract("epoch", j.c.completed_at - j.c.started_at)).label(
+                    "avg_channel_seconds"
+                ),
+            ).where(j.c.sync_run_id == run_id)
+        )
+    ).one()
+    result = {k: (float(v) if k == "avg_channel_seconds" and v is not None else v)
+              for k, v in totals._mapping.items()}  # fmt: skip
+    for key, value in result.items():
+        if key != "avg_channel_seconds":
+            result[key] = int(value or 0)
+    p = sync_progress
+    await conn.execute(
+        update(p)
+        .where(p.c.sync_run_id == run_id)
+        .values(
+            status=status,
+            completed_at=func.now(),
+            channels_done=result["done"] + result["skipped"],
+            channels_failed=result["failed"],
+            messages_processed=result["messages"],
+            api_calls=result["api_calls"],
+            rate_limited=result["rate_limited"],
+            retry_count=result["retries"],
+            messages_per_second=result["messages"]
+            / func.greatest(func.extract("epoch", func.now() - p.c.started_at), 0.001),
+            updated_at=func.now(),
+        )
+    )
+    if status == "done":
+        tenant = select(p.c.tenant_id).where(p.c.sync_run_id == run_id).scalar_subquery()
+        await conn.execute(
+            update(tenants).where(tenants.c.id == tenant).values(last_synced_at=func.now())
+        )
+    return result
+
+
+async def reset_cursors(
+    conn: AsyncConnection, discord_guild_id: int, discord_channel_id: int | None = None
+) -> tuple[int, int]:
+    """Clear cursors and progress of a tenant (or one of its channels); keep the messages.
+
+    Returns (channels reset, progress rows removed). Raises LookupError for an unknown id.
+    """
+    tenant = await tenant_id(conn, discord_guild_id)
+    if tenant is None:
+        raise LookupError(f"tenant {discord_guild_id} is not tracked")
+    where = channels.c.tenant_id == tenant
+    if discord_channel_id is not None:
+        where = where & (channels.c.discord_channel_id == discord_channel_id)
+    ids = [int(r) for r in (await conn.execute(select(channels.c.id).where(where))).scalars()]
+    if discord_channel_id is not None and not ids:
+        raise LookupError(
+            f"channel {discord_channel_id} is not a channel of tenant {discord_guild_id}"
+        )
+    if ids:
+        await conn.execute(
+            update(channels)
+            .where(channels.c.id.in_(ids))
+            .values(last_message_id=None, last_synced_at=None, access="ok", recheck_at=None)
+        )
+    removed = 0
+    if ids:
+        removed += (
+            await conn.execute(
+                channel_sync_jobs.delete().where(channel_sync_jobs.c.channel_id.in_(ids))
+            )
+        ).rowcount or 0
+    if discord_channel_id is None:
+        removed += (
+            await conn.execute(sync_progress.delete().where(sync_progress.c.tenant_id == tenant))
+        ).rowcount or 0
+    return len(ids), removed
+
+
+async def latest_run(conn: AsyncConnection, discord_guild_id: int) -> dict[str, Any] | None:
+    """The newest run of a tenant: its progress row plus the run's status."""
+    tenant = await tenant_id(conn, discord_guild_id)
+    if tenant is None:
+        return None
+    p = sync_progress
+    row = (
+        await conn.execute(
+            select(p, sync_runs.c.status.label("run_status"))
+            .join(sync_runs, sync_runs.c.id == p.c.sync_run_id)
+            .where(p.c.tenant_id == tenant)
+            .order_by(p.c.id.desc())
+            .limit(1)
+        )
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def run_jobs(conn: AsyncConnection, run_id: int) -> list[dict[str, Any]]:
+    j = channel_sync_jobs
+    rows = await conn.execute(
+        select(
+            channels.c.discord_channel_id,
+            channels.c.name,
+            channels.c.type,
+            j.c.status,
+            j.c.messages_processed,
+            j.c.messages_per_second,
+            j.c.retry_count,
+            j.c.rate_limited,
+            j.c.waiting_until,
+            j.c.error_type,
+            j.c.error_message,
+            j.c.worker_id,
+        )
+        .join(channels, channels.c.id == j.c.channel_id)
+        .where(j.c.sync_run_id == run_id)
+        .order_by(channels.c.position.nulls_last(), channels.c.discord_channel_id)
+    )
+    return [dict(r._mapping) for r in rows]
