@@ -1,17 +1,23 @@
-"""``python -m sandbox``: serve the Battle.net WoW API sandbox on 127.0.0.1.
+"""``python -m sandbox``: serve the Battle.net WoW API (default) or Discord API sandbox.
 
-Example::
+Examples::
 
     python -m sandbox --port 8787 --seed 7 --regions eu,us --guilds-per-region 5
+    python -m sandbox --provider discord --port 8788 --channels-per-tenant 50 \\
+        --messages-per-channel 4000 --messages-limit 5/5
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from sandbox.battlenet import BattleNetSandboxConfig
-from sandbox.server import PortInUseError, serve_forever
+from sandbox.discord import API_PREFIX, DiscordSandboxConfig
+from sandbox.discord_limits import ROUTES as DISCORD_ROUTES
+from sandbox.discord_world import DiscordWorldConfig, TenantSpec
+from sandbox.server import PortInUseError, SandboxConfig, serve_forever
 from sandbox.world import BattleNetWorldConfig
 
 _DEFAULT = "(default: %(default)s)"
@@ -22,10 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
         description="Serve a strict, seeded imitation of the Battle.net WoW API "
-        "(token, guild, roster, character and PvP endpoints, 429s, 304s, admin endpoints).",
+        "(token, guild, roster, character and PvP endpoints, 429s, 304s, admin endpoints), "
+        "or with --provider discord of the Discord REST API v10 (guild, channels, threads, "
+        "messages; global, per-route and invalid-request limits).",
         epilog="Example: python -m sandbox --port 8787 --seed 7 --guilds-per-region 5",
     )
     add = parser.add_argument
+    add(
+        "--provider",
+        choices=("battlenet", "discord"),
+        default="battlenet",
+        help="which API to serve (default: %(default)s)",
+    )
     add("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
     add("--port", type=int, default=8787, help="port; 0 picks a free one (default: %(default)s)")
     add("--seed", type=int, default=world.seed, help="world seed (default: %(default)s)")
@@ -62,7 +76,46 @@ def build_parser() -> argparse.ArgumentParser:
     add("--client-secret", default=defaults.client_secret, help=_DEFAULT)
     add("--token-ttl", type=int, default=defaults.token_ttl, help="seconds (default: %(default)s)")
     add("--retry-after-header", action="store_true", help="send Retry-After: 1 on 429s")
+    _add_discord_options(parser)
     return parser
+
+
+def _add_discord_options(parser: argparse.ArgumentParser) -> None:
+    defaults, world = DiscordSandboxConfig(), DiscordWorldConfig()
+    group = parser.add_argument_group("Discord (--provider discord)")
+    add = group.add_argument
+    add("--tenants", type=int, default=world.tenants, help="generated guilds " + _DEFAULT)
+    add("--channels-per-tenant", type=int, default=world.channels_per_tenant, help=_DEFAULT)
+    add("--messages-per-channel", type=int, default=world.messages_per_channel, help=_DEFAULT)
+    add(
+        "--tenant-spec",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='an extra guild, e.g. \'{"text_channels": [100, 2500], "forbidden_channels": 1}\' '
+        "(repeatable)",
+    )
+    add("--bot-token", default=defaults.bot_token, help=_DEFAULT)
+    add("--global-per-second", type=int, default=defaults.global_per_second, help=_DEFAULT)
+    for route in DISCORD_ROUTES:
+        add(
+            "--{}-limit".format(route.replace("_", "-")),
+            type=_limit_pair,
+            default=getattr(defaults, route),
+            metavar="N/SECONDS",
+            help=f"{route} bucket, per major parameter (default: 5/5)",
+        )
+    add("--invalid-limit", type=int, default=defaults.invalid_limit, help=_DEFAULT)
+    add("--invalid-period", type=float, default=defaults.invalid_period, help=_DEFAULT)
+    add("--lifted", action="store_true", help="enforce no limit (headers are still sent)")
+
+
+def _limit_pair(text: str) -> tuple[int, float]:
+    limit, _, period = text.partition("/")
+    try:
+        return int(limit), float(period)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N/SECONDS, got {text!r}") from None
 
 
 def _season_range(text: str) -> tuple[int, int]:
@@ -70,7 +123,9 @@ def _season_range(text: str) -> tuple[int, int]:
     return int(first), int(last or first)
 
 
-def config_from_args(args: argparse.Namespace) -> BattleNetSandboxConfig:
+def config_from_args(args: argparse.Namespace) -> SandboxConfig:
+    if args.provider == "discord":
+        return discord_config_from_args(args)
     regions = tuple(region.strip().lower() for region in args.regions.split(",") if region.strip())
     world = BattleNetWorldConfig(
         seed=args.seed,
@@ -94,15 +149,46 @@ def config_from_args(args: argparse.Namespace) -> BattleNetSandboxConfig:
     )
 
 
+def discord_config_from_args(args: argparse.Namespace) -> DiscordSandboxConfig:
+    specs = tuple(TenantSpec.from_json(json.loads(text)) for text in args.tenant_spec)
+    world = DiscordWorldConfig(
+        seed=args.seed,
+        tenants=args.tenants,
+        channels_per_tenant=args.channels_per_tenant,
+        messages_per_channel=args.messages_per_channel,
+        specs=specs,
+    )
+    routes = {route: getattr(args, f"{route}_limit") for route in DISCORD_ROUTES}
+    return DiscordSandboxConfig(
+        world=world,
+        bot_token=args.bot_token,
+        global_per_second=args.global_per_second,
+        invalid_limit=args.invalid_limit,
+        invalid_period=args.invalid_period,
+        lifted=args.lifted,
+        **routes,
+    )
+
+
+def _listening_message(config: SandboxConfig, url: str) -> str:
+    if isinstance(config, DiscordSandboxConfig):
+        return f"Discord sandbox listening on {url} (API base {url}{API_PREFIX})"
+    return f"Battle.net sandbox listening on {url}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         serve_forever(
             config,
             host=args.host,
             port=args.port,
-            on_listening=lambda url: print(f"Battle.net sandbox listening on {url}", flush=True),
+            on_listening=lambda url: print(_listening_message(config, url), flush=True),
         )
     except PortInUseError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import importlib.util
+import json
 import signal
 import socket
 import subprocess
@@ -26,8 +27,19 @@ import httpx
 import uvicorn
 
 from sandbox.battlenet import BattleNetSandboxConfig, create_battlenet_app
+from sandbox.discord import DiscordSandboxConfig, create_discord_app
+from sandbox.discord_limits import ROUTES as DISCORD_ROUTES
 
-__all__ = ["PortInUseError", "SandboxProcess", "SandboxServer", "serve_forever"]
+__all__ = [
+    "PortInUseError",
+    "SandboxConfig",
+    "SandboxProcess",
+    "SandboxServer",
+    "create_app",
+    "serve_forever",
+]
+
+SandboxConfig = BattleNetSandboxConfig | DiscordSandboxConfig
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _PR_SET_PDEATHSIG = 1
@@ -157,20 +169,27 @@ class SandboxServer(_StartStop):
         self._server = None
 
 
+def create_app(config: SandboxConfig) -> Any:
+    """The sandbox app for a Battle.net or a Discord config."""
+    if isinstance(config, DiscordSandboxConfig):
+        return create_discord_app(config)
+    return create_battlenet_app(config)
+
+
 def serve_forever(
-    config: BattleNetSandboxConfig,
+    config: SandboxConfig,
     host: str = "127.0.0.1",
     port: int = 8787,
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve the Battle.net sandbox in the foreground until SIGINT/SIGTERM.
+    """Serve the Battle.net (or Discord) sandbox in the foreground until SIGINT/SIGTERM.
 
     Raises :class:`PortInUseError` ("port 8787 is already in use; pass --port") when taken.
     ``on_listening`` gets the URL once the socket accepts connections.
     """
     sock = bind_socket(host, port)
     url = f"http://{host}:{sock.getsockname()[1]}"
-    server = uvicorn.Server(_uvicorn_config(create_battlenet_app(config)))
+    server = uvicorn.Server(_uvicorn_config(create_app(config)))
     if on_listening is not None:
         on_listening(url)
     try:
@@ -192,8 +211,10 @@ def _free_port(host: str) -> int:
         return port
 
 
-def cli_args(config: BattleNetSandboxConfig) -> list[str]:
+def cli_args(config: SandboxConfig) -> list[str]:
     """The ``python -m sandbox`` options that reproduce ``config``."""
+    if isinstance(config, DiscordSandboxConfig):
+        return discord_cli_args(config)
     world = config.world
     args = [
         f"--seed={world.seed}",
@@ -216,8 +237,33 @@ def cli_args(config: BattleNetSandboxConfig) -> list[str]:
     return args
 
 
+def discord_cli_args(config: DiscordSandboxConfig) -> list[str]:
+    """The ``python -m sandbox --provider=discord`` options that reproduce ``config``."""
+    world = config.world
+    args = [
+        "--provider=discord",
+        f"--seed={world.seed}",
+        f"--tenants={world.tenants}",
+        f"--channels-per-tenant={world.channels_per_tenant}",
+        f"--messages-per-channel={world.messages_per_channel}",
+        *(f"--tenant-spec={json.dumps(spec.to_json())}" for spec in world.specs),
+        f"--bot-token={config.bot_token}",
+        f"--global-per-second={config.global_per_second}",
+        *(
+            "--{}-limit={}/{}".format(route.replace("_", "-"), *getattr(config, route))
+            for route in DISCORD_ROUTES
+        ),
+        f"--invalid-limit={config.invalid_limit}",
+        f"--invalid-period={config.invalid_period}",
+    ]
+    if config.lifted:
+        args.append("--lifted")
+    return args
+
+
 class SandboxProcess(_StartStop):
-    """The Battle.net sandbox in a separate ``python -m sandbox`` process.
+    """A sandbox (Battle.net, or Discord for a ``DiscordSandboxConfig``) in a separate
+    ``python -m sandbox`` process.
 
     The child gets SIGTERM if the parent dies (Linux ``PR_SET_PDEATHSIG``; note it fires when
     the *thread* that started the child exits, so start it from a long-lived thread).
@@ -225,11 +271,11 @@ class SandboxProcess(_StartStop):
 
     def __init__(
         self,
-        config: BattleNetSandboxConfig | None = None,
+        config: SandboxConfig | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self.config = config or BattleNetSandboxConfig()
+        self.config: SandboxConfig = config or BattleNetSandboxConfig()
         self.host = host
         self.port = port
         self._proc: subprocess.Popen[bytes] | None = None
