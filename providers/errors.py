@@ -48,3 +48,14 @@ class BadPayload(ProviderError):
     """Malformed JSON or a payload missing what we need (schema drift)."""
 
     retryable = False
+
+
+class CircuitOpen(ProviderError):
+    """The client stopped itself: sending more would risk an upstream ban (Discord's invalid
+    request limit, a Cloudflare block). Nothing is sent until ``resume_at`` (epoch seconds)."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, resume_at: float | None = None, entity: str | None = None):
+        self.resume_at = resume_at
+        super().__init__(message, entity=entity)
