@@ -1,0 +1,266 @@
+"""Discord REST v10 client for a bot token: guilds, channels, threads and message pages.
+
+Every request takes a place in its route bucket (``DiscordLimiter.slot``), then the global limit
+(``ProviderHTTP.send``), and its answer is fed back to the limiter before any error is raised.
+The token is sent only as the ``Authorization`` header; no message or repr contains it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from providers.discord.parse import MessagesPage, parse_messages_page
+from providers.discord.ratelimit import DiscordLimiter
+from providers.errors import (
+    AuthFailed,
+    BadPayload,
+    Forbidden,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    Transient,
+)
+from providers.http import ProviderHTTP
+from providers.ratelimit import Priority
+
+USER_AGENT = "DiscordBot (https://github.com/ratesync/ratesync, 0.1)"
+
+ROUTE_GUILD = "GET /guilds/{guild_id}"
+ROUTE_GUILD_CHANNELS = "GET /guilds/{guild_id}/channels"
+ROUTE_ACTIVE_THREADS = "GET /guilds/{guild_id}/threads/active"
+ROUTE_ARCHIVED_THREADS = "GET /channels/{channel_id}/threads/archived/public"
+ROUTE_MESSAGES = "GET /channels/{channel_id}/messages"
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """Discord's ``{"message", "code"}`` as one short line, e.g. ``50001 Missing Access``."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    code = body.get("code")
+    message = " ".join(str(body.get("message", "")).split())[:160]
+    return " ".join(str(part) for part in (code, message) if part not in (None, ""))
+
+
+class DiscordClient(ProviderHTTP):
+    provider = "discord"
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        base_url: str,
+        limiter: DiscordLimiter,
+        timeout: float = 15.0,
+        max_connections: int = 50,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        token = (token or "").strip()
+        if token.startswith("Bot "):
+            token = token[4:].strip()
+        if not token:
+            raise AuthFailed("discord: DISCORD_BOT_TOKEN is not set")
+        super().__init__(
+            limiter.global_limiter, timeout=timeout, max_connections=max_connections,
+            transport=transport,
+            headers={
+                "Authorization": f"Bot {token}",
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            },
+        )  # fmt: skip
+        self.discord_limiter = limiter
+        self.base_url = base_url.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"DiscordClient(base_url={self.base_url!r})"
+
+    # -- transport --------------------------------------------------------------------------
+
+    async def get(
+        self,
+        route: str,
+        major: int | None,
+        path: str,
+        *,
+        entity: str,
+        params: Mapping[str, str] | None = None,
+        priority: int = Priority.BULK,
+        max_wait: float | None = None,
+    ) -> httpx.Response:
+        """GET ``path`` within the bucket of ``route`` (template) and ``major``; 2xx or raise.
+
+        Raises CircuitOpen, BudgetExhausted, RateLimited, AuthFailed, Forbidden, NotFound,
+        Transient or a non-retryable ProviderError (other 4xx).
+        """
+        limiter = self.discord_limiter
+        major_key = "" if major is None else str(major)
+        async with limiter.slot(
+            route, major_key, priority=priority, max_wait=max_wait, entity=entity
+        ) as ticket:
+            response = await self.send(
+                "GET", self.base_url + path, entity=entity, priority=priority, params=params,
+                max_wait=max_wait,
+            )  # fmt: skip
+            hit = limiter.on_response(
+                ticket, response.status_code, response.headers, response.content
+            )
+        if hit is not None:
+            self.rate_limited += 1
+            if hit.scope == "cloudflare":
+                raise limiter.circuit_error(entity)
+            raise RateLimited(
+                f"discord: 429 ({hit.scope}) on {entity}; retry in {hit.retry_after:.2f}s",
+                retry_after=hit.retry_after,
+                entity=entity,
+            )
+        self.raise_for_status(response, entity)
+        return response
+
+    def raise_for_status(self, response: httpx.Response, entity: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        detail = _error_detail(response)
+        suffix = f" ({detail})" if detail else ""
+        if status == 401:
+            raise AuthFailed(
+                f"discord: 401 Unauthorized on {entity} — check DISCORD_BOT_TOKEN",
+                entity=entity,
+                status=401,
+            )
+        if status == 403:
+            raise Forbidden(f"discord: 403 no access to {entity}{suffix}", entity=entity,
+                            status=403)  # fmt: skip
+        if status == 404:
+            raise NotFound(f"discord: {entity} not found (404{', ' + detail if detail else ''})",
+                           entity=entity, status=404)  # fmt: skip
+        if status >= 500 or status == 408:
+            raise Transient(f"discord: {status} on {entity}", entity=entity, status=status)
+        error = ProviderError(f"discord: {status} on {entity}{suffix}", entity=entity,
+                              status=status)  # fmt: skip
+        error.retryable = False
+        raise error
+
+    async def get_json(
+        self,
+        route: str,
+        major: int | None,
+        path: str,
+        *,
+        entity: str,
+        params: Mapping[str, str] | None = None,
+        priority: int = Priority.BULK,
+        max_wait: float | None = None,
+    ) -> Any:
+        response = await self.get(
+            route, major, path, entity=entity, params=params, priority=priority, max_wait=max_wait
+        )
+        return self.json_of(response, entity)
+
+    # -- API --------------------------------------------------------------------------------
+
+    async def guild(
+        self, guild_id: int, *, priority: int = Priority.BULK, max_wait: float | None = None
+    ) -> dict[str, Any]:
+        entity = f"guild {guild_id}"
+        data = await self.get_json(ROUTE_GUILD, guild_id, f"/guilds/{int(guild_id)}",
+                                   entity=entity, priority=priority, max_wait=max_wait)  # fmt: skip
+        return _expect_object(data, entity)
+
+    async def guild_channels(
+        self, guild_id: int, *, priority: int = Priority.BULK, max_wait: float | None = None
+    ) -> list[dict[str, Any]]:
+        entity = f"guild {guild_id} channels"
+        data = await self.get_json(
+            ROUTE_GUILD_CHANNELS, guild_id, f"/guilds/{int(guild_id)}/channels",
+            entity=entity, priority=priority, max_wait=max_wait,
+        )  # fmt: skip
+        return _expect_objects(data, entity)
+
+    async def active_threads(
+        self, guild_id: int, *, priority: int = Priority.BULK, max_wait: float | None = None
+    ) -> list[dict[str, Any]]:
+        entity = f"guild {guild_id} active threads"
+        data = await self.get_json(
+            ROUTE_ACTIVE_THREADS, guild_id, f"/guilds/{int(guild_id)}/threads/active",
+            entity=entity, priority=priority, max_wait=max_wait,
+        )  # fmt: skip
+        return _expect_objects(_expect_object(data, entity).get("threads"), entity)
+
+    async def archived_threads(
+        self,
+        channel_id: int,
+        *,
+        page_size: int = 100,
+        priority: int = Priority.BULK,
+        max_wait: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """All public archived threads of a channel, newest archived first (paged by time)."""
+        entity = f"channel {channel_id} archived threads"
+        path = f"/channels/{int(channel_id)}/threads/archived/public"
+        threads: list[dict[str, Any]] = []
+        before: str | None = None
+        while True:
+            params = {"limit": str(page_size)}
+            if before is not None:
+                params["before"] = before
+            data = _expect_object(
+                await self.get_json(ROUTE_ARCHIVED_THREADS, channel_id, path, entity=entity,
+                                    params=params, priority=priority, max_wait=max_wait),
+                entity,
+            )  # fmt: skip
+            page = _expect_objects(data.get("threads"), entity)
+            threads.extend(page)
+            if not data.get("has_more") or not page:
+                return threads
+            metadata = page[-1].get("thread_metadata")
+            stamp = metadata.get("archive_timestamp") if isinstance(metadata, dict) else None
+            if not isinstance(stamp, str) or not stamp:
+                raise BadPayload(f"discord: {entity}: thread without archive_timestamp",
+                                      entity=entity)  # fmt: skip
+            if stamp == before:
+                raise BadPayload(f"discord: {entity}: paging did not advance past {stamp}",
+                                      entity=entity)  # fmt: skip
+            before = stamp
+
+    async def messages_page(
+        self,
+        channel_id: int,
+        *,
+        after: int,
+        limit: int = 100,
+        priority: int = Priority.BULK,
+        max_wait: float | None = None,
+    ) -> MessagesPage:
+        """The ``limit`` oldest messages with id > ``after`` (returned newest first)."""
+        if not 1 <= limit <= 100:
+            raise ValueError(f"limit must be 1..100, not {limit}")
+        entity = f"channel {channel_id}"
+        response = await self.get(
+            ROUTE_MESSAGES, channel_id, f"/channels/{int(channel_id)}/messages",
+            entity=entity, params={"after": str(int(after)), "limit": str(limit)},
+            priority=priority, max_wait=max_wait,
+        )  # fmt: skip
+        return parse_messages_page(
+            response.content, channel_id=channel_id, after=after, limit=limit
+        )
+
+
+def _expect_object(data: Any, entity: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise BadPayload(f"discord: {entity}: expected a JSON object, got {type(data).__name__}",
+                         entity=entity)  # fmt: skip
+    return data
+
+
+def _expect_objects(data: Any, entity: str) -> list[dict[str, Any]]:
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise BadPayload(f"discord: {entity}: expected a JSON array of objects", entity=entity)
+    return data
