@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     DISCORD_GLOBAL_RATE_PER_SECOND: int = Field(50, ge=1)
     SYNC_MAX_CHANNEL_WORKERS: int = Field(10, ge=1, le=500)
     SYNC_MESSAGE_FETCH_SIZE: int = Field(100, ge=1, le=100)
+    DISCORD_INVALID_REQUEST_BUDGET: int = Field(5000, ge=1, le=9999)
+    DISCORD_RECHECK_SECONDS: int = Field(24 * 3600, ge=0)
+    DISCORD_HTTP_TIMEOUT_SECONDS: float = Field(15.0, gt=0)
 
     # --- ZwiftRacing -----------------------------------------------------------------------
     ZWIFT_API_KEY: SecretStr | None = None
@@ -80,6 +83,7 @@ class Settings(BaseSettings):
     # --- scheduler -----------------------------------------------------------------------------
     SCHEDULER_BATTLENET_SYNC_EVERY: str = "15m"
     SCHEDULER_PVP_EVERY: str = "off"
+    SCHEDULER_DISCORD_SYNC_EVERY: str = "15m"
     SCHEDULER_MAX_CONCURRENT: int = Field(4, ge=1, le=100)
     SCHEDULER_AGEING_SECONDS: float = Field(60.0, gt=0)
 
@@ -104,7 +108,9 @@ class Settings(BaseSettings):
         parse_rate(value)
         return value
 
-    @field_validator("SCHEDULER_BATTLENET_SYNC_EVERY", "SCHEDULER_PVP_EVERY")
+    @field_validator(
+        "SCHEDULER_BATTLENET_SYNC_EVERY", "SCHEDULER_PVP_EVERY", "SCHEDULER_DISCORD_SYNC_EVERY"
+    )
     @classmethod
     def _check_cadence(cls, value: str) -> str:
         from workflows.scheduler_types import parse_cadence

@@ -74,19 +74,26 @@ async def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_track(args: argparse.Namespace, settings: Settings) -> int:
     from storage import battlenet as db
+    from storage import discord as discord_db
     from storage.db import create_engine
 
     async with services(settings, temporal=False) as svc:
         engine = create_engine(svc.database_url, pool_size=1)
         try:
             async with engine.begin() as conn:
-                if args.entity == "guild":
+                if args.entity == "tenant":
+                    row_id = await discord_db.track_tenant(conn, args.discord_guild_id)
+                elif args.entity == "guild":
                     row_id = await db.track_guild(conn, args.region, args.realm, args.name)
                 else:
                     row_id = await db.track_character(conn, args.region, args.realm, args.name)
         finally:
             await engine.dispose()
-    key = f"{args.entity} {args.region}/{args.realm}/{args.name}"
+    key = (
+        f"tenant {args.discord_guild_id}"
+        if args.entity == "tenant"
+        else f"{args.entity} {args.region}/{args.realm}/{args.name}"
+    )
     emit(args, f"tracking {key} (id {row_id})", {"entity": args.entity, "id": row_id})
     return EXIT_OK
 
@@ -202,6 +209,39 @@ async def cmd_sync_pvp(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_FAILED if result.failed_brackets else EXIT_OK
 
 
+async def cmd_sync_discord(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.discord import start_sync, summary_lines, tracked
+    from storage.db import create_engine
+    from worker import build_worker, connect
+
+    async with services(settings, temporal=True) as svc:
+        engine = create_engine(svc.database_url, pool_size=1)
+        try:
+            async with engine.connect() as conn:
+                await tracked(conn, args.tenant)
+        finally:
+            await engine.dispose()
+        client = await connect(svc.temporal_address, settings.TEMPORAL_NAMESPACE)
+        handle = await start_sync(client, settings, args.tenant, args.full)
+        polled = await _has_pollers(client, settings.TEMPORAL_TASK_QUEUE)
+        if not args.wait:
+            note = "" if polled else " (no worker is polling yet: run `python worker.py`)"
+            emit(args, f"started {handle.id}{note}", {"workflow_id": handle.id})
+            return EXIT_OK
+        try:
+            if polled:
+                result = await handle.result()
+            else:
+                async with build_worker(client, settings, svc.database_url) as parts:
+                    async with parts.worker:
+                        result = await handle.result()
+        except Exception as exc:  # WorkflowFailureError: say why in one line
+            cause = getattr(getattr(exc, "cause", None), "message", None) or str(exc)
+            raise CliError(f"{handle.id} failed: {cause}") from None
+    emit(args, summary_lines(result), {"workflow_id": handle.id, **asdict(result)})
+    return EXIT_FAILED if result.status != "done" else EXIT_OK
+
+
 # --- status ------------------------------------------------------------------------------
 
 
@@ -212,6 +252,11 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     async with services(settings, temporal=False) as svc:
         engine = create_engine(svc.database_url, pool_size=1)
         try:
+            if args.tenant is not None:
+                from cli.discord import watch_status
+
+                await watch_status(engine, args)
+                return EXIT_OK
             while True:
                 data = await database_status(engine)
                 data["schedulers"] = await _schedulers_if_reachable(settings)
@@ -255,6 +300,28 @@ async def _schedulers_if_reachable(settings: Settings) -> list[dict[str, Any]]:
         return await running_schedulers(client)
     except Exception as exc:  # status must work without Temporal
         return [{"error": f"Temporal at {address} not reachable: {exc}"}]
+
+
+async def cmd_reset(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.discord import refuse_without_yes, reset
+    from storage.db import create_engine
+
+    refused = refuse_without_yes(args)
+    if refused is not None:
+        return refused
+    async with services(settings, temporal=False) as svc:
+        engine = create_engine(svc.database_url, pool_size=1)
+        try:
+            data = await reset(engine, args)
+        finally:
+            await engine.dispose()
+    emit(
+        args,
+        f"reset {data['channels_reset']} channel(s) of tenant {args.tenant}: cursors cleared, "
+        f"{data['progress_rows_removed']} progress row(s) removed; messages kept",
+        data,
+    )
+    return EXIT_OK
 
 
 @asynccontextmanager
@@ -348,6 +415,17 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("name", help=f"{entity} name")
         sub.add_argument("--json", action="store_true", help="machine-readable output")
         sub.set_defaults(func=cmd_track)
+    from cli.discord import snowflake_arg
+
+    tenant = track_kinds.add_parser(
+        "tenant",
+        help="track a Discord server (its channels and messages)",
+        description="Track a Discord server (guild) by id; the bot must be a member. "
+        "Example: python starter.py track tenant 1168516062791340136",
+    )
+    tenant.add_argument("discord_guild_id", type=snowflake_arg, help="Discord guild (server) id")
+    tenant.add_argument("--json", action="store_true", help="machine-readable output")
+    tenant.set_defaults(func=cmd_track)
 
     sync = verbs.add_parser("sync", help="run a sync now", description="Run a sync now.")
     providers = sync.add_subparsers(dest="provider", required=True, metavar="PROVIDER")
@@ -375,6 +453,18 @@ def build_parser() -> argparse.ArgumentParser:
     pvp.add_argument("--wait", action="store_true", help="wait for the result")
     pvp.add_argument("--json", action="store_true", help="machine-readable output")
     pvp.set_defaults(func=cmd_sync_pvp)
+    discord = providers.add_parser(
+        "discord",
+        help="mirror a tenant's channels and messages",
+        description="Start a DiscordTenantSync: list the tenant's channels and threads, then page "
+        "each channel's new messages (all of them with --full), SYNC_MAX_CHANNEL_WORKERS at a "
+        "time. Example: python starter.py sync discord --tenant 1168516062791340136 --wait",
+    )
+    discord.add_argument("--tenant", type=snowflake_arg, required=True, help="Discord guild id")
+    discord.add_argument("--full", action="store_true", help="re-read every channel from the start")
+    discord.add_argument("--wait", action="store_true", help="wait for the result")
+    discord.add_argument("--json", action="store_true", help="machine-readable output")
+    discord.set_defaults(func=cmd_sync_discord)
 
     status = verb(
         "status", "what is stored, what failed, the last sync runs, running schedulers", cmd_status
@@ -383,6 +473,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--watch", type=float, nargs="?", const=2.0, default=None, metavar="SECONDS",
         help="refresh every SECONDS (default 2) until Ctrl-C",
     )  # fmt: skip
+    status.add_argument(
+        "--tenant", type=snowflake_arg, metavar="DISCORD_GUILD_ID",
+        help="live table of a Discord tenant's latest sync: channel, status, messages, msgs/s, "
+        "retries, waiting-until",
+    )  # fmt: skip
+    reset = verbs.add_parser(
+        "reset",
+        help="clear sync cursors and progress (stored rows are kept)",
+        description="Clear sync cursors and progress so the next sync starts from the beginning.",
+    )
+    reset_providers = reset.add_subparsers(dest="provider", required=True, metavar="PROVIDER")
+    reset_discord = reset_providers.add_parser(
+        "discord",
+        help="clear a tenant's (or one channel's) cursors and progress",
+        description="Clear the cursors and progress of a Discord tenant, or of one of its "
+        "channels; messages stay stored. Refuses without --yes. Example: python starter.py "
+        "reset discord --tenant 1168516062791340136 --yes",
+    )
+    reset_discord.add_argument("--tenant", type=snowflake_arg, required=True)
+    reset_discord.add_argument("--channel", type=snowflake_arg, help="only this channel")
+    reset_discord.add_argument("--yes", action="store_true", help="confirm")
+    reset_discord.add_argument("--json", action="store_true", help="machine-readable output")
+    reset_discord.set_defaults(func=cmd_reset)
     _scheduler_verbs(verbs)
 
     sandbox = verbs.add_parser(
@@ -415,7 +528,10 @@ def _scheduler_verbs(verbs: Any) -> None:
     )
     sched.add_argument("action", choices=["start", "stop", "pause", "resume", "status"])
     sched.add_argument("provider", choices=PROVIDERS)
-    sched.add_argument("--region", choices=REGIONS, help="scope; default: BNET_REGION")
+    sched.add_argument("--region", choices=REGIONS, help="battlenet scope; default: BNET_REGION")
+    from cli.discord import snowflake_arg
+
+    sched.add_argument("--tenant", type=snowflake_arg, help="discord scope: the Discord guild id")
     sched.add_argument("--every", help="sync cadence for `start`, e.g. 15m (default: setting)")
     sched.add_argument("--json", action="store_true", help="machine-readable output")
     sched.set_defaults(func=cmd_scheduler)

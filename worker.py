@@ -21,18 +21,21 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.battlenet import BattleNetActivities
+from activities.discord import DiscordActivities, DiscordNotConfigured
 from activities.pvp import PvpActivities
 from providers.battlenet import BattleNetClient
+from providers.discord import DiscordClient, DiscordLimiter
 from providers.ratelimit import RateLimiter, Window
 from settings import Settings, SettingsError, get_settings
 from storage.db import create_engine
 from workflows.battlenet import BattleNetEntitySync, BattleNetSync, CharacterBatchSync, GuildSync
+from workflows.discord import ChannelSync, DiscordTenantSync
 from workflows.pvp import PvpBracketSync, PvpSync
 from workflows.scheduler import Scheduler
 
 WORKFLOWS = [
     Scheduler, BattleNetSync, GuildSync, CharacterBatchSync, BattleNetEntitySync,
-    PvpSync, PvpBracketSync,
+    PvpSync, PvpBracketSync, DiscordTenantSync, ChannelSync,
 ]  # fmt: skip
 log = logging.getLogger("ratesync.worker")
 
@@ -78,6 +81,41 @@ def bnet_client(
     )
 
 
+class LazyDiscordClient:
+    """The Discord client, built on first use: a worker without DISCORD_BOT_TOKEN still serves
+    Battle.net, and a Discord activity then fails with a clear, non-retryable error."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.limiter = DiscordLimiter(
+            global_per_second=settings.DISCORD_GLOBAL_RATE_PER_SECOND,
+            invalid_budget=settings.DISCORD_INVALID_REQUEST_BUDGET,
+            max_wait=settings.RATE_LIMIT_MAX_WAIT_SECONDS,
+        )
+        self.client: DiscordClient | None = None
+
+    def __call__(self) -> DiscordClient:
+        if self.client is None:
+            token = self.settings.DISCORD_BOT_TOKEN
+            if token is None or not token.get_secret_value().strip():
+                raise DiscordNotConfigured(
+                    "discord: DISCORD_BOT_TOKEN is not set; set it in the environment or .env "
+                    "and restart the worker"
+                )
+            self.client = DiscordClient(
+                token=token.get_secret_value(),
+                base_url=self.settings.DISCORD_API_BASE_URL,
+                limiter=self.limiter,
+                timeout=self.settings.DISCORD_HTTP_TIMEOUT_SECONDS,
+                max_connections=max(10, self.settings.SYNC_MAX_CHANNEL_WORKERS * 2),
+            )
+        return self.client
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
 class WorkerGroup:
     """The worker's Workers, one per task queue (one client, one Battle.net budget), run as one:
     `async with group:` in tests and tools, `run()` / `shutdown()` in the worker process."""
@@ -106,6 +144,7 @@ class WorkerParts:
     worker: WorkerGroup
     bnet: BattleNetClient
     limiter: RateLimiter
+    discord: LazyDiscordClient
 
 
 def pvp_queues(settings: Settings, task_queue: str | None) -> tuple[str, str]:
@@ -120,11 +159,22 @@ async def build_worker(
     client: Client, settings: Settings, database_url: str, task_queue: str | None = None
 ) -> AsyncIterator[WorkerParts]:
     """A Worker with every workflow and activity, and the resources it owns (closed on exit)."""
-    engine = create_engine(database_url, pool_size=max(5, settings.BNET_MAX_CONCURRENT // 2))
+    engine = create_engine(
+        database_url,
+        pool_size=max(5, settings.BNET_MAX_CONCURRENT // 2, settings.SYNC_MAX_CHANNEL_WORKERS),
+    )
     limiter = bnet_limiter(settings)
     bnet = bnet_client(settings, limiter)
     acts = BattleNetActivities(engine, bnet, settings.BNET_NOT_FOUND_RECHECK_SECONDS)
     pvp = PvpActivities(engine, bnet, settings.BNET_NOT_FOUND_RECHECK_SECONDS)
+    discord = LazyDiscordClient(settings)
+    discord_acts = DiscordActivities(
+        engine,
+        discord,
+        max_workers=settings.SYNC_MAX_CHANNEL_WORKERS,
+        fetch_size=settings.SYNC_MESSAGE_FETCH_SIZE,
+        recheck_seconds=settings.DISCORD_RECHECK_SECONDS,
+    )
     sync_queue, processing_queue = pvp_queues(settings, task_queue)
     common: dict[str, Any] = {
         "disable_eager_activity_execution": True,
@@ -135,8 +185,9 @@ async def build_worker(
             client,
             task_queue=task_queue or settings.TEMPORAL_TASK_QUEUE,
             workflows=WORKFLOWS,
-            activities=acts.all(),
-            max_concurrent_activities=max(8, settings.BNET_MAX_CONCURRENT),
+            activities=acts.all() + discord_acts.all(),
+            max_concurrent_activities=max(8, settings.BNET_MAX_CONCURRENT)
+            + settings.SYNC_MAX_CHANNEL_WORKERS,
             **common,
         ),
         Worker(
@@ -149,8 +200,9 @@ async def build_worker(
         ),
     ]  # fmt: skip
     try:
-        yield WorkerParts(WorkerGroup(workers), bnet, limiter)
+        yield WorkerParts(WorkerGroup(workers), bnet, limiter, discord)
     finally:
+        await discord.aclose()
         await bnet.aclose()
         await engine.dispose()
 

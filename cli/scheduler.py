@@ -27,14 +27,16 @@ from workflows.scheduler import Scheduler, scheduler_id
 from workflows.scheduler_types import PRIORITIES, SchedulerInput, SyncRequest
 from workflows.visibility import search_attributes
 
-PROVIDERS = ["battlenet"]
+PROVIDERS = ["battlenet", "discord"]
 
 
 def scheduler_input(provider: str, scope: str, settings: Settings, every: str | None) -> Any:
-    cadence = every or settings.SCHEDULER_BATTLENET_SYNC_EVERY
-    cadences = {"sync": cadence}
-    if settings.SCHEDULER_PVP_EVERY != "off":
-        cadences["pvp"] = settings.SCHEDULER_PVP_EVERY
+    if provider == "discord":
+        cadences = {"sync": every or settings.SCHEDULER_DISCORD_SYNC_EVERY}
+    else:
+        cadences = {"sync": every or settings.SCHEDULER_BATTLENET_SYNC_EVERY}
+        if settings.SCHEDULER_PVP_EVERY != "off":
+            cadences["pvp"] = settings.SCHEDULER_PVP_EVERY
     return SchedulerInput(
         provider=provider,
         scope=scope,
@@ -64,9 +66,18 @@ async def start(
     )
 
 
+def scheduler_scope(args: argparse.Namespace, settings: Settings) -> str:
+    """Battle.net schedules are per region, Discord ones per tenant."""
+    if args.provider == "discord":
+        if args.tenant is None:
+            raise CliError("a Discord scheduler needs --tenant <discord guild id>")
+        return str(args.tenant)
+    return str(args.region or settings.BNET_REGION)
+
+
 async def control(client: Client, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     """start | stop | pause | resume | status of one scheduler."""
-    scope = args.region or settings.BNET_REGION
+    scope = scheduler_scope(args, settings)
     wid = scheduler_id(args.provider, scope)
     if args.action == "start":
         handle = await start(client, args.provider, scope, settings, args.every)
@@ -82,7 +93,8 @@ async def control(client: Client, args: argparse.Namespace, settings: Settings) 
     except RPCError as exc:
         raise CliError(
             f"{wid} is not running ({exc.message}); start it with "
-            f"`python starter.py scheduler start {args.provider} --region {scope}`"
+            f"`python starter.py scheduler start {args.provider} "
+            f"{'--tenant' if args.provider == 'discord' else '--region'} {scope}`"
         ) from None
     return {"scheduler": wid, "action": args.action, "ok": True}
 

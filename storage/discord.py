@@ -142,6 +142,20 @@ async def load_channel(conn: AsyncConnection, channel_id: int) -> ChannelRef | N
     )
 
 
+async def parked_channels(conn: AsyncConnection, discord_guild_id: int) -> set[int]:
+    """Discord ids of the tenant's channels that denied access and are not due a re-check."""
+    rows = await conn.execute(
+        select(channels.c.discord_channel_id)
+        .join(tenants, tenants.c.id == channels.c.tenant_id)
+        .where(
+            tenants.c.discord_guild_id == discord_guild_id,
+            channels.c.access.in_(["forbidden", "not_found"]),
+            channels.c.recheck_at > func.now(),
+        )
+    )
+    return {int(r) for r in rows.scalars()}
+
+
 async def set_channel_access(
     conn: AsyncConnection, channel_id: int, access: str, recheck_at: datetime | None = None
 ) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.discord_types import TenantSyncInput
     from activities.types import BattleNetSyncInput, EntitySyncInput, PvpSyncInput
     from workflows.scheduler_types import PRIORITIES, SyncRequest
 
@@ -91,7 +92,37 @@ class BattleNetPlan:
         raise ValueError(f"battlenet has no sync kind {request.kind!r}")
 
 
-_PLANS: dict[str, ProviderPlan] = {"battlenet": BattleNetPlan()}
+class DiscordPlan:
+    """Scope = tenant (Discord guild id). Kinds: `sync` (new messages of every channel,
+    incremental) and `full` (every channel re-read from its start, bulk). One sync per tenant
+    at a time: the child id is the tenant's, so an overlapping request is refused by Temporal
+    rather than run twice over the same cursors."""
+
+    priorities = {"sync": PRIORITIES["incremental"], "full": PRIORITIES["bulk"]}
+
+    def default_priority(self, kind: str) -> int:
+        return self.priorities.get(kind, PRIORITIES["incremental"])
+
+    def child(
+        self, provider: str, scope: str, request: SyncRequest, seq: int, now: datetime
+    ) -> ChildPlan:
+        if request.kind not in self.priorities:
+            raise ValueError(f"discord has no sync kind {request.kind!r}")
+        full = request.kind == "full"
+        return ChildPlan(
+            workflow="DiscordTenantSync",
+            id=f"discord-sync/{scope}",
+            summary=f"Discord {'full' if full else 'incremental'} sync of guild {scope}",
+            build_arg=lambda report_to: TenantSyncInput(
+                discord_guild_id=int(scope),
+                full=full,
+                priority=request.priority,
+                report_to=report_to,
+            ),
+        )
+
+
+_PLANS: dict[str, ProviderPlan] = {"battlenet": BattleNetPlan(), "discord": DiscordPlan()}
 
 
 def plan_for(provider: str) -> ProviderPlan:

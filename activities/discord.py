@@ -1,0 +1,304 @@
+"""Discord activities: list a tenant's channels, page a channel's messages into Postgres.
+
+Pages go from the HTTP response straight to Postgres (one statement per page that also moves
+the channel's cursor), so no message ever enters a workflow history; workflows get counts.
+Constructed once per worker (``DiscordActivities(engine, client_factory, ...)``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.discord_types import (
+    BeginTenantInput,
+    BeginTenantResult,
+    ChannelPagesInput,
+    ChannelPagesResult,
+    ChannelTarget,
+    FinishTenantInput,
+    ParkChannelInput,
+)
+from activities.errors import to_application_error
+from activities.heartbeat import heartbeating
+from providers.discord import DiscordClient
+from providers.errors import CircuitOpen, Forbidden, NotFound, ProviderError, RateLimited
+from providers.http import count_requests
+from providers.ratelimit import BudgetExhausted
+from storage import discord as db
+from storage import sync as syncdb
+
+PROVIDER = "discord"
+# Forums and media channels hold threads; text and announcement channels may have archived ones.
+THREAD_PARENT_TYPES = frozenset({0, 5, 15, 16})
+
+
+class DiscordNotConfigured(RuntimeError):
+    pass
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _entity(channel: int) -> str:
+    return f"channel/{channel}"
+
+
+class DiscordActivities:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        client: Callable[[], DiscordClient],
+        *,
+        max_workers: int,
+        fetch_size: int,
+        recheck_seconds: int,
+    ) -> None:
+        self.engine = engine
+        self._client = client  # built on first use: a worker without a bot token still runs
+        self.max_workers = max_workers
+        self.fetch_size = fetch_size
+        self.recheck = timedelta(seconds=recheck_seconds)
+
+    @property
+    def client(self) -> DiscordClient:
+        try:
+            return self._client()
+        except DiscordNotConfigured as exc:
+            raise ApplicationError(str(exc), type="AuthFailed", non_retryable=True) from None
+
+    def all(self) -> list[Any]:
+        return [
+            self.discord_track_tenant,
+            self.discord_begin_tenant_sync,
+            self.discord_sync_channel_pages,
+            self.discord_park_channel,
+            self.discord_finish_tenant_sync,
+        ]
+
+    @activity.defn
+    async def discord_track_tenant(self, discord_guild_id: int) -> int:
+        async with self.engine.begin() as conn:
+            return await db.track_tenant(conn, discord_guild_id)
+
+    # -- the tenant ------------------------------------------------------------------------
+
+    @activity.defn
+    async def discord_begin_tenant_sync(self, inp: BeginTenantInput) -> BeginTenantResult:
+        """List the guild's channels and threads, store them, open the run and its jobs."""
+        client = self.client
+        gid = inp.discord_guild_id
+        async with self.engine.connect() as conn:
+            parked = await db.parked_channels(conn, gid)  # asking again would be a 403 each
+        try:
+            guild = await client.guild(gid, priority=inp.priority)
+            listed = await client.guild_channels(gid, priority=inp.priority)
+            listed += await client.active_threads(gid, priority=inp.priority)
+            known = {c["id"] for c in listed}
+            parents = [
+                c
+                for c in listed
+                if c.get("type") in THREAD_PARENT_TYPES and int(c["id"]) not in parked
+            ]
+            for parent in parents:
+                try:
+                    archived = await client.archived_threads(
+                        int(parent["id"]), priority=inp.priority
+                    )
+                except (Forbidden, NotFound):
+                    continue  # no access to that channel's threads: its messages say the rest
+                listed += [t for t in archived if t["id"] not in known]
+                known.update(t["id"] for t in archived)
+        except NotFound as exc:
+            raise ApplicationError(
+                f"discord: guild {gid} not found ({exc}); check the id and that the bot was "
+                "added to that server",
+                type="NotFound",
+                non_retryable=True,
+            ) from None
+        except ProviderError as exc:
+            raise to_application_error(exc) from None
+        except BudgetExhausted as exc:
+            raise ApplicationError(
+                str(exc),
+                type="BudgetExhausted",
+                next_retry_delay=timedelta(seconds=exc.wait_seconds),
+            ) from None
+        now = datetime.now(UTC)
+        async with self.engine.begin() as conn:
+            tenant = await db.track_tenant(conn, gid)
+            await db.store_guild(conn, tenant, guild)
+            row_ids = await db.store_channels(conn, tenant, listed)
+            refs = [await db.load_channel(conn, i) for i in row_ids]
+            wanted = [
+                r
+                for r in refs
+                if r is not None and r.type in db.MESSAGE_CHANNEL_TYPES and not _parked(r, now)
+            ]
+            kind = "full" if inp.full else "incremental"
+            run_id = await syncdb.start_run(conn, PROVIDER, str(gid), kind, inp.workflow_id)
+            await db.begin_run(conn, run_id, tenant, inp.workflow_id, kind, [r.id for r in wanted])
+        return BeginTenantResult(
+            run_id=run_id,
+            channels=[ChannelTarget(r.id, r.discord_channel_id) for r in wanted],
+            channels_listed=len(listed),
+            skipped=len(listed) - len(wanted),
+            max_workers=self.max_workers,
+            fetch_size=self.fetch_size,
+        )
+
+    @activity.defn
+    async def discord_finish_tenant_sync(self, inp: FinishTenantInput) -> dict[str, Any]:
+        async with self.engine.begin() as conn:
+            totals = await db.finish_run_progress(conn, inp.run_id, inp.status)
+            counts = {**totals, "max_concurrent_channels": inp.max_concurrent}
+            await syncdb.finish_run(
+                conn, inp.run_id, inp.status, counts, totals["failed"], inp.error
+            )
+        return counts
+
+    # -- one channel -----------------------------------------------------------------------
+
+    @activity.defn
+    async def discord_sync_channel_pages(self, inp: ChannelPagesInput) -> ChannelPagesResult:
+        """Page forward from the stored cursor for up to ``time_budget_seconds``.
+
+        Each page is stored with the cursor in one transaction, then heartbeated; a retry or a
+        restarted worker reads the cursor back from Postgres, so nothing is fetched into a gap
+        or stored twice. Returns ``done`` at the channel's end.
+        """
+        client = self.client
+        async with self.engine.begin() as conn:
+            ref = await db.load_channel(conn, inp.channel_id)
+            if ref is None:
+                raise ApplicationError(
+                    f"channel row {inp.channel_id} is gone", type="NotFound", non_retryable=True
+                )
+            await db.job_started(conn, inp.run_id, ref.id, worker_id(), activity.info().attempt - 1)
+        result = ChannelPagesResult()
+        cursor = ref.last_message_id or 0
+        deadline = time.monotonic() + inp.time_budget_seconds
+        with count_requests() as sent, heartbeating(lambda: cursor):
+            try:
+                while True:
+                    page = await client.messages_page(
+                        ref.discord_channel_id,
+                        after=cursor,
+                        limit=inp.fetch_size,
+                        priority=inp.priority,
+                    )
+                    if page.count and page.newest_id is not None:
+                        async with self.engine.begin() as conn:
+                            await db.store_page(conn, inp.run_id, ref.id, page.raw, page.newest_id)
+                        cursor = page.newest_id
+                        activity.heartbeat(cursor)
+                        result.pages += 1
+                        result.messages += page.count
+                    if page.is_last:
+                        await self._finish_channel(inp, ref, cursor, result, sent[0])
+                        return result
+                    if time.monotonic() >= deadline:
+                        return result
+            except (Forbidden, NotFound) as exc:
+                await self._skip_channel(inp, ref, exc, sent[0] - result.pages)
+                result.done, result.status, result.detail = True, "skipped", str(exc)
+                return result
+            except BudgetExhausted as exc:
+                resume = datetime.fromtimestamp(exc.resume_at, UTC)
+                await self._waiting(inp, ref, resume, 0, sent[0] - result.pages)
+                result.resume_at = resume
+                return result
+            except RateLimited as exc:
+                until = datetime.now(UTC) + timedelta(seconds=exc.retry_after)
+                await self._waiting(inp, ref, until, 1, sent[0] - result.pages)
+                raise to_application_error(exc) from None
+            except CircuitOpen as exc:
+                raise ApplicationError(str(exc), type="CircuitOpen", non_retryable=True) from None
+            except ProviderError as exc:
+                async with self.engine.begin() as conn:
+                    await db.count_api_calls(conn, inp.run_id, ref.id, sent[0] - result.pages)
+                raise to_application_error(exc) from None
+            finally:
+                result.api_calls = sent[0]
+
+    async def _finish_channel(
+        self,
+        inp: ChannelPagesInput,
+        ref: db.ChannelRef,
+        cursor: int,
+        result: ChannelPagesResult,
+        calls: int,
+    ) -> None:
+        # Discord answers 200 [] when the bot lacks READ_MESSAGE_HISTORY: an "empty" channel
+        # that Discord says has messages is marked, so the site can tell the two apart.
+        no_history = cursor == 0 and ref.channel_last_message_id is not None
+        async with self.engine.begin() as conn:
+            await db.count_api_calls(conn, inp.run_id, ref.id, calls - result.pages)
+            await db.job_finished(conn, inp.run_id, ref.id, "done")
+            if no_history:
+                await db.set_channel_access(conn, ref.id, "no_history")
+            await syncdb.clear_failures(conn, PROVIDER, [_entity(ref.discord_channel_id)])
+        result.done, result.status = True, "done"
+        if no_history:
+            result.detail = "no READ_MESSAGE_HISTORY permission (Discord answered [])"
+
+    async def _skip_channel(
+        self, inp: ChannelPagesInput, ref: db.ChannelRef, exc: ProviderError, calls: int
+    ) -> None:
+        """403 Missing Access / 404 Unknown Channel: recorded, re-checked on a slow cadence."""
+        reason = "forbidden" if isinstance(exc, Forbidden) else "not_found"
+        recheck = datetime.now(UTC) + self.recheck
+        async with self.engine.begin() as conn:
+            await db.count_api_calls(conn, inp.run_id, ref.id, calls)
+            await db.set_channel_access(conn, ref.id, reason, recheck)
+            await db.job_finished(conn, inp.run_id, ref.id, "skipped", type(exc).__name__, str(exc))
+            await syncdb.record_failure(
+                conn, PROVIDER, _entity(ref.discord_channel_id), reason, str(exc), recheck
+            )
+        activity.logger.info("channel skipped", extra={"channel": ref.discord_channel_id})
+
+    async def _waiting(
+        self,
+        inp: ChannelPagesInput,
+        ref: db.ChannelRef,
+        until: datetime,
+        rate_limited: int,
+        calls: int,
+    ) -> None:
+        async with self.engine.begin() as conn:
+            await db.count_api_calls(conn, inp.run_id, ref.id, calls)
+            await db.job_waiting(conn, inp.run_id, ref.id, until, rate_limited)
+
+    @activity.defn
+    async def discord_park_channel(self, inp: ParkChannelInput) -> None:
+        """A channel that kept failing: dead-letter it; the tenant sync goes on."""
+        async with self.engine.begin() as conn:
+            await db.job_finished(
+                conn, inp.run_id, inp.channel_id, "failed", inp.error_type, inp.error
+            )
+            await syncdb.record_failure(
+                conn,
+                PROVIDER,
+                _entity(inp.discord_channel_id),
+                inp.error_type or "failed",
+                inp.error,
+                datetime.now(UTC) + timedelta(hours=1),
+            )
+
+
+def _parked(ref: db.ChannelRef, now: datetime) -> bool:
+    """No access last time, and its slow re-check is not due yet."""
+    return ref.access in ("forbidden", "not_found") and _recheck_pending(ref, now)
+
+
+def _recheck_pending(ref: db.ChannelRef, now: datetime) -> bool:
+    return ref.recheck_at is not None and ref.recheck_at > now

@@ -1,0 +1,148 @@
+"""Inputs and results of the Discord workflows and activities (ids, counts, cursors only).
+
+Every field has a default so fields can be added without breaking recorded histories.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from providers.ratelimit import Priority
+
+
+@dataclass
+class TenantSyncInput:
+    """Start of a tenant sync. ``state`` is set only when the master continues-as-new."""
+
+    discord_guild_id: int = 0
+    full: bool = False
+    priority: int = Priority.INCREMENTAL
+    report_to: str | None = None
+    state: TenantSyncState | None = None
+
+
+@dataclass
+class ChannelTarget:
+    channel_id: int = 0  # channels.id
+    discord_channel_id: int = 0
+
+
+@dataclass
+class TenantSyncState:
+    run_id: int = 0
+    pending: list[ChannelTarget] = field(default_factory=list)  # channels not started yet
+    max_workers: int = 10
+    fetch_size: int = 100
+    channels: int = 0
+    skipped_before_start: int = 0
+    max_concurrent: int = 0
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    fatal: str | None = None
+    fatal_type: str = ""
+    started_at: datetime | None = None
+
+
+@dataclass
+class BeginTenantInput:
+    discord_guild_id: int = 0
+    full: bool = False
+    workflow_id: str = ""
+    priority: int = Priority.INCREMENTAL
+
+
+@dataclass
+class BeginTenantResult:
+    run_id: int = 0
+    channels: list[ChannelTarget] = field(default_factory=list)
+    channels_listed: int = 0
+    skipped: int = 0  # channels not synced this run (no messages of their own, no access)
+    max_workers: int = 10
+    fetch_size: int = 100
+
+
+@dataclass
+class ChannelSyncInput:
+    run_id: int = 0
+    channel_id: int = 0  # channels.id
+    discord_channel_id: int = 0
+    fetch_size: int = 100
+    priority: int = Priority.INCREMENTAL
+    max_attempts: int = 6
+    carried: ChannelSyncResult | None = None  # totals so far, across continue-as-new
+
+
+@dataclass
+class ChannelPagesInput:
+    run_id: int = 0
+    channel_id: int = 0
+    fetch_size: int = 100
+    priority: int = Priority.INCREMENTAL
+    time_budget_seconds: float = 60.0
+
+
+@dataclass
+class ChannelPagesResult:
+    done: bool = False
+    status: str = "running"  # running | done | skipped
+    messages: int = 0
+    pages: int = 0
+    api_calls: int = 0
+    resume_at: datetime | None = None  # the bucket is spent until then: sleep durably
+    detail: str = ""
+
+
+@dataclass
+class ParkChannelInput:
+    run_id: int = 0
+    channel_id: int = 0
+    discord_channel_id: int = 0
+    error_type: str = ""
+    error: str = ""
+
+
+@dataclass
+class ChannelSyncResult:
+    channel_id: int = 0
+    discord_channel_id: int = 0
+    status: str = "done"  # done | skipped | failed
+    messages: int = 0
+    pages: int = 0
+    api_calls: int = 0
+    activity_calls: int = 0
+    budget_waits: int = 0
+    error: str = ""
+
+
+@dataclass
+class FinishTenantInput:
+    run_id: int = 0
+    status: str = "done"
+    error: str | None = None
+    max_concurrent: int = 0
+
+
+@dataclass
+class TenantSyncResult:
+    """The brief's SyncJobResult: what one tenant sync did."""
+
+    discord_guild_id: int = 0
+    run_id: int = 0
+    status: str = "done"  # done | partial (some channels parked) | failed
+    channels: int = 0
+    channels_done: int = 0
+    channels_skipped: int = 0
+    channels_failed: int = 0
+    messages: int = 0
+    reactions: int = 0
+    attachments: int = 0
+    errors: int = 0
+    max_concurrent_channels: int = 0
+    avg_channel_seconds: float = 0.0
+    api_calls: int = 0
+    rate_limit_encounters: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    error: str | None = None
