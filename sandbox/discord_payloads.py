@@ -177,7 +177,7 @@ def channel_json(channel: Channel) -> dict[str, Any]:
 
 
 def _content(rng: random.Random, tenant: Tenant) -> tuple[str, list[User]]:
-    words = [_WORDS[rng.randrange(len(_WORDS))] for _ in range(rng.randint(1, 14))]
+    words = rng.choices(_WORDS, k=1 + int(rng.random() * 14))
     mentioned: list[User] = []
     if rng.random() < 0.08:
         mentioned.append(tenant.users[rng.randrange(len(tenant.users))])
@@ -263,15 +263,16 @@ def message_json(
     everyone = kind == 0 and rng.random() < 0.005
     if everyone:
         content = f"@everyone {content}"
-    attachments = [_attachment(rng, channel, ms, i) for i in range(rng.randint(1, 3))]
     has_files = kind in (0, 19) and rng.random() < 0.07
+    files = rng.randint(1, 3) if has_files else 0
+    attachments = [_attachment(rng, channel, ms, i) for i in range(files)]
     body: dict[str, Any] = {
         "id": str(message_id),
         "type": kind,
         "content": content,
         "channel_id": str(channel.id),
         "author": _webhook_author(author) if webhook else user_json(author),
-        "attachments": attachments if has_files else [],
+        "attachments": attachments,
         "embeds": [],
         "mentions": [user_json(user) for user in mentioned],
         "mention_roles": [],
