@@ -30,7 +30,7 @@ from tests.sandbox_helpers import (
     discord_sandbox,
 )
 
-FIXTURES = Path("/work/shared/fixtures/discord")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "discord"
 SPEC: dict[str, Any] = {
     "name": "Guild A",
     "text_channels": [0, 1, 99, 100, 101, 250],
