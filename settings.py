@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     DISCORD_GLOBAL_RATE_PER_SECOND: int = Field(50, ge=1)
     SYNC_MAX_CHANNEL_WORKERS: int = Field(10, ge=1, le=500)
     SYNC_MESSAGE_FETCH_SIZE: int = Field(100, ge=1, le=100)
+    SYNC_CHANNEL_MAX_ATTEMPTS: int = Field(5, ge=1, le=100)
     DISCORD_INVALID_REQUEST_BUDGET: int = Field(5000, ge=1, le=9999)
     DISCORD_RECHECK_SECONDS: int = Field(24 * 3600, ge=0)
     DISCORD_HTTP_TIMEOUT_SECONDS: float = Field(15.0, gt=0)

@@ -174,6 +174,7 @@ async def build_worker(
         max_workers=settings.SYNC_MAX_CHANNEL_WORKERS,
         fetch_size=settings.SYNC_MESSAGE_FETCH_SIZE,
         recheck_seconds=settings.DISCORD_RECHECK_SECONDS,
+        max_attempts=settings.SYNC_CHANNEL_MAX_ATTEMPTS,
     )
     sync_queue, processing_queue = pvp_queues(settings, task_queue)
     common: dict[str, Any] = {

@@ -62,11 +62,13 @@ class DiscordActivities:
         max_workers: int,
         fetch_size: int,
         recheck_seconds: int,
+        max_attempts: int = 5,
     ) -> None:
         self.engine = engine
         self._client = client  # built on first use: a worker without a bot token still runs
         self.max_workers = max_workers
         self.fetch_size = fetch_size
+        self.max_attempts = max_attempts
         self.recheck = timedelta(seconds=recheck_seconds)
 
     @property
@@ -154,6 +156,7 @@ class DiscordActivities:
             skipped=len(listed) - len(wanted),
             max_workers=self.max_workers,
             fetch_size=self.fetch_size,
+            max_attempts=self.max_attempts,
         )
 
     @activity.defn

@@ -34,6 +34,7 @@ class TenantSyncState:
     pending: list[ChannelTarget] = field(default_factory=list)  # channels not started yet
     max_workers: int = 10
     fetch_size: int = 100
+    max_attempts: int = 5
     channels: int = 0
     skipped_before_start: int = 0
     max_concurrent: int = 0
@@ -61,6 +62,7 @@ class BeginTenantResult:
     skipped: int = 0  # channels not synced this run (no messages of their own, no access)
     max_workers: int = 10
     fetch_size: int = 100
+    max_attempts: int = 5
 
 
 @dataclass
@@ -70,7 +72,7 @@ class ChannelSyncInput:
     discord_channel_id: int = 0
     fetch_size: int = 100
     priority: int = Priority.INCREMENTAL
-    max_attempts: int = 6
+    max_attempts: int = 5
     carried: ChannelSyncResult | None = None  # totals so far, across continue-as-new
 
 

@@ -211,6 +211,7 @@ class DiscordTenantSync:
             pending=list(begun.channels),
             max_workers=begun.max_workers,
             fetch_size=begun.fetch_size,
+            max_attempts=begun.max_attempts,
             channels=len(begun.channels),
             skipped_before_start=begun.skipped,
             started_at=workflow.now(),
@@ -222,7 +223,14 @@ class DiscordTenantSync:
         cid = channel.discord_channel_id
         return await workflow.execute_child_workflow(
             ChannelSync.run,
-            ChannelSyncInput(state.run_id, channel.channel_id, cid, state.fetch_size, inp.priority),
+            ChannelSyncInput(
+                run_id=state.run_id,
+                channel_id=channel.channel_id,
+                discord_channel_id=cid,
+                fetch_size=state.fetch_size,
+                priority=inp.priority,
+                max_attempts=state.max_attempts,
+            ),
             id=f"discord-channel/{inp.discord_guild_id}/{cid}/run-{state.run_id}",
             static_summary=f"Discord channel {cid} of guild {inp.discord_guild_id}",
             search_attributes=search_attributes("discord", str(inp.discord_guild_id), "channel"),

@@ -1,0 +1,129 @@
+"""Discord rate limits end to end: buckets learned from headers, forced 429s, the breaker,
+dead letters — against the strict sandbox, on the real Temporal and Postgres."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from temporalio.client import WorkflowFailureError
+
+from storage.db import create_engine
+from storage.models import channel_sync_jobs, sync_failures, sync_runs
+from tests.integration.discord_support import (
+    create_tenant,
+    discord_server,
+    discord_settings,
+    run_tenant_sync,
+    stored_ids,
+    track,
+    truth_ids,
+)
+from tests.sandbox_helpers import admin
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+
+def _assert_truth(url: str, tenant: dict, stored: dict[int, list[int]]) -> None:
+    for channel in tenant["channels"]:
+        if channel["access"] == "ok" and channel["type"] not in (4, 15):
+            assert stored.get(int(channel["id"]), []) == truth_ids(url, channel["id"])
+
+
+async def test_thirty_channels_under_strict_limits_get_at_most_one_429_per_bucket(
+    client, database_url, task_queue
+):
+    # Per-channel bucket 5 per 1 s and a global 40/s: 30 channels of 7 pages each (fetch 10).
+    with discord_server(messages=(5, 1.0), global_per_second=40) as sandbox:
+        tenant = create_tenant(sandbox.url, name="Thirty", text_channels=[61] * 30)
+        gid = int(tenant["guild_id"])
+        await track(database_url, gid)
+        settings = discord_settings(
+            sandbox.url,
+            SYNC_MESSAGE_FETCH_SIZE=10,
+            SYNC_MAX_CHANNEL_WORKERS=30,
+            DISCORD_GLOBAL_RATE_PER_SECOND=40,
+        )
+        result = await run_tenant_sync(client, settings, database_url, task_queue, gid)
+        stats = admin(sandbox.url, "stats")
+        print(
+            f"\n30 channels: {result.seconds:.1f}s, {stats['requests']} requests, "
+            f"429s {stats['rate_limited']}, by bucket {stats['rate_limited_by_bucket']}"
+        )
+        assert result.status == "done" and result.messages == 30 * 61
+        assert all(n <= 1 for n in stats["rate_limited_by_bucket"].values())
+        assert stats["throttled"] <= len(stats["rate_limited_by_bucket"])
+        assert stats["global_max_in_window"] <= 40
+        _assert_truth(sandbox.url, tenant, await stored_ids(database_url))
+
+
+async def test_forced_bucket_and_global_429s_are_survived(client, database_url, task_queue):
+    with discord_server(lifted=True) as sandbox:
+        tenant = create_tenant(sandbox.url, name="Bursts", text_channels=[250, 120, 40])
+        gid = int(tenant["guild_id"])
+        await track(database_url, gid)
+        admin(
+            sandbox.url,
+            "discord/faults",
+            {"force_bucket_429": 3, "force_global_429": 2, "retry_after": 0.3},
+        )
+        settings = discord_settings(sandbox.url, SYNC_MESSAGE_FETCH_SIZE=50)
+        result = await run_tenant_sync(client, settings, database_url, task_queue, gid)
+        stats = admin(sandbox.url, "stats")
+        assert stats["rate_limited"].get("user") == 3 and stats["rate_limited"].get("global") == 2
+        assert result.status == "done" and result.messages == 410
+        assert result.rate_limit_encounters == 5
+        _assert_truth(sandbox.url, tenant, await stored_ids(database_url))
+
+
+async def test_invalid_request_breaker_stops_the_run_before_a_ban(client, database_url, task_queue):
+    with discord_server(lifted=True) as sandbox:
+        tenant = create_tenant(sandbox.url, name="Denied", text_channels=[5] * 12)
+        gid = int(tenant["guild_id"])
+        await track(database_url, gid)
+        admin(sandbox.url, "discord/faults", {"force_status": {"status": 403, "count": -1}})
+        settings = discord_settings(
+            sandbox.url, DISCORD_INVALID_REQUEST_BUDGET=5, SYNC_MAX_CHANNEL_WORKERS=2
+        )
+        with pytest.raises(WorkflowFailureError) as failure:
+            await run_tenant_sync(client, settings, database_url, task_queue, gid)
+        message = str(failure.value.cause)
+        assert "circuit breaker open" in message and "sandbox-bot-token" not in message
+        stats = admin(sandbox.url, "stats")
+        assert stats["by_status"].get("403", 0) <= 5 + 2  # stopped at the budget (+ in flight)
+        engine = create_engine(database_url, pool_size=1)
+        async with engine.connect() as conn:
+            run = (await conn.execute(select(sync_runs.c.status, sync_runs.c.error))).one()
+        await engine.dispose()
+        assert run.status == "failed" and "circuit breaker" in run.error
+
+
+async def test_a_channel_that_always_fails_is_parked_and_the_tenant_completes(
+    client, database_url, task_queue
+):
+    with discord_server(lifted=True) as sandbox:
+        tenant = create_tenant(sandbox.url, name="Parked", text_channels=[30, 30, 30])
+        gid = int(tenant["guild_id"])
+        broken = tenant["channels"][0]["id"] if tenant["channels"][0]["type"] == 0 else None
+        broken = broken or next(c["id"] for c in tenant["channels"] if c["type"] == 0)
+        await track(database_url, gid)
+        admin(
+            sandbox.url,
+            "faults",
+            {"error_rate": 1.0, "error_status": 502, "match": f"/channels/{broken}/messages"},
+        )
+        settings = discord_settings(sandbox.url, SYNC_CHANNEL_MAX_ATTEMPTS=2)
+        result = await run_tenant_sync(client, settings, database_url, task_queue, gid)
+        assert result.status == "partial"
+        assert (result.channels_failed, result.channels_done) == (1, 2)
+        assert result.messages == 60
+        engine = create_engine(database_url, pool_size=1)
+        async with engine.connect() as conn:
+            dead = (await conn.execute(select(sync_failures))).one()
+            job = (
+                await conn.execute(
+                    select(channel_sync_jobs).where(channel_sync_jobs.c.status == "failed")
+                )
+            ).one()
+        await engine.dispose()
+        assert dead.entity_key == f"channel/{broken}" and "502" in dead.last_error
+        assert job.retry_count == 1 and "502" in job.error_message
