@@ -10,6 +10,7 @@ Discord's ban.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 from temporalio import workflow
@@ -79,7 +80,7 @@ class ChannelSync:
                     DiscordActivities.discord_sync_channel_pages,
                     ChannelPagesInput(inp.run_id, inp.channel_id, inp.fetch_size, inp.priority),
                     start_to_close_timeout=timedelta(minutes=10),
-                    heartbeat_timeout=timedelta(seconds=30),
+                    heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
                     retry_policy=retry,
                 )
             except ActivityError as err:
@@ -104,17 +105,7 @@ class ChannelSync:
                 )
                 await workflow.sleep(max(0.0, (step.resume_at - workflow.now()).total_seconds()))
             if workflow.info().is_continue_as_new_suggested():
-                workflow.continue_as_new(
-                    ChannelSyncInput(
-                        inp.run_id,
-                        inp.channel_id,
-                        inp.discord_channel_id,
-                        inp.fetch_size,
-                        inp.priority,
-                        inp.max_attempts,
-                        total,
-                    )
-                )
+                workflow.continue_as_new(dataclasses.replace(inp, carried=total))
 
     async def _park(
         self, inp: ChannelSyncInput, total: ChannelSyncResult, err: ActivityError
@@ -187,9 +178,7 @@ class DiscordTenantSync:
                 stop_dispatch = True  # drain the window, then continue with what is left
         if state.pending and state.fatal is None:
             self._details(gid, state, 0)
-            workflow.continue_as_new(
-                TenantSyncInput(gid, inp.full, inp.priority, inp.report_to, state)
-            )
+            workflow.continue_as_new(dataclasses.replace(inp, state=state))
         return await self._finish(inp, state)
 
     async def _begin(self, inp: TenantSyncInput) -> TenantSyncState:
@@ -230,6 +219,7 @@ class DiscordTenantSync:
                 fetch_size=state.fetch_size,
                 priority=inp.priority,
                 max_attempts=state.max_attempts,
+                heartbeat_timeout_seconds=inp.heartbeat_timeout_seconds,
             ),
             id=f"discord-channel/{inp.discord_guild_id}/{cid}/run-{state.run_id}",
             static_summary=f"Discord channel {cid} of guild {inp.discord_guild_id}",
