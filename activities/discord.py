@@ -187,7 +187,7 @@ class DiscordActivities:
                     f"channel row {inp.channel_id} is gone", type="NotFound", non_retryable=True
                 )
             await db.job_started(conn, inp.run_id, ref.id, worker_id(), activity.info().attempt - 1)
-        result = ChannelPagesResult()
+        result = ChannelPagesResult(failed_attempts=activity.info().attempt - 1)
         cursor = ref.last_message_id or 0
         deadline = time.monotonic() + inp.time_budget_seconds
         with count_requests() as sent, heartbeating(lambda: cursor):

@@ -96,6 +96,7 @@ class ChannelPagesResult:
     api_calls: int = 0
     resume_at: datetime | None = None  # the bucket is spent until then: sleep durably
     detail: str = ""
+    failed_attempts: int = 0  # attempts of this call that failed before it returned
 
 
 @dataclass
@@ -118,6 +119,7 @@ class ChannelSyncResult:
     activity_calls: int = 0
     budget_waits: int = 0
     error: str = ""
+    failures_without_progress: int = 0  # failed attempts since the last stored page
 
 
 @dataclass

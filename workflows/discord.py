@@ -64,14 +64,16 @@ class ChannelSync:
     @workflow.run
     async def run(self, inp: ChannelSyncInput) -> ChannelSyncResult:
         total = inp.carried or ChannelSyncResult(inp.channel_id, inp.discord_channel_id)
-        retry = RetryPolicy(
-            initial_interval=timedelta(seconds=1),
-            backoff_coefficient=2.0,
-            maximum_interval=timedelta(seconds=60),
-            maximum_attempts=inp.max_attempts,
-            non_retryable_error_types=["AuthFailed", "CircuitOpen", "BadPayload"],
-        )
         while True:
+            # Attempts are counted across calls: a call that failed, then returned to sleep on a
+            # spent bucket, must not give a channel that keeps failing a fresh set of attempts.
+            retry = RetryPolicy(
+                initial_interval=timedelta(seconds=1),
+                backoff_coefficient=2.0,
+                maximum_interval=timedelta(seconds=60),
+                maximum_attempts=max(1, inp.max_attempts - total.failures_without_progress),
+                non_retryable_error_types=["AuthFailed", "CircuitOpen", "BadPayload"],
+            )
             workflow.set_current_details(
                 f"channel {inp.discord_channel_id}: {total.messages} messages so far"
             )
@@ -90,6 +92,10 @@ class ChannelSync:
                     ) from None
                 return await self._park(inp, total, err)
             _add(total, step)
+            if step.pages:
+                total.failures_without_progress = 0
+            else:
+                total.failures_without_progress += step.failed_attempts
             if step.done:
                 total.status = step.status
                 total.error = step.detail

@@ -5,8 +5,10 @@ could still have):
 
     .venv/bin/python -m tests.replay.record_histories
 
-It starts its own Postgres, Temporal dev server and sandbox, runs a small Battle.net sync that
-continues-as-new once, and writes one JSON history per workflow run into histories/.
+It starts its own Postgres, Temporal dev server and sandboxes, runs a small Battle.net sync that
+continues-as-new once, a scheduler, a PvP sync and a Discord tenant sync (one channel parked,
+one sleeping on a spent bucket), and writes one JSON history per workflow run into histories/.
+`--discord-only` records just the Discord ones (files `*-d<n>.json`), keeping the others.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ from activities.types import BattleNetSyncInput, PvpSyncInput
 from cli.scheduler import add, start
 from storage.migrate import upgrade
 from tests.integration.battlenet_support import track_sandbox_guilds
+from tests.integration.discord_support import (
+    create_tenant,
+    discord_server,
+    discord_settings,
+    run_tenant_sync,
+    track,
+)
 from tests.sandbox_helpers import admin, battlenet_sandbox, sandbox_settings
 from worker import build_worker, pvp_queues
 from workflows.battlenet import BattleNetSync
@@ -39,7 +48,7 @@ from workflows.scheduler import Scheduler
 HISTORIES = Path(__file__).resolve().parent / "histories"
 
 
-async def record() -> list[Path]:
+async def record(discord_only: bool = False) -> list[Path]:
     data_dir = Path(tempfile.mkdtemp(prefix="ratesync-record-"))
     pg = runtime.start_postgres(data_dir, runtime.free_port())
     written: list[Path] = []
@@ -61,18 +70,15 @@ async def record() -> list[Path]:
                 await track_sandbox_guilds(pg.url(), sb.url)
                 queue = f"record-{uuid.uuid4().hex[:6]}"
                 settings = sandbox_settings(sb.url, TEMPORAL_TASK_QUEUE=queue)
-                async with build_worker(client, settings, pg.url(), queue) as parts:
-                    async with parts.worker:
-                        picked = await _master_runs(client, queue)
-                        picked += await _scheduler_runs(client, sb.url, settings)
-                        picked += await _pvp_runs(client, settings, queue)
-                for n, wf in enumerate(picked):
-                    handle = client.get_workflow_handle(wf.id, run_id=wf.run_id)
-                    history = await handle.fetch_history()
-                    path = HISTORIES / f"{wf.workflow_type}-{n}.json"
-                    document = {"workflow_id": wf.id, **history.to_json_dict()}
-                    path.write_text(json.dumps(document, indent=1))
-                    written.append(path)
+                picked = []
+                if not discord_only:
+                    async with build_worker(client, settings, pg.url(), queue) as parts:
+                        async with parts.worker:
+                            picked = await _master_runs(client, queue)
+                            picked += await _scheduler_runs(client, sb.url, settings)
+                            picked += await _pvp_runs(client, settings, queue)
+                written += await _write(client, picked, "")
+            written += await _write(client, await _discord_runs(client, pg.url()), "d")
     finally:
         pg.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -138,6 +144,37 @@ async def _pvp_runs(client: Client, settings: Any, queue: str) -> list[Any]:
     return runs + children[:1]
 
 
+async def _write(client: Client, picked: list[Any], tag: str) -> list[Path]:
+    written = []
+    for n, wf in enumerate(picked):
+        history = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+        path = HISTORIES / f"{wf.workflow_type}-{tag}{n}.json"
+        path.write_text(json.dumps({"workflow_id": wf.id, **history.to_json_dict()}, indent=1))
+        written.append(path)
+    return written
+
+
+async def _discord_runs(client: Client, database_url: str) -> list[Any]:
+    """A tenant of three channels: one parked after its retries, one sleeping on a spent
+    bucket (1 request per 2 s, max wait 0.5 s) between its pages, one plain."""
+    with discord_server(messages=(1, 2.0)) as sandbox:
+        tenant = create_tenant(sandbox.url, name="Recorded", text_channels=[150, 20, 5])
+        gid = int(tenant["guild_id"])
+        broken = next(c["id"] for c in tenant["channels"] if c["messages"] == 5)
+        admin(sandbox.url, "faults", {"error_rate": 1.0, "error_status": 502,
+                                      "match": f"/channels/{broken}/messages"})  # fmt: skip
+        await track(database_url, gid)
+        queue = f"record-{uuid.uuid4().hex[:6]}"
+        settings = discord_settings(
+            sandbox.url, SYNC_CHANNEL_MAX_ATTEMPTS=2, RATE_LIMIT_MAX_WAIT_SECONDS=0.5
+        )
+        master_id = f"discord-sync/{gid}"
+        await run_tenant_sync(client, settings, database_url, queue, gid, workflow_id=master_id)
+    runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{master_id}"')]
+    children = [wf async for wf in client.list_workflows(f'ParentWorkflowId = "{master_id}"')]
+    return runs + children
+
+
 def _one_per_type(workflows: list[Any]) -> list[Any]:
     seen: dict[str, object] = {}
     for wf in workflows:
@@ -146,6 +183,8 @@ def _one_per_type(workflows: list[Any]) -> list[Any]:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Record the replay-test histories.")
+    parser.add_argument("--discord-only", action="store_true", help="only the Discord ones")
     HISTORIES.mkdir(exist_ok=True)
-    for path in asyncio.run(record()):
+    for path in asyncio.run(record(parser.parse_args().discord_only)):
         print(f"wrote {path.relative_to(HISTORIES.parent.parent.parent)}")

@@ -20,7 +20,7 @@ from worker import WORKFLOWS
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
-def test_histories_cover_every_battlenet_workflow_and_a_continue_as_new():
+def test_histories_cover_every_workflow_and_a_continue_as_new():
     types = {p.name.split("-")[0] for p in HISTORIES}
     assert {
         "BattleNetSync",
@@ -28,7 +28,12 @@ def test_histories_cover_every_battlenet_workflow_and_a_continue_as_new():
         "CharacterBatchSync",
         "Scheduler",
         "BattleNetEntitySync",
+        "DiscordTenantSync",
+        "ChannelSync",
     } <= types
+    channel_texts = [p.read_text() for p in HISTORIES if p.name.startswith("ChannelSync")]
+    assert any("discord_park_channel" in t for t in channel_texts), "no parked channel"
+    assert any("timerStartedEventAttributes" in t for t in channel_texts), "no budget sleep"
     scheduler_texts = [p.read_text() for p in HISTORIES if p.name.startswith("Scheduler")]
     assert any("workflowExecutionUpdateAccepted" in t for t in scheduler_texts), "no update"
     assert any("workflowExecutionSignaled" in t for t in scheduler_texts), "no signal"
