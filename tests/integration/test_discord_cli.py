@@ -1,0 +1,67 @@
+"""The Discord CLI verbs as a user runs them: track, sync --wait, status --tenant, reset."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.discord_support import TOKEN, create_tenant, discord_server
+
+pytestmark = [pytest.mark.integration]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "starter.py", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_track_sync_status_and_reset_from_the_command_line(temporal_env, database_url, task_queue):
+    with discord_server(lifted=True) as sandbox:
+        tenant = create_tenant(
+            sandbox.url, name="Cli", text_channels=[120, 3], forbidden_channels=1
+        )
+        gid = tenant["guild_id"]
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+            "TEMPORAL_TASK_QUEUE": task_queue,  # nobody polls it: --wait runs a worker in-process
+            "DISCORD_BOT_TOKEN": TOKEN,
+            "DISCORD_API_BASE_URL": f"{sandbox.url}/api/v10",
+        }
+        untracked = _cli(env, "sync", "discord", "--tenant", gid)
+        assert untracked.returncode == 1
+        assert f"run `python starter.py track tenant {gid}` first" in untracked.stderr
+
+        assert _cli(env, "track", "tenant", gid).returncode == 0
+        synced = _cli(env, "sync", "discord", "--tenant", gid, "--wait", "--json")
+        assert synced.returncode == 0, synced.stderr
+        summary = json.loads(synced.stdout)
+        assert summary["status"] == "done" and summary["messages"] == 123
+        assert summary["channels_skipped"] == 1 and summary["max_concurrent_channels"] >= 2
+        assert TOKEN not in synced.stdout + synced.stderr
+
+        status = _cli(env, "status", "--tenant", gid)
+        assert status.returncode == 0, status.stderr
+        assert "channel" in status.stdout and "msgs/s" in status.stdout
+        assert "Missing Access" in status.stdout  # the 403 channel, with its reason
+        data = json.loads(_cli(env, "status", "--tenant", gid, "--json").stdout)
+        assert sorted(c["status"] for c in data["channels"]) == ["done", "done", "skipped"]
+
+        refused = _cli(env, "reset", "discord", "--tenant", gid)
+        assert refused.returncode == 2 and "add --yes" in refused.stderr
+        reset = _cli(env, "reset", "discord", "--tenant", gid, "--yes", "--json")
+        assert reset.returncode == 0 and json.loads(reset.stdout)["channels_reset"] == len(
+            tenant["channels"]
+        )
+
+        typo = _cli(env, "status", "--tenant", "12x")
+        assert typo.returncode == 2 and "is not a Discord id" in typo.stderr
