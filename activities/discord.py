@@ -39,6 +39,7 @@ from storage import sync as syncdb
 PROVIDER = "discord"
 # Forums and media channels hold threads; text and announcement channels may have archived ones.
 THREAD_PARENT_TYPES = frozenset({0, 5, 15, 16})
+WAITING_SHOWN_AFTER = 1.0  # seconds: shorter bucket waits are not worth a progress write
 
 
 class DiscordNotConfigured(RuntimeError):
@@ -193,6 +194,10 @@ class DiscordActivities:
         with count_requests() as sent, heartbeating(lambda: cursor):
             try:
                 while True:
+                    wait = client.messages_wait(ref.discord_channel_id)
+                    if wait >= WAITING_SHOWN_AFTER:  # visible as "waiting" in status --tenant
+                        until = datetime.now(UTC) + timedelta(seconds=wait)
+                        await self._waiting(inp, ref, until, 0, 0)
                     page = await client.messages_page(
                         ref.discord_channel_id,
                         after=cursor,

@@ -230,6 +230,17 @@ class DiscordClient(ProviderHTTP):
                                       entity=entity)  # fmt: skip
             before = stamp
 
+    def messages_wait(self, channel_id: int) -> float:
+        """Seconds until the channel's message bucket lets a request start (0: now or unknown).
+
+        For progress displays ("waiting on a rate limit until …"); the wait itself happens in
+        :meth:`messages_page`.
+        """
+        limiter = self.discord_limiter
+        now = limiter.clock()
+        ready = limiter.state(ROUTE_MESSAGES, str(int(channel_id))).ready_at(now)
+        return 0.0 if ready is None else max(0.0, ready - now)
+
     async def messages_page(
         self,
         channel_id: int,

@@ -392,6 +392,9 @@ class DiscordLimiter:
             state = self._states[key] = BucketState(self.reset_margin)
         return state
 
+    def clock(self) -> float:
+        return self._clock()
+
     def bucket_of(self, route: str) -> str | None:
         return self._routes.get(route)
 
