@@ -66,6 +66,16 @@ async def database_status(engine: AsyncEngine, runs: int = 5) -> dict[str, Any]:
                 )
             )
         ).all()
+        discord = (
+            await conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM tenants) AS tenants, "
+                    "(SELECT count(*) FROM channels) AS channels, "
+                    "(SELECT count(*) FROM channels WHERE access <> 'ok') AS no_access, "
+                    "(SELECT coalesce(sum(message_count), 0) FROM channels) AS messages"
+                )
+            )
+        ).one()
         latest = (
             await conn.execute(
                 select(
@@ -91,5 +101,6 @@ async def database_status(engine: AsyncEngine, runs: int = 5) -> dict[str, Any]:
         "failures": {reason: n for reason, n in failures},
         "recent_failures": [dict(r._mapping) for r in recent_failures],
         "pvp_brackets": [dict(r._mapping) for r in pvp],
+        "discord": dict(discord._mapping),
         "runs": [dict(r._mapping) for r in latest],
     }

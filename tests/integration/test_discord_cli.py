@@ -49,6 +49,9 @@ def test_track_sync_status_and_reset_from_the_command_line(temporal_env, databas
         assert summary["channels_skipped"] == 1 and summary["max_concurrent_channels"] >= 2
         assert TOKEN not in synced.stdout + synced.stderr
 
+        overall = json.loads(_cli(env, "status", "--json").stdout)
+        assert overall["discord"] == {"tenants": 1, "channels": 5, "no_access": 1, "messages": 123}
+
         status = _cli(env, "status", "--tenant", gid)
         assert status.returncode == 0, status.stderr
         assert "channel" in status.stdout and "msgs/s" in status.stdout
