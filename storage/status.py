@@ -72,7 +72,7 @@ async def database_status(engine: AsyncEngine, runs: int = 5) -> dict[str, Any]:
                     "SELECT (SELECT count(*) FROM tenants) AS tenants, "
                     "(SELECT count(*) FROM channels) AS channels, "
                     "(SELECT count(*) FROM channels WHERE access <> 'ok') AS no_access, "
-                    "(SELECT coalesce(sum(message_count), 0) FROM channels) AS messages"
+                    "(SELECT coalesce(sum(message_count), 0)::bigint FROM channels) AS messages"
                 )
             )
         ).one()
