@@ -7,6 +7,7 @@ path runs the same wiring.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -107,7 +108,9 @@ class LazyDiscordClient:
                 base_url=self.settings.DISCORD_API_BASE_URL,
                 limiter=self.limiter,
                 timeout=self.settings.DISCORD_HTTP_TIMEOUT_SECONDS,
-                max_connections=max(10, self.settings.SYNC_MAX_CHANNEL_WORKERS * 2),
+                # One connection per channel worker (pages of a channel are sequential) plus a
+                # few for listings: httpcore scans its whole pool on every request.
+                max_connections=self.settings.SYNC_MAX_CHANNEL_WORKERS + 4,
             )
         return self.client
 
@@ -257,7 +260,16 @@ async def _serve() -> None:
             await parts.worker.shutdown()
 
 
+def _tune_gc() -> None:
+    """A page of 100 messages parses into ~10,000 objects: the default generation-0 threshold
+    (700) would run the collector a dozen times per page. Long-lived startup objects are frozen
+    out of collection."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def main() -> int:
+    _tune_gc()
     try:
         settings = get_settings()
     except SettingsError as exc:

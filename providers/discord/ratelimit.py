@@ -171,6 +171,12 @@ class BucketState:
         self.in_flight = 0
         self.paused_until = 0.0
         self.reset_margin = reset_margin
+        # Answer times of the latest requests and the longest Reset-After seen (the window's
+        # length): a request answered at ``e`` arrived before ``e``, so it has left any window
+        # that starts after ``e + period``. Lets a slot free up one period after its own answer
+        # instead of waiting for the whole bucket to reset.
+        self.period = 0.0
+        self.answers: deque[float] = deque()
 
     def __repr__(self) -> str:
         return (
@@ -205,9 +211,24 @@ class BucketState:
         self._roll(now)
         if self.remaining > 0:
             return now
+        own = self._own_slot_free_at()
         if self.reset_at is not None:
-            return self.reset_at
-        return None  # all of the new window is in flight: wait for an answer
+            return self.reset_at if own is None else max(now, min(self.reset_at, own))
+        return own  # None: all of the new window is in flight, wait for an answer
+
+    def _own_slot_free_at(self) -> float | None:
+        """When fewer than ``limit`` requests can still be inside the server's window.
+
+        Whatever arrives at ``t`` shares the window with requests in flight and requests
+        answered after ``t - period``; so ``t`` must be a period after the answer that is
+        ``limit - in_flight`` back.
+        """
+        if self.limit is None or self.period <= 0:
+            return None
+        back = self.limit - self.in_flight
+        if back <= 0 or len(self.answers) < back:
+            return None
+        return self.answers[-back] + self.period + self.reset_margin
 
     def waiting_on_reset(self, now: float) -> bool:
         """True when a request would wait because nothing remains until the reset."""
@@ -277,8 +298,15 @@ class BucketState:
             self.reset_at = max(self.reset_at, new_reset)
         # else: an answer from an older window, overtaken by a newer one: ignore it
         self.known = True
+        if self.limit != info.limit:
+            self.answers.clear()
         self.limit = info.limit
         self.remaining = min(self.remaining, info.limit)
+        if info.reset_after is not None:
+            self.period = max(self.period, info.reset_after)
+        self.answers.append(now)
+        while len(self.answers) > info.limit:
+            self.answers.popleft()
 
 
 class InvalidRequestWindow:

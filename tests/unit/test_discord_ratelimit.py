@@ -130,6 +130,26 @@ def test_bucket_waits_for_reset_after_when_nothing_remains_then_refills() -> Non
     assert state.remaining == 2 and state.reset_at == pytest.approx(13.1)
 
 
+def test_a_slot_frees_one_period_after_its_own_answer_not_at_the_whole_reset() -> None:
+    # A sliding-window server (the sandbox) says Reset-After = when *every* request has left;
+    # five requests answered at 0.0, 0.3, 0.6, 0.9, 1.2 in a 5-per-5 s bucket: the sixth may
+    # arrive once the first has left (5.0 after its answer), not at 6.2.
+    state = BucketState()
+    for n, at in enumerate((0.0, 0.3, 0.6, 0.9, 1.2)):
+        state.start()
+        state.finish()
+        state.update(at, RateHeaders(limit=5, remaining=4 - n, reset_after=5.0, bucket="h"))
+    assert state.remaining == 0 and state.reset_at == pytest.approx(6.2)
+    assert state.ready_at(2.0) == pytest.approx(5.0)
+    state.start()  # the sixth, in flight: the next must wait for the second's answer + 5
+    assert state.ready_at(5.0) == pytest.approx(5.3)
+    state.start()
+    state.start()
+    state.start()
+    state.start()  # five in flight: nothing can be sure to fit until an answer or the reset
+    assert state.ready_at(5.1) == pytest.approx(6.2)
+
+
 def test_bucket_subtracts_in_flight_and_survives_out_of_order_answers() -> None:
     state = BucketState()
     state.update(0.0, RateHeaders(5, 5, 1.0, "h"))
