@@ -265,7 +265,7 @@ def _tune_gc() -> None:
     (700) would run the collector a dozen times per page. Long-lived startup objects are frozen
     out of collection."""
     gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    gc.set_threshold(20_000, 20, 20)
 
 
 def main() -> int:
