@@ -96,6 +96,7 @@ async def test_full_run_clears_cursors_once_and_reset_keeps_messages(engine):
     async with engine.begin() as conn:
         await db.store_page(conn, run, channel, json.dumps([_message(base, 1)]).encode(), base)
         tenant = await db.tenant_id(conn, 1168516062791340136)
+        assert tenant is not None
         full_run = await syncdb.start_run(conn, "discord", "x", "full", "wf-2")
         await db.begin_run(conn, full_run, tenant, "wf-2", "full", [channel])
         cursor = (
