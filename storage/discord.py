@@ -295,7 +295,7 @@ async def job_finished(
 _STORE_PAGE = text(
     """
 WITH page AS (
-    SELECT m FROM jsonb_array_elements(CAST(:page AS jsonb)) AS m
+    SELECT m FROM jsonb_array_elements(convert_from(CAST(:page AS bytea), 'UTF8')::jsonb) AS m
 ), page_rows AS (
     SELECT (m->>'id')::bigint AS discord_message_id,
            (m->'author'->>'id')::bigint AS author_id,
@@ -376,7 +376,7 @@ async def store_page(
         await conn.execute(
             _STORE_PAGE,
             {
-                "page": raw_page.decode("utf-8"),
+                "page": raw_page,  # bytes as received: no decode/encode round trip
                 "channel_id": channel_id,
                 "newest": newest_id,
                 "api_calls": api_calls,

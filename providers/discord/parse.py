@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
 
 from providers.errors import BadPayload
 
@@ -62,7 +63,7 @@ def parse_messages_page(raw: bytes, *, channel_id: int, after: int, limit: int) 
     """
     entity = f"channel {channel_id}"
     try:
-        data = json.loads(raw)
+        data = orjson.loads(raw)  # ~3x faster than json: a page is parsed on the hot path
     except ValueError as exc:
         error = BadPayload(
             f"discord: malformed JSON for {entity} messages ({len(raw)} bytes)", entity=entity
