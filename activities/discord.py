@@ -66,6 +66,7 @@ class DiscordActivities:
         max_attempts: int = 5,
     ) -> None:
         self.engine = engine
+        self.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._client = client  # built on first use: a worker without a bot token still runs
         self.max_workers = max_workers
         self.fetch_size = fetch_size
@@ -193,29 +194,31 @@ class DiscordActivities:
         deadline = time.monotonic() + inp.time_budget_seconds
         with count_requests() as sent, heartbeating(lambda: cursor):
             try:
-                while True:
-                    wait = client.messages_wait(ref.discord_channel_id)
-                    if wait >= WAITING_SHOWN_AFTER:  # visible as "waiting" in status --tenant
-                        until = datetime.now(UTC) + timedelta(seconds=wait)
-                        await self._waiting(inp, ref, until, 0, 0)
-                    page = await client.messages_page(
-                        ref.discord_channel_id,
-                        after=cursor,
-                        limit=inp.fetch_size,
-                        priority=inp.priority,
-                    )
-                    if page.count and page.newest_id is not None:
-                        async with self.engine.begin() as conn:
+                # One connection for the whole call (no checkout + ping per page); each page
+                # is one statement, hence one transaction, on this autocommit connection.
+                async with self.autocommit.connect() as conn:
+                    while True:
+                        wait = client.messages_wait(ref.discord_channel_id)
+                        if wait >= WAITING_SHOWN_AFTER:  # visible as "waiting" in status --tenant
+                            until = datetime.now(UTC) + timedelta(seconds=wait)
+                            await self._waiting(inp, ref, until, 0, 0)
+                        page = await client.messages_page(
+                            ref.discord_channel_id,
+                            after=cursor,
+                            limit=inp.fetch_size,
+                            priority=inp.priority,
+                        )
+                        if page.count and page.newest_id is not None:
                             await db.store_page(conn, inp.run_id, ref.id, page.raw, page.newest_id)
-                        cursor = page.newest_id
-                        activity.heartbeat(cursor)
-                        result.pages += 1
-                        result.messages += page.count
-                    if page.is_last:
-                        await self._finish_channel(inp, ref, cursor, result, sent[0])
-                        return result
-                    if time.monotonic() >= deadline:
-                        return result
+                            cursor = page.newest_id
+                            activity.heartbeat(cursor)
+                            result.pages += 1
+                            result.messages += page.count
+                        if page.is_last:
+                            await self._finish_channel(inp, ref, cursor, result, sent[0])
+                            return result
+                        if time.monotonic() >= deadline:
+                            return result
             except (Forbidden, NotFound) as exc:
                 await self._skip_channel(inp, ref, exc, sent[0] - result.pages)
                 result.done, result.status, result.detail = True, "skipped", str(exc)

@@ -371,7 +371,11 @@ async def store_page(
     newest_id: int,
     api_calls: int = 1,
 ) -> PageStored:
-    """Upsert one page, advance the channel cursor to ``newest_id`` and the job's counters."""
+    """Upsert one page, advance the channel cursor to ``newest_id`` and the job's counters.
+
+    One statement, hence atomic even on an autocommit connection: the cursor never moves
+    without the rows it covers.
+    """
     row = (
         await conn.execute(
             _STORE_PAGE,
