@@ -44,11 +44,13 @@ def snowflake(value: Any) -> int | None:
 class MessagesPage:
     """One ``GET /channels/{id}/messages?after=&limit=`` answer, validated.
 
-    ``messages`` are as returned (newest first); ``newest_id`` is the next ``after`` cursor;
-    ``is_last`` when the page held fewer than ``limit`` messages.
+    ``ids`` are the message ids as returned (newest first); ``newest_id`` is the next
+    ``after`` cursor; ``is_last`` when the page held fewer than ``limit`` messages. The parsed
+    messages are not kept: the raw body is what gets stored, and ~10,000 live objects per page
+    would keep the garbage collector busy on the hot path.
     """
 
-    messages: list[dict[str, Any]] = field(repr=False)
+    ids: list[int] = field(repr=False)
     raw: bytes = field(repr=False)
     newest_id: int | None
     oldest_id: int | None
@@ -106,7 +108,7 @@ def parse_messages_page(raw: bytes, *, channel_id: int, after: int, limit: int) 
             f"discord: {entity} messages: {len(ids)} messages for limit {limit}", entity=entity
         )
     return MessagesPage(
-        messages=data,
+        ids=ids,
         raw=raw,
         newest_id=ids[0] if ids else None,
         oldest_id=ids[-1] if ids else None,

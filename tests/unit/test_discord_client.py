@@ -93,7 +93,7 @@ async def test_messages_page_sends_auth_and_parses_newest_first() -> None:
     assert dict(request.url.params) == {"after": "100", "limit": "3"}
     assert request.headers["authorization"] == f"Bot {TOKEN}"
     assert request.headers["user-agent"] == "DiscordBot (https://github.com/ratesync/ratesync, 0.1)"
-    assert [m["id"] for m in page.messages] == ["105", "104", "103"]
+    assert page.ids == [105, 104, 103]
     assert page.raw == body
     assert (page.newest_id, page.oldest_id, page.count, page.is_last) == (105, 103, 3, False)
     assert sent == [1] and client.requests_sent == 1
@@ -356,7 +356,7 @@ async def test_paging_three_channels_concurrently_never_hits_a_429() -> None:
         after = 0
         while True:
             page = await client.messages_page(channel, after=after, limit=10)
-            ids.extend(int(m["id"]) for m in reversed(page.messages))
+            ids.extend(reversed(page.ids))
             if page.newest_id is not None:
                 after = page.newest_id
             if page.is_last:
