@@ -39,6 +39,7 @@ from storage import sync as syncdb
 PROVIDER = "discord"
 # Forums and media channels hold threads; text and announcement channels may have archived ones.
 THREAD_PARENT_TYPES = frozenset({0, 5, 15, 16})
+HEARTBEAT_EVERY = 0.5  # seconds: a page is stored every few ms; its cursor is in Postgres
 WAITING_SHOWN_AFTER = 1.0  # seconds: shorter bucket waits are not worth a progress write
 
 
@@ -192,6 +193,7 @@ class DiscordActivities:
         result = ChannelPagesResult(failed_attempts=activity.info().attempt - 1)
         cursor = ref.last_message_id or 0
         deadline = time.monotonic() + inp.time_budget_seconds
+        beat_at = 0.0
         with count_requests() as sent, heartbeating(lambda: cursor):
             try:
                 # One connection for the whole call (no checkout + ping per page); each page
@@ -211,7 +213,9 @@ class DiscordActivities:
                         if page.count and page.newest_id is not None:
                             await db.store_page(conn, inp.run_id, ref.id, page.raw, page.newest_id)
                             cursor = page.newest_id
-                            activity.heartbeat(cursor)
+                            if time.monotonic() - beat_at >= HEARTBEAT_EVERY:
+                                activity.heartbeat(cursor)  # Postgres holds it already
+                                beat_at = time.monotonic()
                             result.pages += 1
                             result.messages += page.count
                         if page.is_last:
