@@ -16,6 +16,8 @@ from temporalio import activity
 from activities.errors import budget_error, to_application_error
 from activities.heartbeat import heartbeating
 from activities.types import (
+    CharacterAddInput,
+    CharacterAddResult,
     CharacterBatchInput,
     CharacterBatchResult,
     CharacterPage,
@@ -78,6 +80,7 @@ class BattleNetActivities:
             self.bnet_sync_guild,
             self.bnet_sync_characters,
             self.bnet_track_entity,
+            self.bnet_add_character,
             self.bnet_guild_character_ids,
         ]
 
@@ -120,6 +123,19 @@ class BattleNetActivities:
             if inp.kind == "guild":
                 return await db.track_guild(conn, inp.region, inp.realm, inp.name)
             return await db.track_character(conn, inp.region, inp.realm, inp.name)
+
+    @activity.defn
+    async def bnet_add_character(self, inp: CharacterAddInput) -> CharacterAddResult:
+        """A manual add: register the character and sync it in one step (one activity round
+        trip less than track-then-sync, which is most of a manual add under load)."""
+        async with self.engine.begin() as conn:
+            entity_id = await db.track_character(conn, inp.region, inp.realm, inp.name)
+        batch = await self.bnet_sync_characters(
+            CharacterBatchInput(
+                inp.batch_key, [entity_id], inp.priority, 0, inp.heartbeat_timeout_seconds
+            )
+        )
+        return CharacterAddResult(entity_id, batch)
 
     @activity.defn
     async def bnet_guild_character_ids(self, guild_id: int) -> list[int]:

@@ -142,6 +142,24 @@ class TrackInput:
 
 
 @dataclass
+class CharacterAddInput:
+    """A manual character add in one activity: register it and sync it."""
+
+    region: str
+    realm: str
+    name: str
+    batch_key: str
+    priority: int = 40
+    heartbeat_timeout_seconds: int = 30
+
+
+@dataclass
+class CharacterAddResult:
+    entity_id: int
+    batch: CharacterBatchResult
+
+
+@dataclass
 class EntitySyncInput:
     """One entity synced now (a manual add): register it, then sync it at its priority."""
 

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.errors import NON_RETRYABLE
     from activities.types import (
         BattleNetSyncInput,
+        CharacterAddInput,
         CharacterBatchInput,
         CharacterBatchResult,
         EntitySyncInput,
@@ -101,6 +102,11 @@ class CharacterBatchSync:
         return await sync_character_batch(inp)
 
 
+# Manual character adds register and sync in one activity (histories recorded before take the
+# two-activity path on replay).
+ONE_STEP_CHARACTER_ADD = "one-step-character-add"
+
+
 @workflow.defn
 class BattleNetEntitySync:
     """A manual add: register one guild or character and sync it now, at its priority.
@@ -115,6 +121,8 @@ class BattleNetEntitySync:
         )
 
     async def _sync(self, inp: EntitySyncInput) -> EntitySyncResult:
+        if inp.kind == "character" and workflow.patched(ONE_STEP_CHARACTER_ADD):
+            return await self._add_character(inp)
         entity_id = await workflow.execute_activity_method(
             BattleNetActivities.bnet_track_entity,
             TrackInput(inp.region, inp.kind, inp.realm, inp.name),
@@ -154,6 +162,39 @@ class BattleNetEntitySync:
             result.requests += batch.requests
         if inp.kind == "character" and result.not_found:
             result.status = "not_found"
+        workflow.set_current_details(f"{result.status}: {result.characters} characters")
+        return result
+
+    async def _add_character(self, inp: EntitySyncInput) -> EntitySyncResult:
+        """Register and sync in one activity; a spent budget continues as a batch (sleeping
+        durably), from where the activity stopped."""
+        key = f"{workflow.info().workflow_id}/characters/0"
+        added = await workflow.execute_activity_method(
+            BattleNetActivities.bnet_add_character,
+            CharacterAddInput(
+                inp.region, inp.realm, inp.name, key, inp.priority, inp.heartbeat_timeout_seconds
+            ),
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
+            retry_policy=ACTIVITY_RETRY,
+        )
+        batch = added.batch
+        if batch.resume_at is not None:
+            rest = await sync_character_batch(
+                CharacterBatchInput(
+                    key, [added.entity_id], inp.priority, batch.position,
+                    inp.heartbeat_timeout_seconds,
+                )
+            )  # fmt: skip
+            _add_batch(rest, batch)
+            batch = rest
+        result = EntitySyncResult(
+            status="not_found" if batch.not_found else "completed",
+            entity_id=added.entity_id,
+            characters=batch.synced + batch.not_modified,
+            not_found=batch.not_found,
+            requests=batch.requests,
+        )
         workflow.set_current_details(f"{result.status}: {result.characters} characters")
         return result
 

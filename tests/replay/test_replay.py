@@ -31,6 +31,9 @@ def test_histories_cover_every_workflow_and_a_continue_as_new():
         "DiscordTenantSync",
         "ChannelSync",
     } <= types
+    entity_texts = [p.read_text() for p in HISTORIES if p.name.startswith("BattleNetEntitySync")]
+    assert any("bnet_add_character" in t for t in entity_texts), "no one-step manual add"
+    assert any("bnet_track_entity" in t for t in entity_texts), "no pre-patch manual add"
     channel_texts = [p.read_text() for p in HISTORIES if p.name.startswith("ChannelSync")]
     assert any("discord_park_channel" in t for t in channel_texts), "no parked channel"
     assert any("timerStartedEventAttributes" in t for t in channel_texts), "no budget sleep"
