@@ -27,6 +27,7 @@ async def test_pages_headers_and_errors_through_aiohttp():
         client = _client(sandbox.url)
         try:
             first = await client.messages_page(int(text["id"]), after=0, limit=100)
+            assert first.newest_id is not None
             second = await client.messages_page(int(text["id"]), after=first.newest_id, limit=100)
             assert (first.count, second.count, second.is_last) == (100, 50, True)
             truth = [int(i) for i in admin(sandbox.url, f"channels/{text['id']}/ids")["ids"]]
