@@ -64,6 +64,8 @@ def bnet_limiter(settings: Settings) -> RateLimiter:
         [Window(settings.BNET_RATE_PER_SECOND, 1.0), Window(settings.BNET_RATE_PER_HOUR, 3600.0)],
         max_wait=settings.RATE_LIMIT_MAX_WAIT_SECONDS,
         spread=True,
+        # a manual character add is 4 requests: keep 4 places for them while one runs
+        manual_reserve=4 if settings.BNET_RATE_PER_SECOND >= 50 else 0,
     )
 
 

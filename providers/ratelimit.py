@@ -15,6 +15,8 @@ in the first window, i.e. ~2N, which a strict server answers with 429s.
 Beyond that the limiter:
 - serves waiters highest priority first (FIFO within a priority), and spreads lower-priority
   starts evenly so that a slot frees up every period/limit for whoever comes first next;
+- keeps a few places free for manual requests while a manual sync is in progress
+  (``manual_reserve``), so its follow-up requests do not queue behind the bulk;
 - pauses every caller of the bucket after a 429 or a "remaining 0" header (``pause``);
 - refuses to wait longer than ``max_wait`` and raises :class:`BudgetExhausted` with the time the
   budget frees up, so a workflow can sleep on a durable timer instead of holding a worker slot.
@@ -162,6 +164,8 @@ class RateLimiter:
         margin: float = 0.005,
         max_wait: float | None = 30.0,
         reserve: int = 0,
+        manual_reserve: int = 0,
+        manual_reserve_hold: float = 3.0,
         spread: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -171,6 +175,13 @@ class RateLimiter:
         self.windows = tuple(windows)
         self.max_wait = max_wait
         self.reserve = reserve
+        # Headroom kept for manual requests *while manual work is active*: a manual request
+        # turns it on for `manual_reserve_hold` seconds, so the rest of that manual sync (its
+        # follow-up requests) finds free places instead of queueing for the bulk's next expiry.
+        # The bulk loses that headroom only while someone is waiting on a manual add.
+        self.manual_reserve = manual_reserve
+        self.manual_reserve_hold = manual_reserve_hold
+        self._manual_until = float("-inf")
         self.stats = LimiterStats()
         self._logs = [WindowLog(w, margin) for w in self.windows]
         self._clock = clock
@@ -212,6 +223,8 @@ class RateLimiter:
         A pause is broadcast, so every waiter can give up at once when it is long.
         """
         limit_wait = self.max_wait if max_wait is None else max_wait
+        if priority >= Priority.MANUAL and self.manual_reserve:
+            self._manual_until = max(self._manual_until, self._clock() + self.manual_reserve_hold)
         entry = (-int(priority), next(self._seq))
         wakeup = self._wakeups[entry] = asyncio.Event()
         heapq.heappush(self._waiters, entry)
@@ -278,8 +291,11 @@ class RateLimiter:
             ready = max(ready, self._paced_at - self._slack)
         for log in self._logs:
             cap = log.limit
-            if priority < Priority.MANUAL and self.reserve:
-                cap = max(1, cap - self.reserve)
+            reserve = self.reserve
+            if self.manual_reserve and now < self._manual_until:
+                reserve = max(reserve, self.manual_reserve)
+            if priority < Priority.MANUAL and reserve:
+                cap = max(1, cap - reserve)
             at = log.next_start(now, cap)
             if at is None:
                 return None if ready <= now else ready

@@ -107,7 +107,10 @@ class CharacterBatchSync:
 ONE_STEP_CHARACTER_ADD = "one-step-character-add"
 
 
-@workflow.defn
+# Not sandboxed: a manual add is a new workflow whose first task would otherwise build a fresh
+# sandbox (tens of ms on a loaded 2-core worker) — the largest part of its latency under a
+# backlog. The code is small and only calls workflow APIs; the replay tests guard determinism.
+@workflow.defn(sandboxed=False)
 class BattleNetEntitySync:
     """A manual add: register one guild or character and sync it now, at its priority.
 

@@ -403,6 +403,24 @@ async def test_reserve_keeps_slots_for_manual_requests():
     handle.release()
 
 
+async def test_manual_reserve_holds_places_only_while_manual_work_is_active():
+    clock = [0.0]
+    limiter = RateLimiter(
+        "m", [Window(10, 60.0)], manual_reserve=3, manual_reserve_hold=2.0, max_wait=0.5,
+        clock=lambda: clock[0],
+    )  # fmt: skip
+    await fill(limiter, 7)  # no manual work yet: bulk may use every place
+    handle = await asyncio.wait_for(limiter.acquire(Priority.BULK), 1)
+    handle.release()
+    manual = await asyncio.wait_for(limiter.acquire(Priority.MANUAL), 1)  # 9 of 10 held
+    manual.release()
+    with pytest.raises(BudgetExhausted):  # 9 held, 3 kept for manual: bulk must wait
+        await limiter.acquire(Priority.BULK)
+    clock[0] = 2.5  # the manual add is over: the headroom goes back to the bulk
+    handle = await asyncio.wait_for(limiter.acquire(Priority.BULK), 1)
+    handle.release()
+
+
 async def test_strict_window_admits_at_most_limit_where_a_leaky_bucket_bursts_to_double():
     """aiolimiter's AsyncLimiter(10, 1) lets ~20 through in the first second; we let 10."""
     run_for = 1.1
