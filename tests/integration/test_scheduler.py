@@ -47,19 +47,19 @@ async def test_manual_add_during_a_large_running_sync_finishes_within_seconds(
     with battlenet_sandbox(**world) as sb:
         await track_sandbox_guilds(database_url, sb.url)
         settings = sandbox_settings(sb.url, TEMPORAL_TASK_QUEUE=task_queue, BNET_RATE_PER_SECOND=50)
-        # an entity of the running master's backlog that it has not reached yet: the last
-        # member of the last guild (the master goes guild by guild, in roster order)
-        loner = [c for c in admin(sb.url, "truth/characters?region=eu") if c["guild_id"]][-1]
+        members = {c["id"]: c for c in admin(sb.url, "truth/characters?region=eu")}
         async with build_worker(client, settings, database_url, task_queue) as parts:
             async with parts.worker:
                 handle = await start(client, "battlenet", "eu", settings, every="1d")
                 try:
                     await _wait_requests(sb.url, 300)  # the bulk sync is well under way
                     before = await fetch_all(database_url)
-                    pending = [
-                        c for c in before["characters"] if c["bnet_character_id"] == loner["id"]
-                    ]
-                    assert pending and pending[0]["last_synced_at"] is None, "already reached"
+                    # an entity of the running master's backlog that it has not reached yet:
+                    # the last one in the order it syncs them (never synced, highest row id)
+                    pending = [c for c in before["characters"] if c["last_synced_at"] is None]
+                    assert pending, "the backlog was already done"
+                    last = max(pending, key=lambda c: c["id"])
+                    loner = members[last["bnet_character_id"]]
                     began = time.monotonic()
                     outcome = await add(
                         client, _add_args("eu", loner["realm_slug"], loner["name"]), settings
