@@ -303,12 +303,13 @@ async def _schedulers_if_reachable(settings: Settings) -> list[dict[str, Any]]:
 
 
 async def cmd_reset(args: argparse.Namespace, settings: Settings) -> int:
-    from cli.discord import refuse_without_yes, reset
+    from cli.discord import refuse_while_syncing, refuse_without_yes, reset
     from storage.db import create_engine
 
     refused = refuse_without_yes(args)
     if refused is not None:
         return refused
+    await refuse_while_syncing(settings, args.tenant)
     async with services(settings, temporal=False) as svc:
         engine = create_engine(svc.database_url, pool_size=1)
         try:

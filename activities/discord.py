@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -150,8 +151,12 @@ class DiscordActivities:
                 if r is not None and r.type in db.MESSAGE_CHANNEL_TYPES and not _parked(r, now)
             ]
             kind = "full" if inp.full else "incremental"
-            run_id = await syncdb.start_run(conn, PROVIDER, str(gid), kind, inp.workflow_id)
-            await db.begin_run(conn, run_id, tenant, inp.workflow_id, kind, [r.id for r in wanted])
+            # The workflow id is the same for every sync of a tenant; its run id tells this
+            # sync from an earlier one that was terminated before it could close its row.
+            run_key = f"{inp.workflow_id}#{activity.info().workflow_run_id}"
+            await db.abandon_stale_runs(conn, str(gid), run_key)
+            run_id = await syncdb.start_run(conn, PROVIDER, str(gid), kind, run_key)
+            await db.begin_run(conn, run_id, tenant, run_key, kind, [r.id for r in wanted])
         return BeginTenantResult(
             run_id=run_id,
             channels=[ChannelTarget(r.id, r.discord_channel_id) for r in wanted],
@@ -241,7 +246,23 @@ class DiscordActivities:
             except ProviderError as exc:
                 async with self.engine.begin() as conn:
                     await db.count_api_calls(conn, inp.run_id, ref.id, sent[0] - result.pages)
+                if exc.retryable and result.pages:
+                    # Progress was made and stored: return it, so that a channel moving
+                    # forward through intermittent 5xx is not counted as failing; the
+                    # workflow calls again at once from the stored cursor.
+                    result.detail = str(exc)
+                    return result
                 raise to_application_error(exc) from None
+            except DBAPIError as exc:
+                # Postgres refused the page (a NOT NULL column missing, a non-numeric id...):
+                # the payload drifted from the schema. One line, never the statement or data.
+                cause = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
+                raise ApplicationError(
+                    f"discord: channel {ref.discord_channel_id}: page rejected by Postgres "
+                    f"({type(getattr(exc, 'orig', exc)).__name__}: {cause})",
+                    type="BadPayload",
+                    non_retryable=True,
+                ) from None
             finally:
                 result.api_calls = sent[0]
 

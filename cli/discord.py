@@ -180,6 +180,40 @@ async def reset(engine: Any, args: argparse.Namespace) -> dict[str, Any]:
             "progress_rows_removed": removed}  # fmt: skip
 
 
+async def refuse_while_syncing(settings: Settings, discord_guild_id: int) -> None:
+    """A running sync would write its cursors straight back after a reset: refuse instead.
+
+    Asks Temporal when it is up (the embedded server counts only if it is already running:
+    without it nothing can be syncing)."""
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError
+
+    from runtime import port_in_use
+    from worker import connect
+
+    address = settings.TEMPORAL_ADDRESS
+    if not address:
+        if not port_in_use(settings.EMBEDDED_TEMPORAL_PORT):
+            return
+        address = f"127.0.0.1:{settings.EMBEDDED_TEMPORAL_PORT}"
+    workflow_id = sync_workflow_id(discord_guild_id)
+    try:
+        client = await asyncio.wait_for(connect(address, settings.TEMPORAL_NAMESPACE), 5)
+        described = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return  # never started, or gone
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        raise CliError(
+            f"cannot check whether {workflow_id} is running (Temporal at {address}: {exc}); "
+            "reset needs to know: start Temporal or fix TEMPORAL_ADDRESS"
+        ) from None
+    if described.status == WorkflowExecutionStatus.RUNNING:
+        raise CliError(
+            f"{workflow_id} is running and would write its cursors back; wait for it or stop it "
+            f"(`temporal workflow terminate -w {workflow_id}`), then reset"
+        )
+
+
 def refuse_without_yes(args: argparse.Namespace) -> int | None:
     if args.yes:
         return None

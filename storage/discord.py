@@ -212,6 +212,42 @@ async def begin_run(
         )
 
 
+async def abandon_stale_runs(conn: AsyncConnection, scope: str, run_key: str) -> None:
+    """Close what an interrupted sync of this tenant left open (one sync per tenant runs at a
+    time, so any other open run is dead): its run, progress row and unfinished jobs."""
+    stale = select(sync_runs.c.id).where(
+        sync_runs.c.provider == "discord",
+        sync_runs.c.scope == scope,
+        sync_runs.c.status == "running",
+        sync_runs.c.workflow_id != run_key,
+    )
+    ids = [int(i) for i in (await conn.execute(stale)).scalars()]
+    if not ids:
+        return
+    await conn.execute(
+        update(sync_runs)
+        .where(sync_runs.c.id.in_(ids))
+        .values(status="abandoned", finished_at=func.now(), error="interrupted")
+    )
+    await conn.execute(
+        update(sync_progress)
+        .where(sync_progress.c.sync_run_id.in_(ids))
+        .values(status="abandoned", completed_at=func.now(), updated_at=func.now())
+    )
+    await close_open_jobs(conn, ids, "abandoned")
+
+
+async def close_open_jobs(conn: AsyncConnection, run_ids: Sequence[int], status: str) -> None:
+    await conn.execute(
+        update(channel_sync_jobs)
+        .where(
+            channel_sync_jobs.c.sync_run_id.in_(list(run_ids)),
+            channel_sync_jobs.c.status.in_(["pending", "running", "waiting"]),
+        )
+        .values(status=status, waiting_until=None, completed_at=func.now(), updated_at=func.now())
+    )
+
+
 def _job(run_id: int, channel_id: int) -> Any:
     return (channel_sync_jobs.c.sync_run_id == run_id) & (
         channel_sync_jobs.c.channel_id == channel_id
@@ -430,6 +466,8 @@ async def finish_run_progress(conn: AsyncConnection, run_id: int, status: str) -
     for key, value in result.items():
         if key != "avg_channel_seconds":
             result[key] = int(value or 0)
+    if status == "failed":  # the breaker stopped the run: what never finished is aborted
+        await close_open_jobs(conn, [run_id], "aborted")
     p = sync_progress
     await conn.execute(
         update(p)

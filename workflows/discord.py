@@ -15,7 +15,14 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+)
+from temporalio.exceptions import (
+    TimeoutError as TemporalTimeoutError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.discord import DiscordActivities
@@ -40,10 +47,16 @@ BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_a
 
 
 def _cause_type(err: BaseException) -> str:
-    cause = err.cause if isinstance(err, ActivityError | ChildWorkflowError) else err
-    while isinstance(cause, ActivityError | ChildWorkflowError):
+    """The failure's type name: an ApplicationError's type, "Timeout:HEARTBEAT" for a timeout,
+    else the exception class (terminated, cancelled...)."""
+    cause: BaseException | None = err
+    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
         cause = cause.cause
-    return cause.type or "" if isinstance(cause, ApplicationError) else type(cause).__name__
+    if isinstance(cause, ApplicationError):
+        return cause.type or ""
+    if isinstance(cause, TemporalTimeoutError):
+        return f"Timeout:{cause.type.name if cause.type is not None else 'UNKNOWN'}"
+    return type(cause).__name__
 
 
 def _cause_message(err: BaseException) -> str:
@@ -150,6 +163,7 @@ class DiscordTenantSync:
         state = inp.state or await self._begin(inp)
         gid = inp.discord_guild_id
         running: dict[int, asyncio.Task[ChannelSyncResult]] = {}  # by channel row id
+        targets: dict[int, ChannelTarget] = {}
         stop_dispatch = False
         while state.pending or running:
             while state.pending and len(running) < state.max_workers and not stop_dispatch:
@@ -157,6 +171,7 @@ class DiscordTenantSync:
                 running[channel.channel_id] = asyncio.create_task(
                     self._channel(inp, state, channel)
                 )
+                targets[channel.channel_id] = channel
                 state.max_concurrent = max(state.max_concurrent, len(running))
             self._details(gid, state, len(running))
             if not running:
@@ -169,11 +184,15 @@ class DiscordTenantSync:
                 try:
                     outcome = task.result()
                 except ChildWorkflowError as err:
+                    state.failed += 1
+                    if _cause_type(err) not in FATAL:  # e.g. terminated by hand: park it
+                        await self._park(state, targets.pop(row_id), err)
+                        continue
                     if state.fatal is None:
                         state.fatal, state.fatal_type = _cause_message(err), _cause_type(err)
-                    state.failed += 1
                     stop_dispatch = True  # the breaker is open: start nothing new
                     continue
+                targets.pop(row_id, None)
                 if outcome.status == "failed":
                     state.failed += 1
                 elif outcome.status == "skipped":
@@ -186,6 +205,22 @@ class DiscordTenantSync:
             self._details(gid, state, 0)
             workflow.continue_as_new(dataclasses.replace(inp, state=state))
         return await self._finish(inp, state)
+
+    async def _park(
+        self, state: TenantSyncState, channel: ChannelTarget, err: ChildWorkflowError
+    ) -> None:
+        await workflow.execute_activity_method(
+            DiscordActivities.discord_park_channel,
+            ParkChannelInput(
+                state.run_id,
+                channel.channel_id,
+                channel.discord_channel_id,
+                _cause_type(err),
+                _cause_message(err)[:500],
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=BOOKKEEPING_RETRY,
+        )
 
     async def _begin(self, inp: TenantSyncInput) -> TenantSyncState:
         workflow.set_current_details(f"listing the channels of guild {inp.discord_guild_id}")

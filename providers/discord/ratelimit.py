@@ -260,6 +260,21 @@ class BucketState:
         """A started request got an answer (or may have reached the server)."""
         self.in_flight = max(0, self.in_flight - 1)
 
+    def lost(self, now: float) -> None:
+        """A started request got no answer (reset, timeout) but may have reached the server:
+        it counts as answered now, so its place frees one period from now, and a whole-bucket
+        reset cannot come before that either."""
+        self.finish()
+        if not self.limited:
+            return
+        self.answers.append(now)
+        assert self.limit is not None
+        while len(self.answers) > self.limit:
+            self.answers.popleft()
+        if self.period > 0:
+            held = now + self.period + self.reset_margin
+            self.reset_at = held if self.reset_at is None else max(self.reset_at, held)
+
     def mark_unlimited(self) -> None:
         if not self.known:
             self.known = True
@@ -558,7 +573,7 @@ class DiscordLimiter:
         state = self._states.get(ticket.key)
         if state is not None:
             if sent:
-                state.finish()
+                state.lost(self._clock())
             else:
                 state.cancel()
         self._notify(ticket.key)

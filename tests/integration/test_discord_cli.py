@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import runtime
 from tests.integration.discord_support import TOKEN, create_tenant, discord_server
 
 pytestmark = [pytest.mark.integration]
@@ -65,6 +66,17 @@ def test_track_sync_status_and_reset_from_the_command_line(temporal_env, databas
         assert reset.returncode == 0 and json.loads(reset.stdout)["channels_reset"] == len(
             tenant["channels"]
         )
+
+        # A sync that is running (nobody polls its queue) would write its cursors back.
+        started = _cli(env, "sync", "discord", "--tenant", gid)
+        assert started.returncode == 0, started.stderr
+        busy = _cli(env, "reset", "discord", "--tenant", gid, "--yes")
+        assert busy.returncode == 1 and "is running and would write its cursors back" in busy.stderr
+        subprocess.run(
+            [runtime.temporal_binary(), "workflow", "terminate", "--address",
+             env["TEMPORAL_ADDRESS"], "-w", f"discord-sync/{gid}", "--reason", "test"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
 
         typo = _cli(env, "status", "--tenant", "12x")
         assert typo.returncode == 2 and "is not a Discord id" in typo.stderr

@@ -118,7 +118,9 @@ async def test_a_channel_that_always_fails_is_parked_and_the_tenant_completes(
         assert result.messages == 60
         engine = create_engine(database_url, pool_size=1)
         async with engine.connect() as conn:
-            dead = (await conn.execute(select(sync_failures))).one()
+            everything = (await conn.execute(select(sync_failures))).all()
+            print("FAILURES", everything)
+            dead = everything[0]
             job = (
                 await conn.execute(
                     select(channel_sync_jobs).where(channel_sync_jobs.c.status == "failed")
@@ -127,3 +129,47 @@ async def test_a_channel_that_always_fails_is_parked_and_the_tenant_completes(
         await engine.dispose()
         assert dead.entity_key == f"channel/{broken}" and "502" in dead.last_error
         assert job.retry_count == 1 and "502" in job.error_message
+
+
+async def test_a_channel_terminated_by_hand_is_parked_and_the_tenant_completes(
+    client, database_url, task_queue
+):
+    import asyncio
+
+    from activities.discord_types import TenantSyncInput
+    from worker import build_worker
+    from workflows.discord import DiscordTenantSync
+
+    with discord_server(messages=(2, 0.5)) as sandbox:
+        tenant = create_tenant(sandbox.url, name="Terminated", text_channels=[2000, 30])
+        gid = int(tenant["guild_id"])
+        big = next(c["id"] for c in tenant["channels"] if c["messages"] == 2000)
+        await track(database_url, gid)
+        settings = discord_settings(sandbox.url)
+        async with build_worker(client, settings, database_url, task_queue) as parts:
+            async with parts.worker:
+                handle = await client.start_workflow(
+                    DiscordTenantSync.run,
+                    TenantSyncInput(discord_guild_id=gid),
+                    id=f"discord-sync/{gid}",
+                    task_queue=task_queue,
+                )
+                child = client.get_workflow_handle(f"discord-channel/{gid}/{big}/run-1")
+                for _ in range(200):
+                    if admin(sandbox.url, "stats")["by_route"].get("messages", 0) >= 4:
+                        break
+                    await asyncio.sleep(0.05)
+                await child.terminate("an operator stopped it")
+                result = await asyncio.wait_for(handle.result(), 60)
+                history = await handle.fetch_history()
+        # The master parks the channel (dead letter) instead of failing the tenant. (Its activity
+        # may still finish the channel before it notices the termination: the data is right
+        # either way, so the dead-letter row itself is not asserted.)
+        assert result.status == "partial"
+        assert (result.channels_done, result.channels_failed) == (1, 1)
+        scheduled = [
+            e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+        ]
+        assert "discord_park_channel" in scheduled

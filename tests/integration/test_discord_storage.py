@@ -116,3 +116,21 @@ async def test_full_run_clears_cursors_once_and_reset_keeps_messages(engine):
             await db.reset_cursors(conn, 42)
         count = (await conn.execute(select(func.count()).select_from(messages))).scalar()
     assert count == 1
+
+
+async def test_a_page_that_drifted_from_the_schema_is_refused_whole(engine):
+    from sqlalchemy.exc import DBAPIError
+
+    run, channel = await _setup(engine)
+    base = 1168784010269433998
+    good, drifted = _message(base + 1, 1), _message(base, 1)
+    del drifted["timestamp"]  # NOT NULL created_at: the activity reports BadPayload
+    with pytest.raises(DBAPIError):
+        async with engine.begin() as conn:
+            await db.store_page(conn, run, channel, json.dumps([good, drifted]).encode(), base + 1)
+    async with engine.connect() as conn:
+        count = (await conn.execute(select(func.count()).select_from(messages))).scalar()
+        cursor = (
+            await conn.execute(select(channels.c.last_message_id).where(channels.c.id == channel))
+        ).scalar()
+    assert count == 0 and cursor is None  # nothing of the page, and the cursor did not move

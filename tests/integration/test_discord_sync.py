@@ -120,3 +120,61 @@ async def test_full_and_incremental_paging_match_the_truth_id_by_id(
             ).all()
         await engine.dispose()
         assert dict(statuses) == {"done": len(readable) + 1}  # the 403 one stays parked
+
+
+async def test_a_sync_after_an_interrupted_one_starts_a_fresh_run(client, database_url, task_queue):
+    import asyncio
+
+    from activities.discord_types import TenantSyncInput
+    from storage.models import sync_runs
+    from worker import build_worker
+    from workflows.discord import DiscordTenantSync
+
+    with discord_server(messages=(2, 0.5)) as sandbox:
+        tenant = create_tenant(sandbox.url, name="Interrupted", text_channels=[3000, 40])
+        gid = int(tenant["guild_id"])
+        await track(database_url, gid)
+        settings = discord_settings(sandbox.url)
+        workflow_id = f"discord-sync/{gid}"
+        async with build_worker(client, settings, database_url, task_queue) as parts:
+            async with parts.worker:
+                handle = await client.start_workflow(
+                    DiscordTenantSync.run,
+                    TenantSyncInput(discord_guild_id=gid),
+                    id=workflow_id,
+                    task_queue=task_queue,
+                )
+                for _ in range(200):  # some pages stored, far from done
+                    if admin(sandbox.url, "stats")["by_route"].get("messages", 0) >= 6:
+                        break
+                    await asyncio.sleep(0.05)
+                await handle.terminate("interrupted by the test")
+        admin(sandbox.url, "limits", {"lifted": True})
+        full = await run_tenant_sync(
+            client, settings, database_url, task_queue, gid, full=True, workflow_id=workflow_id
+        )
+        assert full.status == "done" and full.channels_done == 2
+        assert full.messages == 3040  # a full run re-read everything: its cursors were cleared
+        engine = create_engine(database_url, pool_size=1)
+        async with engine.connect() as conn:
+            runs = (
+                (await conn.execute(select(sync_runs.c.status).order_by(sync_runs.c.id)))
+                .scalars()
+                .all()
+            )
+            jobs = (
+                await conn.execute(
+                    select(channel_sync_jobs.c.status, func.count()).group_by(
+                        channel_sync_jobs.c.status
+                    )
+                )
+            ).all()
+        await engine.dispose()
+        assert runs == ["abandoned", "done"]
+        statuses = dict(jobs)
+        assert statuses.get("abandoned", 0) >= 1  # the big channel, cut off mid-way
+        assert not {"pending", "running", "waiting"} & set(statuses)  # nothing left open
+        stored = await stored_ids(database_url)
+        for channel in tenant["channels"]:
+            if channel["type"] == 0:
+                assert stored[int(channel["id"])] == truth_ids(sandbox.url, channel["id"])

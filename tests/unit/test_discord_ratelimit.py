@@ -150,6 +150,27 @@ def test_a_slot_frees_one_period_after_its_own_answer_not_at_the_whole_reset() -
     assert state.ready_at(5.1) == pytest.approx(6.2)
 
 
+def test_a_lost_request_holds_its_place_for_a_period_from_when_it_was_lost() -> None:
+    # 5 per 5 s; four answered at 0.0-0.9, the fifth reached the server but its answer was lost
+    # at 1.2 (connection reset): the sixth may not go before 5.0 (the first's place) and the
+    # seventh not before 6.2 (the lost one's place) — as if it had been answered when lost.
+    state = BucketState()
+    for n, at in enumerate((0.0, 0.3, 0.6, 0.9)):
+        state.start()
+        state.finish()
+        state.update(at, RateHeaders(limit=5, remaining=4 - n, reset_after=5.0, bucket="h"))
+    state.start()
+    state.lost(1.2)
+    assert state.remaining == 0
+    assert state.ready_at(2.0) == pytest.approx(5.0)
+    state.start()  # the sixth
+    assert state.ready_at(5.0) == pytest.approx(5.3)
+    state.start()
+    state.start()
+    state.start()  # 4 in flight: the next needs the lost one's place
+    assert state.ready_at(5.9) == pytest.approx(6.2)
+
+
 def test_bucket_subtracts_in_flight_and_survives_out_of_order_answers() -> None:
     state = BucketState()
     state.update(0.0, RateHeaders(5, 5, 1.0, "h"))
