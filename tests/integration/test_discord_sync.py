@@ -171,7 +171,7 @@ async def test_a_sync_after_an_interrupted_one_starts_a_fresh_run(client, databa
             ).all()
         await engine.dispose()
         assert runs == ["abandoned", "done"]
-        statuses = dict(jobs)
+        statuses: dict[str, int] = {str(k): int(v) for k, v in jobs}
         assert statuses.get("abandoned", 0) >= 1  # the big channel, cut off mid-way
         assert not {"pending", "running", "waiting"} & set(statuses)  # nothing left open
         stored = await stored_ids(database_url)
