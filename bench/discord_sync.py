@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.discord_sync            # 50 channels x 4,000 messages per part
     .venv/bin/python -m bench.discord_sync --quick    # 10 channels x 1,000 (smoke, ~1 min)
-    .venv/bin/python -m bench.discord_sync --trace /tmp/ds   # + per-request timings (diagnosis)
+    .venv/bin/python -m bench.discord_sync --trace .data/ds   # + per-request timings (diagnosis)
 
 Real Temporal dev server, real Postgres (a fresh database per run), the Discord sandbox in its
 own process, and the worker as a separate `python worker.py` process configured by environment
@@ -53,9 +53,6 @@ from workflows.discord import DiscordTenantSync
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "sandbox-bot-token"
 LIFTED_GLOBAL = 100_000
-PROFILE_ENV = "RATESYNC_BENCH_TRACE"  # set only by this script, for its own worker process
-CPROFILE_ENV = "RATESYNC_BENCH_CPROFILE"
-GC_ENV = "RATESYNC_BENCH_GC_THRESHOLD"  # experiment: the worker's gc gen-0 threshold
 
 
 @dataclass
@@ -104,10 +101,8 @@ class WorkerProcess:
         full_env = {**os.environ, **env}
         command = [sys.executable, "worker.py"]
         if profile:
-            full_env[PROFILE_ENV] = profile
-            if cprofile:
-                full_env[CPROFILE_ENV] = "1"
-            command = [sys.executable, "-m", "bench.discord_sync", "--as-worker"]
+            command = [sys.executable, "-m", "bench.discord_sync", f"--as-worker={profile}"]
+            command += ["--cprofile"] if cprofile else []
         self.proc = subprocess.Popen(
             command, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=self.log
         )
@@ -212,22 +207,17 @@ def _install_trace() -> list[dict[str, Any]]:
     return records
 
 
-def as_worker() -> None:
-    """The worker under cProfile and/or request tracing (`--profile PREFIX`): the profile goes
-    to $RATESYNC_BENCH_PROFILE, the request trace to the same name with `.trace.json`."""
+def as_worker(out: str, cprofile: bool) -> None:
+    """The worker under request tracing (and cProfile): the trace goes to `OUT.trace.json`,
+    the profile to `OUT.prof`."""
     import cProfile
     import json
 
     sys.path.insert(0, str(ROOT))
     import worker
 
-    out = os.environ[PROFILE_ENV]
     records = _install_trace()
-    if os.environ.get(GC_ENV):
-        import gc
-
-        gc.set_threshold(int(os.environ[GC_ENV]), 50, 100)
-    profiler = cProfile.Profile() if os.environ.get(CPROFILE_ENV) else None
+    profiler = cProfile.Profile() if cprofile else None
     if profiler is not None:
         profiler.enable()
     try:
@@ -619,21 +609,14 @@ def main() -> None:
     parser.add_argument(
         "--lifted-workers", default="10,50", help="SYNC_MAX_CHANNEL_WORKERS values for (b)"
     )
-    parser.add_argument(
-        "--gc-threshold", type=int, help="with --trace: experiment, the worker's gc threshold0"
-    )
     parser.add_argument("--skip-limited", action="store_true", help="run (b) only")
-    parser.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--as-worker", metavar="OUT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.as_worker:
-        as_worker()
+        as_worker(args.as_worker, args.cprofile)
         return
     if args.cprofile and not args.trace:
         parser.error("--cprofile needs --trace PREFIX")
-    if args.gc_threshold:
-        if not args.trace:
-            parser.error("--gc-threshold needs --trace PREFIX")
-        os.environ[GC_ENV] = str(args.gc_threshold)  # inherited by the worker process
     workers = [int(n) for n in args.lifted_workers.split(",") if n]
     asyncio.run(run(args.quick, args.trace, args.cprofile, workers, args.skip_limited))
 
