@@ -28,7 +28,7 @@ from activities.discord_types import (
     FinishTenantInput,
     ParkChannelInput,
 )
-from activities.errors import to_application_error
+from activities.errors import budget_error, to_application_error
 from activities.heartbeat import heartbeating
 from providers.discord import DiscordClient
 from providers.errors import CircuitOpen, Forbidden, NotFound, ProviderError, RateLimited
@@ -134,21 +134,15 @@ class DiscordActivities:
         except ProviderError as exc:
             raise to_application_error(exc) from None
         except BudgetExhausted as exc:
-            raise ApplicationError(
-                str(exc),
-                type="BudgetExhausted",
-                next_retry_delay=timedelta(seconds=exc.wait_seconds),
-            ) from None
-        now = datetime.now(UTC)
+            raise budget_error(exc) from None
         async with self.engine.begin() as conn:
             tenant = await db.track_tenant(conn, gid)
             await db.store_guild(conn, tenant, guild)
             row_ids = await db.store_channels(conn, tenant, listed)
-            refs = [await db.load_channel(conn, i) for i in row_ids]
             wanted = [
                 r
-                for r in refs
-                if r is not None and r.type in db.MESSAGE_CHANNEL_TYPES and not _parked(r, now)
+                for r in await db.load_channels(conn, row_ids)
+                if r.type in db.MESSAGE_CHANNEL_TYPES and r.discord_channel_id not in parked
             ]
             kind = "full" if inp.full else "incremental"
             # The workflow id is the same for every sync of a tenant; its run id tells this
@@ -329,12 +323,3 @@ class DiscordActivities:
                 inp.error,
                 datetime.now(UTC) + timedelta(hours=1),
             )
-
-
-def _parked(ref: db.ChannelRef, now: datetime) -> bool:
-    """No access last time, and its slow re-check is not due yet."""
-    return ref.access in ("forbidden", "not_found") and _recheck_pending(ref, now)
-
-
-def _recheck_pending(ref: db.ChannelRef, now: datetime) -> bool:
-    return ref.recheck_at is not None and ref.recheck_at > now

@@ -34,7 +34,6 @@ class ChannelRef:
     access: str
     last_message_id: int | None
     channel_last_message_id: int | None  # what Discord said the newest message is
-    recheck_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -113,23 +112,18 @@ async def store_channels(
     return [by_discord[int(c["id"])] for c in listed]
 
 
-async def load_channel(conn: AsyncConnection, channel_id: int) -> ChannelRef | None:
-    row = (
-        await conn.execute(
-            select(
-                channels.c.id,
-                channels.c.discord_channel_id,
-                channels.c.tenant_id,
-                channels.c.type,
-                channels.c.access,
-                channels.c.last_message_id,
-                channels.c.recheck_at,
-                channels.c.channel_json["last_message_id"].astext.label("listed_last"),
-            ).where(channels.c.id == channel_id)
-        )
-    ).first()
-    if row is None:
-        return None
+_CHANNEL_REF = select(
+    channels.c.id,
+    channels.c.discord_channel_id,
+    channels.c.tenant_id,
+    channels.c.type,
+    channels.c.access,
+    channels.c.last_message_id,
+    channels.c.channel_json["last_message_id"].astext.label("listed_last"),
+)
+
+
+def _channel_ref(row: Any) -> ChannelRef:
     return ChannelRef(
         id=int(row.id),
         discord_channel_id=int(row.discord_channel_id),
@@ -138,8 +132,19 @@ async def load_channel(conn: AsyncConnection, channel_id: int) -> ChannelRef | N
         access=str(row.access),
         last_message_id=row.last_message_id,
         channel_last_message_id=_snowflake(row.listed_last),
-        recheck_at=row.recheck_at,
     )
+
+
+async def load_channel(conn: AsyncConnection, channel_id: int) -> ChannelRef | None:
+    row = (await conn.execute(_CHANNEL_REF.where(channels.c.id == channel_id))).first()
+    return None if row is None else _channel_ref(row)
+
+
+async def load_channels(conn: AsyncConnection, channel_ids: Sequence[int]) -> list[ChannelRef]:
+    """Several channels in one query, in the order asked for."""
+    rows = await conn.execute(_CHANNEL_REF.where(channels.c.id.in_(list(channel_ids))))
+    by_id = {int(r.id): _channel_ref(r) for r in rows}
+    return [by_id[i] for i in channel_ids if i in by_id]
 
 
 async def parked_channels(conn: AsyncConnection, discord_guild_id: int) -> set[int]:

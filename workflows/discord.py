@@ -46,12 +46,17 @@ FATAL = ("CircuitOpen", "AuthFailed")
 BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=10)
 
 
+def _root_cause(err: BaseException) -> BaseException:
+    cause = err
+    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
+        cause = cause.cause
+    return cause
+
+
 def _cause_type(err: BaseException) -> str:
     """The failure's type name: an ApplicationError's type, "Timeout:HEARTBEAT" for a timeout,
     else the exception class (terminated, cancelled...)."""
-    cause: BaseException | None = err
-    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
-        cause = cause.cause
+    cause = _root_cause(err)
     if isinstance(cause, ApplicationError):
         return cause.type or ""
     if isinstance(cause, TemporalTimeoutError):
@@ -60,9 +65,7 @@ def _cause_type(err: BaseException) -> str:
 
 
 def _cause_message(err: BaseException) -> str:
-    cause: BaseException | None = err
-    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
-        cause = cause.cause
+    cause = _root_cause(err)
     return str(cause.message if isinstance(cause, ApplicationError) else cause)
 
 

@@ -24,6 +24,13 @@ def _counter(name: str) -> sa.Column:
     return sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
 
 
+def _owner(name: str, table: str) -> sa.Column:
+    """A required reference to ``table`` whose rows go with their owner."""
+    return sa.Column(
+        name, sa.BigInteger, sa.ForeignKey(f"{table}.id", ondelete="CASCADE"), nullable=False
+    )
+
+
 def _progress_columns() -> list[sa.Column]:
     """The brief's progress columns, shared by a channel job and a tenant run."""
     return [
@@ -62,12 +69,7 @@ def upgrade() -> None:
         "channels",
         _id(),
         sa.Column("discord_channel_id", sa.BigInteger, nullable=False),
-        sa.Column(
-            "tenant_id",
-            sa.BigInteger,
-            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        _owner("tenant_id", "tenants"),
         sa.Column("name", sa.Text),
         sa.Column("type", sa.Integer, nullable=False),
         sa.Column("parent_id", sa.BigInteger),
@@ -90,12 +92,7 @@ def upgrade() -> None:
         "messages",
         _id(),
         sa.Column("discord_message_id", sa.BigInteger, nullable=False),
-        sa.Column(
-            "channel_id",
-            sa.BigInteger,
-            sa.ForeignKey("channels.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        _owner("channel_id", "channels"),
         sa.Column("author_id", sa.BigInteger),
         _ts("created_at", nullable=False),
         _ts("edited_at"),
@@ -114,18 +111,8 @@ def upgrade() -> None:
     op.create_table(
         "sync_progress",
         _id(),
-        sa.Column(
-            "sync_run_id",
-            sa.BigInteger,
-            sa.ForeignKey("sync_runs.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
-        sa.Column(
-            "tenant_id",
-            sa.BigInteger,
-            sa.ForeignKey("tenants.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        _owner("sync_run_id", "sync_runs"),
+        _owner("tenant_id", "tenants"),
         sa.Column("workflow_id", sa.Text, nullable=False),
         sa.Column("mode", sa.Text, nullable=False),
         sa.Column("channels_total", sa.Integer, nullable=False, server_default="0"),
@@ -139,18 +126,8 @@ def upgrade() -> None:
     op.create_table(
         "channel_sync_jobs",
         _id(),
-        sa.Column(
-            "sync_run_id",
-            sa.BigInteger,
-            sa.ForeignKey("sync_runs.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
-        sa.Column(
-            "channel_id",
-            sa.BigInteger,
-            sa.ForeignKey("channels.id", ondelete="CASCADE"),
-            nullable=False,
-        ),
+        _owner("sync_run_id", "sync_runs"),
+        _owner("channel_id", "channels"),
         sa.Column("mode", sa.Text, nullable=False),
         _counter("pages"),
         _counter("reactions"),

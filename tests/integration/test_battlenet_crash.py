@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -22,28 +18,11 @@ from tests.integration.battlenet_support import (
     fetch_all,
     track_sandbox_guilds,
 )
+from tests.integration.worker_process import start_worker, wait_until
 from tests.sandbox_helpers import admin, battlenet_sandbox
 from workflows.battlenet import BattleNetSync
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    out = open(log, "ab")
-    return subprocess.Popen(
-        [sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-    )
-
-
-async def _wait_for_requests(url: str, at_least: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = admin(url, "stats")["requests"]
-        if seen >= at_least:
-            return seen
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the worker did not reach {at_least} requests in {timeout}s")
 
 
 async def test_resumes_after_worker_sigkill_without_duplicates_or_gaps(
@@ -70,14 +49,14 @@ async def test_resumes_after_worker_sigkill_without_duplicates_or_gaps(
             id=f"battlenet-sync/eu/crash-{uuid.uuid4().hex[:6]}",
             task_queue=task_queue,
         )
-        first = _start_worker(env, log)
+        first = start_worker(env, log)
         try:
             # 80 characters x 4 requests + 4 guild requests at 40/s: kill well inside the batches.
-            await _wait_for_requests(sb.url, 120, timeout=60)
+            await wait_until(lambda: admin(sb.url, "stats")["requests"], 120, 60, "requests")
             first.send_signal(signal.SIGKILL)
             first.wait(10)
             before_restart = admin(sb.url, "stats")["requests"]
-            second = _start_worker(env, log)
+            second = start_worker(env, log)
             try:
                 counts = await asyncio.wait_for(handle.result(), timeout=120)
             finally:

@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -25,28 +21,11 @@ from tests.integration.discord_support import (
     track,
     truth_ids,
 )
+from tests.integration.worker_process import start_worker, wait_until
 from tests.sandbox_helpers import admin
 from workflows.discord import DiscordTenantSync
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    out = open(log, "ab")
-    return subprocess.Popen(
-        [sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-    )
-
-
-async def _wait_for_pages(url: str, at_least: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = admin(url, "stats")["by_route"].get("messages", 0)
-        if seen >= at_least:
-            return int(seen)
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the worker did not reach {at_least} message pages in {timeout}s")
 
 
 async def test_channel_resumes_after_worker_sigkill_with_exactly_the_truth(
@@ -74,13 +53,15 @@ async def test_channel_resumes_after_worker_sigkill_with_exactly_the_truth(
             id=f"discord-sync/{gid}/crash-{uuid.uuid4().hex[:6]}",
             task_queue=task_queue,
         )
-        first = _start_worker(env, log)
+        first = start_worker(env, log)
         try:
-            await _wait_for_pages(sandbox.url, 12, timeout=60)
+            await wait_until(
+                lambda: admin(sandbox.url, "stats")["by_route"].get("messages", 0), 12, 60, "pages"
+            )
             first.send_signal(signal.SIGKILL)
             first.wait(10)
             pages_before_restart = admin(sandbox.url, "stats")["by_route"]["messages"]
-            second = _start_worker(env, log)
+            second = start_worker(env, log)
             try:
                 result = await asyncio.wait_for(handle.result(), timeout=120)
             finally:
