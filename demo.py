@@ -21,6 +21,7 @@ from settings import Settings
 
 async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from activities.types import BattleNetSyncInput
+    from runtime import connect
     from sandbox.admin_client import admin
     from sandbox.battlenet import BattleNetSandboxConfig
     from sandbox.server import SandboxProcess
@@ -29,7 +30,7 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     from storage import battlenet as db
     from storage.db import create_engine
     from storage.status import database_status
-    from worker import build_worker, connect
+    from worker import build_worker
     from workflows.battlenet import BattleNetSync
 
     world = BattleNetWorldConfig(

@@ -25,6 +25,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
 SEARCH_ATTRIBUTES = ("Provider", "Scope", "SyncKind")
 _PG_USER_WHEN_ROOT = "embedded_postgres"
 
@@ -375,3 +378,10 @@ def embedded_services(
     finally:
         for server in reversed(started):
             server.stop()
+
+
+async def connect(address: str, namespace: str) -> Client:
+    """A Temporal client with the pydantic data converter every part of ratesync uses."""
+    return await Client.connect(
+        address, namespace=namespace, data_converter=pydantic_data_converter
+    )

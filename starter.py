@@ -118,7 +118,8 @@ async def _has_pollers(client: Any, task_queue: str) -> bool:
 
 async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
     from activities.types import BattleNetSyncInput
-    from worker import build_worker, connect
+    from runtime import connect
+    from worker import build_worker
     from workflows.battlenet import BattleNetSync
     from workflows.visibility import search_attributes
 
@@ -166,8 +167,10 @@ async def cmd_sync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_sync_pvp(args: argparse.Namespace, settings: Settings) -> int:
+    from activities.battlenet_build import pvp_queues
     from activities.types import PvpSyncInput
-    from worker import build_worker, connect, pvp_queues
+    from runtime import connect
+    from worker import build_worker
     from workflows.pvp import PvpSync
     from workflows.visibility import search_attributes
 
@@ -211,8 +214,9 @@ async def cmd_sync_pvp(args: argparse.Namespace, settings: Settings) -> int:
 
 async def cmd_sync_discord(args: argparse.Namespace, settings: Settings) -> int:
     from cli.discord import start_sync, summary_lines, tracked
+    from runtime import connect
     from storage.db import create_engine
-    from worker import build_worker, connect
+    from worker import build_worker
 
     async with services(settings, temporal=True) as svc:
         engine = create_engine(svc.database_url, pool_size=1)
@@ -287,8 +291,7 @@ def _print_status(data: dict[str, Any], as_json: bool) -> None:
 async def _schedulers_if_reachable(settings: Settings) -> list[dict[str, Any]]:
     """Running schedulers, when a Temporal server is already up (status never starts one)."""
     from cli.scheduler import running_schedulers
-    from runtime import port_in_use
-    from worker import connect
+    from runtime import connect, port_in_use
 
     address = settings.TEMPORAL_ADDRESS
     if not address:
@@ -327,7 +330,7 @@ async def cmd_reset(args: argparse.Namespace, settings: Settings) -> int:
 
 @asynccontextmanager
 async def temporal_client(settings: Settings) -> AsyncIterator[Any]:
-    from worker import connect
+    from runtime import connect
 
     async with services(settings, temporal=True) as svc:
         yield await connect(svc.temporal_address, settings.TEMPORAL_NAMESPACE)

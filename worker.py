@@ -18,111 +18,30 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from activities.battlenet import BattleNetActivities
-from activities.discord import DiscordActivities, DiscordNotConfigured
-from activities.pvp import PvpActivities
-from providers.aiohttp_transport import AiohttpTransport
-from providers.battlenet import BattleNetClient
-from providers.discord import DiscordClient, DiscordLimiter
-from providers.ratelimit import RateLimiter, Window
+from providers.registry import SPECS
+from providers.spec import ActivitySet, BuildContext, load
+from runtime import connect
 from settings import Settings, SettingsError, get_settings
 from storage.db import create_engine
-from workflows.battlenet import BattleNetEntitySync, BattleNetSync, CharacterBatchSync, GuildSync
-from workflows.discord import ChannelSync, DiscordTenantSync
-from workflows.pvp import PvpBracketSync, PvpSync
 from workflows.scheduler import Scheduler
 
-WORKFLOWS = [
-    Scheduler, BattleNetSync, GuildSync, CharacterBatchSync, BattleNetEntitySync,
-    PvpSync, PvpBracketSync, DiscordTenantSync, ChannelSync,
-]  # fmt: skip
+WORKFLOWS: list[Any] = [Scheduler] + [w for spec in SPECS for p in spec.workflows for w in load(p)]
 log = logging.getLogger("ratesync.worker")
-
-
-async def connect(address: str, namespace: str) -> Client:
-    return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter
-    )
+STICKY_SCHEDULE_TO_START = timedelta(seconds=3)  # a dead worker's sticky tasks move on fast
 
 
 class BackendUnavailable(RuntimeError):
     pass
 
 
-def bnet_limiter(settings: Settings) -> RateLimiter:
-    """One bucket for the whole Battle.net client id: both windows enforced at once."""
+def require_local_backend(settings: Settings) -> None:
     if settings.RATE_LIMIT_BACKEND != "local":
         raise BackendUnavailable(
             "RATE_LIMIT_BACKEND=postgres (a budget shared by several workers) is not built yet; "
-            "set RATE_LIMIT_BACKEND=local and run one worker per Battle.net client id"
+            "set RATE_LIMIT_BACKEND=local and run one worker per API credential"
         )
-    return RateLimiter(
-        "battlenet",
-        [Window(settings.BNET_RATE_PER_SECOND, 1.0), Window(settings.BNET_RATE_PER_HOUR, 3600.0)],
-        max_wait=settings.RATE_LIMIT_MAX_WAIT_SECONDS,
-        spread=True,
-        # a manual character add is 4 requests: keep 4 places for them while one runs
-        manual_reserve=4 if settings.BNET_RATE_PER_SECOND >= 50 else 0,
-    )
-
-
-def bnet_client(
-    settings: Settings, limiter: RateLimiter, region: str | None = None
-) -> BattleNetClient:
-    secret = settings.BNET_CLIENT_SECRET.get_secret_value() if settings.BNET_CLIENT_SECRET else None
-    return BattleNetClient(
-        client_id=settings.BNET_CLIENT_ID,
-        client_secret=secret,
-        api_base=settings.BNET_API_BASE_URL,
-        oauth_url=settings.BNET_OAUTH_URL,
-        limiter=limiter,
-        locale=settings.BNET_LOCALE,
-        timeout=settings.BNET_HTTP_TIMEOUT_SECONDS,
-        max_connections=settings.BNET_MAX_CONCURRENT,
-    )
-
-
-class LazyDiscordClient:
-    """The Discord client, built on first use: a worker without DISCORD_BOT_TOKEN still serves
-    Battle.net, and a Discord activity then fails with a clear, non-retryable error."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.limiter = DiscordLimiter(
-            global_per_second=settings.DISCORD_GLOBAL_RATE_PER_SECOND,
-            invalid_budget=settings.DISCORD_INVALID_REQUEST_BUDGET,
-            max_wait=settings.RATE_LIMIT_MAX_WAIT_SECONDS,
-        )
-        self.client: DiscordClient | None = None
-
-    def __call__(self) -> DiscordClient:
-        if self.client is None:
-            token = self.settings.DISCORD_BOT_TOKEN
-            if token is None or not token.get_secret_value().strip():
-                raise DiscordNotConfigured(
-                    "discord: DISCORD_BOT_TOKEN is not set; set it in the environment or .env "
-                    "and restart the worker"
-                )
-            # One connection per channel worker (pages of a channel are sequential) plus a few
-            # for listings; aiohttp parses the ~85 KB pages at a third of httpx's CPU cost.
-            connections = self.settings.SYNC_MAX_CHANNEL_WORKERS + 4
-            timeout = self.settings.DISCORD_HTTP_TIMEOUT_SECONDS
-            self.client = DiscordClient(
-                token=token.get_secret_value(),
-                base_url=self.settings.DISCORD_API_BASE_URL,
-                limiter=self.limiter,
-                timeout=timeout,
-                max_connections=connections,
-                transport=AiohttpTransport(timeout=timeout, max_connections=connections),
-            )
-        return self.client
-
-    async def aclose(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
 
 
 class WorkerGroup:
@@ -151,16 +70,10 @@ class WorkerGroup:
 @dataclass
 class WorkerParts:
     worker: WorkerGroup
-    bnet: BattleNetClient
-    limiter: RateLimiter
-    discord: LazyDiscordClient
+    providers: dict[str, ActivitySet]  # by provider name: its clients and limiters
 
-
-def pvp_queues(settings: Settings, task_queue: str | None) -> tuple[str, str]:
-    """The PvP activity queues; a custom main queue (tests, demo) gets its own pair."""
-    if task_queue and task_queue != settings.TEMPORAL_TASK_QUEUE:
-        return f"{task_queue}.pvp-sync", f"{task_queue}.pvp-processing"
-    return settings.PVP_SYNC_TASK_QUEUE, settings.PVP_PROCESSING_TASK_QUEUE
+    def resource(self, provider: str, name: str) -> Any:
+        return self.providers[provider].resources[name]
 
 
 def tune_gc() -> None:
@@ -175,54 +88,53 @@ def tune_gc() -> None:
 async def build_worker(
     client: Client, settings: Settings, database_url: str, task_queue: str | None = None
 ) -> AsyncIterator[WorkerParts]:
-    """A Worker with every workflow and activity, and the resources it owns (closed on exit)."""
+    """A Worker with every provider's workflows and activities (from the registry), and the
+    resources they own (closed on exit)."""
+    require_local_backend(settings)
     tune_gc()
-    engine = create_engine(
-        database_url,
-        pool_size=max(5, settings.BNET_MAX_CONCURRENT // 2, settings.SYNC_MAX_CHANNEL_WORKERS),
-    )
-    limiter = bnet_limiter(settings)
-    bnet = bnet_client(settings, limiter)
-    acts = BattleNetActivities(engine, bnet, settings.BNET_NOT_FOUND_RECHECK_SECONDS)
-    pvp = PvpActivities(engine, bnet, settings.BNET_NOT_FOUND_RECHECK_SECONDS)
-    discord = LazyDiscordClient(settings)
-    discord_acts = DiscordActivities(
+    engine = create_engine(database_url)  # connections open lazily; overflow covers bursts
+    main_queue = task_queue or settings.TEMPORAL_TASK_QUEUE
+    ctx = BuildContext(
+        settings,
         engine,
-        discord,
-        max_workers=settings.SYNC_MAX_CHANNEL_WORKERS,
-        fetch_size=settings.SYNC_MESSAGE_FETCH_SIZE,
-        recheck_seconds=settings.DISCORD_RECHECK_SECONDS,
-        max_attempts=settings.SYNC_CHANNEL_MAX_ATTEMPTS,
+        main_queue,
+        bool(task_queue and task_queue != settings.TEMPORAL_TASK_QUEUE),
     )
-    sync_queue, processing_queue = pvp_queues(settings, task_queue)
+    built = {spec.name: load(spec.activities)(ctx) for spec in SPECS}
     # Eager activity execution (the server hands a workflow's next activity straight back to
     # this worker) only bypasses Temporal's task-queue rate limit, which we never use as an API
     # budget: the application limiter governs every request. It saves a manual add a round trip.
-    common: dict[str, Any] = {"graceful_shutdown_timeout": timedelta(seconds=5)}
+    common: dict[str, Any] = {
+        "graceful_shutdown_timeout": timedelta(seconds=5),
+        "sticky_queue_schedule_to_start_timeout": STICKY_SCHEDULE_TO_START,
+    }
     workers = [
         Worker(
             client,
-            task_queue=task_queue or settings.TEMPORAL_TASK_QUEUE,
+            task_queue=main_queue,
             workflows=WORKFLOWS,
-            activities=acts.all() + discord_acts.all(),
-            max_concurrent_activities=max(8, settings.BNET_MAX_CONCURRENT)
-            + settings.SYNC_MAX_CHANNEL_WORKERS,
+            activities=[a for part in built.values() for a in part.main],
+            max_concurrent_activities=sum(part.concurrency for part in built.values()),
             **common,
-        ),
-        Worker(
-            client, task_queue=sync_queue, activities=pvp.sync_queue(),
-            max_concurrent_activities=settings.PVP_SYNC_THREADS, **common,
-        ),
-        Worker(
-            client, task_queue=processing_queue, activities=pvp.processing_queue(),
-            max_concurrent_activities=settings.PVP_PROCESSING_THREADS, **common,
-        ),
-    ]  # fmt: skip
+        )
+    ]
+    for part in built.values():
+        for queue, (activities, concurrency) in part.queues.items():
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=queue,
+                    activities=activities,
+                    max_concurrent_activities=concurrency,
+                    **common,
+                )
+            )
     try:
-        yield WorkerParts(WorkerGroup(workers), bnet, limiter, discord)
+        yield WorkerParts(WorkerGroup(workers), built)
     finally:
-        await discord.aclose()
-        await bnet.aclose()
+        for part in built.values():
+            for close in part.closers:
+                await close()
         await engine.dispose()
 
 
@@ -242,7 +154,7 @@ async def _serve() -> None:
     from storage.migrate import upgrade
 
     settings = get_settings()
-    bnet_limiter(settings)  # a bad backend setting fails before anything starts
+    require_local_backend(settings)  # a bad backend setting fails before anything starts
     with embedded_services() as endpoints:
         if endpoints.embedded_database:
             await asyncio.to_thread(upgrade, endpoints.database_url)

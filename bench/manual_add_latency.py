@@ -270,7 +270,7 @@ async def run_scenario(
         )  # fmt: skip
         await admin(url, "reset", {})
         async with build_worker(client, settings, database_url, queue) as parts:
-            _probe_manual_waits(parts.limiter, scenario.manual_waits)
+            _probe_manual_waits(parts.resource("battlenet", "limiter"), scenario.manual_waits)
             async with parts.worker:
                 started = time.monotonic()
                 handle = await start(client, "battlenet", REGION, settings, every="1d")

@@ -188,8 +188,7 @@ async def refuse_while_syncing(settings: Settings, discord_guild_id: int) -> Non
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.service import RPCError
 
-    from runtime import port_in_use
-    from worker import connect
+    from runtime import connect, port_in_use
 
     address = settings.TEMPORAL_ADDRESS
     if not address:

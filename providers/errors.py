@@ -1,6 +1,23 @@
-"""Typed provider errors (DESIGN §4). Messages carry the entity and status, never credentials."""
+"""Typed provider errors (DESIGN §4). Messages carry the entity and status, never credentials.
+
+Whether Temporal may retry is a property of the *class*, never flipped on an instance:
+
+    ProviderError
+    ├── Transient            5xx, timeout, reset — retried in the client, then by Temporal
+    │   └── MalformedBody    a body that does not parse (usually cut in transit)
+    ├── RateLimited          429: a budget wait, never a spent attempt
+    ├── BudgetExhausted      the next slot is further away than the caller may wait
+    ├── NotFound             404 (non-retryable)
+    ├── Forbidden            403 (non-retryable)
+    ├── AuthFailed           bad credentials (non-retryable)
+    ├── BadPayload           parsed, but not the shape we need: schema drift (non-retryable)
+    ├── UnexpectedStatus     another 4xx: it would recur on every attempt (non-retryable)
+    └── CircuitOpen          sending more would risk a ban (non-retryable)
+"""
 
 from __future__ import annotations
+
+import time
 
 
 class ProviderError(Exception):
@@ -22,8 +39,26 @@ class RateLimited(ProviderError):
         super().__init__(message, entity=entity, status=429)
 
 
+class BudgetExhausted(ProviderError):
+    """The next slot is further away than the caller agreed to wait.
+
+    ``resume_at`` is wall-clock epoch seconds: a workflow can sleep until then durably.
+    """
+
+    def __init__(self, bucket: str, wait_seconds: float) -> None:
+        self.bucket = bucket
+        self.wait_seconds = wait_seconds
+        self.resume_at = time.time() + wait_seconds
+        super().__init__(f"rate budget of {bucket!r} exhausted for {wait_seconds:.1f}s")
+
+
 class Transient(ProviderError):
-    """5xx, timeout, connection reset, truncated body: retry with backoff."""
+    """5xx, timeout, connection reset: retried a few times in the client, then by Temporal."""
+
+
+class MalformedBody(Transient):
+    """A body that is not valid JSON. Almost always a response cut in transit: retried like a
+    5xx. (A body that parses but has the wrong shape is :class:`BadPayload`.)"""
 
 
 class NotFound(ProviderError):
@@ -45,7 +80,14 @@ class AuthFailed(ProviderError):
 
 
 class BadPayload(ProviderError):
-    """Malformed JSON or a payload missing what we need (schema drift)."""
+    """A payload that parsed but is missing what we need, or has it in the wrong type
+    (schema drift): it would be the same on every attempt."""
+
+    retryable = False
+
+
+class UnexpectedStatus(ProviderError):
+    """A 4xx we have no meaning for (400, 405, 422…): asking again gets the same answer."""
 
     retryable = False
 
@@ -59,3 +101,10 @@ class CircuitOpen(ProviderError):
     def __init__(self, message: str, *, resume_at: float | None = None, entity: str | None = None):
         self.resume_at = resume_at
         super().__init__(message, entity=entity)
+
+
+# Type names Temporal must not retry (retry policies name them; activities raise them so).
+NON_RETRYABLE_TYPES = [
+    cls.__name__
+    for cls in (NotFound, Forbidden, AuthFailed, BadPayload, UnexpectedStatus, CircuitOpen)
+]

@@ -1,23 +1,38 @@
 """The provider-client base: one pooled httpx client, a rate-limit bucket, status → typed error.
 
-Every request goes through ``ProviderHTTP.request``: it holds a limiter slot for exactly the
+Every request goes through ``ProviderHTTP.send``: it holds a limiter slot for exactly the
 time the request is on the wire, turns transport failures and statuses into the errors of
-``providers.errors`` and pauses the whole bucket on a 429. It never retries by itself: Temporal
-owns retries.
+``providers.errors`` and pauses the whole bucket on a 429.
+
+Retries (README, "The retry contract"): an idempotent GET that fails transiently (5xx, reset,
+timeout, a body cut in transit) is asked again up to ``transient_retries`` times with jittered
+backoff, each time through the limiter (:meth:`ProviderHTTP.retrying`). What still fails is
+raised as :class:`Transient` and Temporal retries the activity. A 429 is never retried here: the
+bucket is paused and the caller turns it into a budget wait.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator, Mapping
+import random
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from providers.errors import BadPayload, Forbidden, NotFound, ProviderError, RateLimited, Transient
+from providers.errors import (
+    BadPayload,
+    Forbidden,
+    MalformedBody,
+    NotFound,
+    RateLimited,
+    Transient,
+    UnexpectedStatus,
+)
 from providers.ratelimit import Limiter, Priority
 
 
@@ -53,6 +68,10 @@ def count_requests() -> Iterator[list[int]]:
         _counter.reset(token)
 
 
+T = TypeVar("T")
+TRANSIENT_RETRIES = 2  # an idempotent GET is sent at most 3 times per activity attempt
+RETRY_BACKOFF = 0.2  # seconds, doubled per retry, with full jitter
+
 MAX_RETRY_AFTER = 3600.0  # a larger or non-finite hint is treated as an hour, never forever
 
 
@@ -84,10 +103,13 @@ class ProviderHTTP:
         max_connections: int = 50,
         transport: httpx.AsyncBaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
+        transient_retries: int = TRANSIENT_RETRIES,
     ) -> None:
         self.limiter = limiter
         self.requests_sent = 0
         self.rate_limited = 0
+        self.transient_retries = transient_retries
+        self.retries = 0  # requests sent again after a transient failure
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)),
             limits=httpx.Limits(
@@ -134,6 +156,19 @@ class ProviderHTTP:
                 entity=entity,
             ) from exc
 
+    async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run one idempotent request (``call`` sends it through the limiter), asking again on
+        a transient failure up to ``transient_retries`` times with jittered backoff."""
+        for attempt in range(self.transient_retries + 1):
+            try:
+                return await call()
+            except Transient:
+                if attempt >= self.transient_retries:
+                    raise
+            self.retries += 1
+            await asyncio.sleep(random.uniform(0.5, 1.0) * RETRY_BACKOFF * 2**attempt)
+        raise AssertionError("unreachable")
+
     def classify(self, response: httpx.Response, entity: str) -> None:
         """Raise the typed error for a non-success status (401 is handled by the caller)."""
         status = response.status_code
@@ -156,8 +191,8 @@ class ProviderHTTP:
             )
         if status >= 500 or status == 408:
             raise Transient(f"{self.provider}: {status} on {entity}", entity=entity, status=status)
-        raise ProviderError(f"{self.provider}: unexpected {status} on {entity}", entity=entity,
-                            status=status)  # fmt: skip
+        raise UnexpectedStatus(f"{self.provider}: unexpected {status} on {entity}", entity=entity,
+                               status=status)  # fmt: skip
 
     def retry_after_of(self, response: httpx.Response) -> float | None:
         """Seconds to wait after a 429 (header, else a JSON ``retry_after``/``retryAfter``)."""
@@ -176,11 +211,12 @@ class ProviderHTTP:
 
     @staticmethod
     def json_of(response: httpx.Response, entity: str) -> Any:
-        """Decode the body; a truncated or malformed body is a BadPayload marked retryable."""
+        """Decode the body; one that does not parse (usually cut in transit) is MalformedBody."""
         try:
             return json.loads(response.content)
+        except RecursionError:
+            raise BadPayload(f"JSON for {entity} is nested too deeply to be an answer",
+                             entity=entity) from None  # fmt: skip
         except ValueError as exc:
-            error = BadPayload(f"malformed JSON for {entity} ({len(response.content)} bytes)",
-                               entity=entity)  # fmt: skip
-            error.retryable = True  # a cut body is usually transport trouble: try again
-            raise error from exc
+            raise MalformedBody(f"malformed JSON for {entity} ({len(response.content)} bytes)",
+                                entity=entity) from exc  # fmt: skip

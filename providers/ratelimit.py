@@ -38,6 +38,10 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
 
+from providers.errors import BudgetExhausted
+
+__all__ = ["BudgetExhausted", "Limiter", "Priority", "RateLimiter", "Window", "WindowLog"]
+
 
 class Priority(IntEnum):
     """Who goes first when several callers wait for the same bucket (higher first)."""
@@ -59,19 +63,6 @@ class Window:
     def __post_init__(self) -> None:
         if self.limit < 1 or self.period <= 0:
             raise ValueError(f"bad window {self.limit}/{self.period}s")
-
-
-class BudgetExhausted(Exception):
-    """The next slot is further away than the caller agreed to wait.
-
-    ``resume_at`` is wall-clock epoch seconds: a workflow can sleep until then durably.
-    """
-
-    def __init__(self, bucket: str, wait_seconds: float) -> None:
-        self.bucket = bucket
-        self.wait_seconds = wait_seconds
-        self.resume_at = time.time() + wait_seconds
-        super().__init__(f"rate budget of {bucket!r} exhausted for {wait_seconds:.1f}s")
 
 
 @dataclass

@@ -435,3 +435,53 @@ async def guild_character_ids(conn: AsyncConnection, guild_id: int) -> list[int]
         .order_by(guild_members.c.character_id)
     )
     return [int(r) for r in rows.scalars()]
+
+
+async def status(conn: AsyncConnection) -> dict[str, Any]:
+    """Battle.net's part of `starter.py status`: guilds, characters, members, PvP brackets."""
+    g = (
+        await conn.execute(
+            select(
+                func.count(),
+                func.count().filter(guilds.c.last_synced_at.is_not(None)),
+                func.count().filter(guilds.c.not_found_at.is_not(None)),
+            ).select_from(guilds)
+        )
+    ).one()
+    c = (
+        await conn.execute(
+            select(
+                func.count(),
+                func.count().filter(characters.c.profile_json.is_not(None)),
+                func.count().filter(characters.c.is_private),
+                func.count().filter(characters.c.last_synced_at.is_(None)),
+            ).select_from(characters)
+        )
+    ).one()
+    members = (
+        await conn.execute(
+            select(func.count()).select_from(guild_members).where(guild_members.c.left_at.is_(None))
+        )
+    ).scalar_one()
+    pvp = (
+        await conn.execute(
+            text(
+                "SELECT l.region, l.season_id, l.bracket, l.entry_count, l.last_snapshot_at, "
+                "count(e.id) FILTER (WHERE e.equipment_processed_at IS NOT NULL) AS processed "
+                "FROM pvp_leaderboards l LEFT JOIN pvp_leaderboard_entries e "
+                "ON e.leaderboard_id = l.id AND e.snapshot_at = l.last_snapshot_at "
+                "GROUP BY l.id ORDER BY l.region, l.season_id, l.bracket"
+            )
+        )
+    ).all()
+    return {
+        "guilds": {"tracked": g[0], "synced": g[1], "not_found": g[2]},
+        "characters": {
+            "known": c[0],
+            "with_profile": c[1],
+            "private_or_missing": c[2],
+            "never_synced": c[3],
+        },
+        "members": {"current": members},
+        "pvp_brackets": [dict(r._mapping) for r in pvp],
+    }

@@ -577,3 +577,18 @@ async def run_jobs(conn: AsyncConnection, run_id: int) -> list[dict[str, Any]]:
         .order_by(channels.c.position.nulls_last(), channels.c.discord_channel_id)
     )
     return [dict(r._mapping) for r in rows]
+
+
+async def status(conn: AsyncConnection) -> dict[str, Any]:
+    """Discord's part of `starter.py status`: tenants, channels, channels without access."""
+    discord = (
+        await conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM tenants) AS tenants, "
+                "(SELECT count(*) FROM channels) AS channels, "
+                "(SELECT count(*) FROM channels WHERE access <> 'ok') AS no_access, "
+                "(SELECT coalesce(sum(message_count), 0)::bigint FROM channels) AS messages"
+            )
+        )
+    ).one()
+    return {"discord": dict(discord._mapping)}

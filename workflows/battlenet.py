@@ -401,3 +401,6 @@ def _starter(
         )
 
     return start
+
+
+WORKFLOWS = [BattleNetSync, GuildSync, CharacterBatchSync, BattleNetEntitySync]

@@ -313,3 +313,6 @@ class DiscordTenantSync:
         if state.fatal:
             raise ApplicationError(state.fatal, type=state.fatal_type, non_retryable=True)
         return result
+
+
+WORKFLOWS = [DiscordTenantSync, ChannelSync]

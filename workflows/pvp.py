@@ -136,3 +136,6 @@ class PvpSync:
         await asyncio.gather(*(bracket(b) for b in plan.brackets))
         result.brackets.sort(key=lambda r: r.bracket)
         return result
+
+
+WORKFLOWS = [PvpSync, PvpBracketSync]

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
-from providers.errors import AuthFailed, Transient
+from providers.errors import AuthFailed, BadPayload, Transient
 from providers.http import Fetched, ProviderHTTP
 from providers.ratelimit import Limiter, Priority
 
@@ -90,7 +90,10 @@ class BattleNetClient(ProviderHTTP):
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise Transient("battlenet: token endpoint answered without an access_token")
-        ttl = float(body.get("expires_in", 3600))
+        expires_in = body.get("expires_in", 3600)
+        if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
+            raise BadPayload("battlenet: token endpoint answered a non-numeric expires_in")
+        ttl = float(expires_in)
         # Refresh early: 10% of the lifetime, at least a minute, never a negative lifetime.
         self._token_expires = time.monotonic() + max(1.0, ttl - max(60.0, ttl * 0.1))
         return token
@@ -108,30 +111,39 @@ class BattleNetClient(ProviderHTTP):
         priority: int = Priority.BULK,
         max_wait: float | None = None,
     ) -> Fetched:
-        """GET a namespaced resource; 200 → data, 304 → not modified, else a typed error."""
+        """GET a namespaced resource; 200 → data, 304 → not modified, else a typed error.
+
+        Transient failures (5xx, resets, timeouts, cut bodies) are asked again a few times,
+        each through the limiter; a 429 is raised at once (the bucket is paused)."""
         url = self.base_url(region) + path
         params = {"namespace": f"{namespace}-{region}", "locale": self._locale}
-        token = await self._bearer()
-        for attempt in (1, 2):
-            headers = {"Authorization": f"Bearer {token}"}
-            if if_modified_since:
-                headers["If-Modified-Since"] = if_modified_since
-            response = await self.send(
-                "GET", url, entity=entity, priority=priority, params=params, headers=headers,
-                max_wait=max_wait,
-            )  # fmt: skip
-            if response.status_code == 401 and attempt == 1:
-                token = await self._bearer(stale=token)
-                continue
-            if response.status_code == 401:
-                raise AuthFailed(f"battlenet: 401 on {entity} after a fresh token", entity=entity)
-            break
-        self.classify(response, entity)
-        last_modified = response.headers.get("last-modified")
-        if response.status_code == 304:
-            return Fetched(304, None, last_modified or if_modified_since)
-        data = self.json_of(response, entity)
-        return Fetched(response.status_code, data, last_modified, response.content)
+
+        async def once() -> Fetched:
+            token = await self._bearer()
+            for attempt in (1, 2):
+                headers = {"Authorization": f"Bearer {token}"}
+                if if_modified_since:
+                    headers["If-Modified-Since"] = if_modified_since
+                response = await self.send(
+                    "GET", url, entity=entity, priority=priority, params=params,
+                    headers=headers, max_wait=max_wait,
+                )  # fmt: skip
+                if response.status_code == 401 and attempt == 1:
+                    token = await self._bearer(stale=token)
+                    continue
+                if response.status_code == 401:
+                    raise AuthFailed(
+                        f"battlenet: 401 on {entity} after a fresh token", entity=entity
+                    )
+                break
+            self.classify(response, entity)
+            last_modified = response.headers.get("last-modified")
+            if response.status_code == 304:
+                return Fetched(304, None, last_modified or if_modified_since)
+            data = self.json_of(response, entity)
+            return Fetched(response.status_code, data, last_modified, response.content)
+
+        return await self.retrying(once)
 
     async def guild(self, region: str, realm: str, name_slug: str, **kw: Any) -> Fetched:
         path = f"/data/wow/guild/{quote(realm)}/{quote(name_slug)}"

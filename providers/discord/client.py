@@ -19,9 +19,9 @@ from providers.errors import (
     BadPayload,
     Forbidden,
     NotFound,
-    ProviderError,
     RateLimited,
     Transient,
+    UnexpectedStatus,
 )
 from providers.http import ProviderHTTP
 from providers.ratelimit import Priority
@@ -143,10 +143,8 @@ class DiscordClient(ProviderHTTP):
                            entity=entity, status=404)  # fmt: skip
         if status >= 500 or status == 408:
             raise Transient(f"discord: {status} on {entity}", entity=entity, status=status)
-        error = ProviderError(f"discord: {status} on {entity}{suffix}", entity=entity,
-                              status=status)  # fmt: skip
-        error.retryable = False
-        raise error
+        raise UnexpectedStatus(f"discord: {status} on {entity}{suffix}", entity=entity,
+                               status=status)  # fmt: skip
 
     async def get_json(
         self,
@@ -159,10 +157,14 @@ class DiscordClient(ProviderHTTP):
         priority: int = Priority.BULK,
         max_wait: float | None = None,
     ) -> Any:
-        response = await self.get(
-            route, major, path, entity=entity, params=params, priority=priority, max_wait=max_wait
-        )
-        return self.json_of(response, entity)
+        async def once() -> Any:
+            response = await self.get(
+                route, major, path, entity=entity, params=params, priority=priority,
+                max_wait=max_wait,
+            )  # fmt: skip
+            return self.json_of(response, entity)
+
+        return await self.retrying(once)
 
     # -- API --------------------------------------------------------------------------------
 
@@ -254,14 +256,18 @@ class DiscordClient(ProviderHTTP):
         if not 1 <= limit <= 100:
             raise ValueError(f"limit must be 1..100, not {limit}")
         entity = f"channel {channel_id}"
-        response = await self.get(
-            ROUTE_MESSAGES, channel_id, f"/channels/{int(channel_id)}/messages",
-            entity=entity, params={"after": str(int(after)), "limit": str(limit)},
-            priority=priority, max_wait=max_wait,
-        )  # fmt: skip
-        return parse_messages_page(
-            response.content, channel_id=channel_id, after=after, limit=limit
-        )
+
+        async def once() -> MessagesPage:
+            response = await self.get(
+                ROUTE_MESSAGES, channel_id, f"/channels/{int(channel_id)}/messages",
+                entity=entity, params={"after": str(int(after)), "limit": str(limit)},
+                priority=priority, max_wait=max_wait,
+            )  # fmt: skip
+            return parse_messages_page(
+                response.content, channel_id=channel_id, after=after, limit=limit
+            )
+
+        return await self.retrying(once)
 
 
 def _expect_object(data: Any, entity: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from providers.errors import BadPayload
+from providers.errors import BadPayload, MalformedBody
 
 DISCORD_EPOCH_MS = 1420070400000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -61,17 +61,15 @@ class MessagesPage:
 def parse_messages_page(raw: bytes, *, channel_id: int, after: int, limit: int) -> MessagesPage:
     """Validate a message page; BadPayload (naming the channel) when it is not what we page on.
 
-    Truncated or malformed JSON is a *retryable* BadPayload (usually transport trouble).
+    JSON that does not parse is MalformedBody (a Transient: usually a body cut in transit).
     """
     entity = f"channel {channel_id}"
     try:
         data = orjson.loads(raw)  # ~3x faster than json: a page is parsed on the hot path
-    except ValueError as exc:
-        error = BadPayload(
+    except (ValueError, RecursionError) as exc:
+        raise MalformedBody(
             f"discord: malformed JSON for {entity} messages ({len(raw)} bytes)", entity=entity
-        )
-        error.retryable = True
-        raise error from exc
+        ) from exc
     if not isinstance(data, list):
         raise BadPayload(
             f"discord: {entity} messages: expected a JSON array, got {type(data).__name__}",

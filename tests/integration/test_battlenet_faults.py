@@ -112,7 +112,7 @@ async def test_client_secret_and_token_never_enter_workflow_history(
                     task_queue=task_queue,
                 )
                 await handle.result()
-                token = parts.bnet._token
+                token = parts.resource("battlenet", "client")._token
         assert token
         histories.append(await handle.fetch_history())
         async for wf in client.list_workflows(f'WorkflowId STARTS_WITH "{handle.id}/"'):

@@ -7,6 +7,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from activities.battlenet_build import pvp_queues
 from activities.types import PvpSyncInput, PvpSyncResult
 from storage.db import create_engine
 from storage.models import (
@@ -16,7 +17,7 @@ from storage.models import (
     pvp_leaderboards,
 )
 from tests.sandbox_helpers import admin, battlenet_sandbox, sandbox_settings
-from worker import build_worker, pvp_queues
+from worker import build_worker
 from workflows.pvp import PvpSync
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]

@@ -28,6 +28,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import runtime
+from activities.battlenet_build import pvp_queues
 from activities.types import BattleNetSyncInput, PvpSyncInput
 from cli.scheduler import add, start
 from storage.migrate import upgrade
@@ -40,7 +41,7 @@ from tests.integration.discord_support import (
     track,
 )
 from tests.sandbox_helpers import admin, battlenet_sandbox, sandbox_settings
-from worker import build_worker, pvp_queues
+from worker import build_worker
 from workflows.battlenet import BattleNetSync
 from workflows.pvp import PvpSync
 from workflows.scheduler import Scheduler

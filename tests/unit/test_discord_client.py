@@ -25,10 +25,12 @@ from providers.errors import (
     BadPayload,
     CircuitOpen,
     Forbidden,
+    MalformedBody,
     NotFound,
     ProviderError,
     RateLimited,
     Transient,
+    UnexpectedStatus,
 )
 from providers.http import count_requests
 from providers.ratelimit import BudgetExhausted
@@ -132,12 +134,19 @@ async def test_bad_message_pages_are_non_retryable_and_name_the_channel(
     assert caught.value.retryable is False and caught.value.entity == "channel 123"
 
 
-async def test_truncated_page_is_retryable_bad_payload() -> None:
-    client = make_client(lambda r: reply(200, b'[{"id": "105", "content": "he'))
-    with pytest.raises(BadPayload) as caught:
+async def test_truncated_page_is_a_transient_malformed_body_asked_again() -> None:
+    sent: list[int] = []
+
+    def truncated(request: httpx.Request) -> httpx.Response:
+        sent.append(1)
+        return reply(200, b'[{"id": "105", "content": "he')
+
+    client = make_client(truncated)
+    with pytest.raises(MalformedBody) as caught:
         await client.messages_page(123, after=100)
     await client.aclose()
     assert caught.value.retryable is True and "channel 123" in str(caught.value)
+    assert len(sent) == 3  # sent again twice inside the client before Temporal sees it
 
 
 async def test_guild_channels_and_threads() -> None:
@@ -210,8 +219,8 @@ async def test_errors_are_typed_and_never_contain_the_token() -> None:
                                NotFound, "10003 Unknown Channel", "channel 123")  # fmt: skip
     assert error.retryable is False
     body = {"code": 50035, "errors": {}, "message": "Invalid Form Body"}
-    error = await assert_error(reply(400, body), ProviderError, "400", "50035")
-    assert error.retryable is False and type(error) is ProviderError
+    error = await assert_error(reply(400, body), UnexpectedStatus, "400", "50035")
+    assert error.retryable is False
     error = await assert_error(reply(502, b"<html>bad gateway</html>"), Transient, "502")
     assert error.retryable is True
     await assert_error(httpx.ReadTimeout("timed out"), Transient, "timeout on channel 123")

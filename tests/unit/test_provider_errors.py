@@ -22,11 +22,14 @@ from providers.battlenet.client import BattleNetClient
 from providers.errors import (
     AuthFailed,
     BadPayload,
+    CircuitOpen,
     Forbidden,
+    MalformedBody,
     NotFound,
     ProviderError,
     RateLimited,
     Transient,
+    UnexpectedStatus,
 )
 from providers.http import Fetched, ProviderHTTP
 from providers.ratelimit import RateLimiter, Window
@@ -77,11 +80,11 @@ def test_classify_maps_status_to_typed_error(http, status, error, retryable):
     assert str(status) in str(exc)
 
 
-def test_classify_unexpected_client_error_is_a_plain_provider_error(http):
-    with pytest.raises(ProviderError) as info:
+def test_classify_unexpected_client_error_is_a_non_retryable_unexpected_status(http):
+    with pytest.raises(UnexpectedStatus) as info:
         http.classify(httpx.Response(418), ENTITY)
-    assert type(info.value) is ProviderError
     assert info.value.status == 418
+    assert info.value.retryable is False
 
 
 @pytest.mark.parametrize(
@@ -144,16 +147,24 @@ def test_json_of_decodes_a_body():
 @pytest.mark.parametrize(
     "content", [b'{"id": 36886834, "name": "Aval', b"", b"<html>502</html>", b"\xff\xfe{"]
 )
-def test_truncated_or_malformed_json_is_a_retryable_bad_payload(content):
-    with pytest.raises(BadPayload) as info:
+def test_truncated_or_malformed_json_is_a_transient_malformed_body(content):
+    with pytest.raises(MalformedBody) as info:
         ProviderHTTP.json_of(httpx.Response(200, content=content), ENTITY)
     exc = info.value
-    assert exc.retryable is True
+    assert isinstance(exc, Transient) and exc.retryable is True
     assert exc.entity == ENTITY
     assert ENTITY in str(exc)
     assert f"({len(content)} bytes)" in str(exc)
-    # The class default is untouched: schema drift stays non-retryable.
+    # Schema drift stays non-retryable; retryability is a class property, never flipped.
     assert BadPayload("x").retryable is False
+    assert not issubclass(BadPayload, Transient)
+
+
+def test_json_nested_too_deeply_is_a_bad_payload_not_a_recursion_error():
+    content = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(BadPayload) as info:
+        ProviderHTTP.json_of(httpx.Response(200, content=content), ENTITY)
+    assert ENTITY in str(info.value)
 
 
 # -- send -----------------------------------------------------------------------------------------
@@ -229,10 +240,13 @@ def test_rate_limited_becomes_application_error_with_next_retry_delay(retry_afte
 
 
 def test_every_listed_non_retryable_type_is_raised_non_retryable():
-    by_name = {cls.__name__: cls for cls in (AuthFailed, NotFound, Forbidden)}
-    assert set(NON_RETRYABLE) == set(by_name)
-    for name in NON_RETRYABLE:
-        assert to_application_error(by_name[name]("m")).non_retryable is True
+    classes = (AuthFailed, NotFound, Forbidden, BadPayload, UnexpectedStatus, CircuitOpen)
+    by_name = {cls.__name__: cls for cls in classes}
+    assert set(NON_RETRYABLE) == {*by_name, "BadInput"}
+    for name, cls in by_name.items():
+        assert to_application_error(cls("m")).non_retryable is True, name
+    for cls in (Transient, MalformedBody):
+        assert to_application_error(cls("m")).non_retryable is False
 
 
 @pytest.mark.parametrize("header", ["inf", "1e999"])
@@ -481,11 +495,42 @@ async def test_transport_error_on_the_api_raises_transient(client, bnet):
     def reset(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadError("connection reset by peer", request=request)
 
-    bnet.api_answers.append(reset)
+    bnet.api_answers.extend([reset] * 3)  # every in-client retry fails too
     with pytest.raises(Transient) as info:
         await client.guild("eu", "stormrage", "avalerion")
     assert "guild eu/stormrage/avalerion" in str(info.value)
     assert_no_secrets(info.value, token_value(1))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        lambda request: httpx.Response(503),
+        lambda request: httpx.Response(200, content=b'{"id": 368'),
+        lambda request: (_ for _ in ()).throw(httpx.ReadError("reset", request=request)),
+    ],
+    ids=["503", "truncated", "reset"],
+)
+async def test_a_transient_fault_is_asked_again_through_the_limiter(bnet, fault):
+    limiter = make_limiter()
+    client = make_client(bnet, limiter=limiter)
+    try:
+        await client.guild("eu", "stormrage", "avalerion")
+        before = limiter.stats.acquired
+        bnet.api_answers.extend([fault, fault])
+        fetched = await client.guild("eu", "stormrage", "avalerion")
+    finally:
+        await client.aclose()
+    assert fetched.data == {"id": 36886834, "name": "Avalerion"}
+    assert limiter.stats.acquired - before == 3  # each retry took its own slot
+    assert client.retries == 2
+
+
+async def test_a_429_is_not_asked_again_inside_the_client(client, bnet):
+    bnet.api_answers.append(lambda request: httpx.Response(429, headers={"Retry-After": "1"}))
+    with pytest.raises(RateLimited):
+        await client.guild("eu", "stormrage", "avalerion")
+    assert len(bnet.api_requests) == 1 and client.retries == 0
 
 
 async def test_transport_error_on_the_token_endpoint_raises_transient(client, bnet):
@@ -525,11 +570,11 @@ async def test_token_endpoint_trouble_is_retryable(client, bnet, answer):
         (lambda request: httpx.Response(403), Forbidden),
         (lambda request: httpx.Response(500), Transient),
         (lambda request: httpx.Response(429, headers={"Retry-After": "2"}), RateLimited),
-        (lambda request: httpx.Response(200, content=b'{"id": 368'), BadPayload),
+        (lambda request: httpx.Response(200, content=b'{"id": 368'), MalformedBody),
     ],
 )
 async def test_api_errors_are_typed_and_never_carry_the_token(client, bnet, answer, error):
-    bnet.api_answers.append(answer)
+    bnet.api_answers.extend([answer] * 3)  # a transient answer stays so on every retry
     with pytest.raises(error) as info:
         await client.guild("eu", "stormrage", "avalerion")
     assert "guild eu/stormrage/avalerion" in str(info.value)

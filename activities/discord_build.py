@@ -1,0 +1,68 @@
+"""Discord's part of a worker: the bot's client (built on first use) and its activities."""
+
+from __future__ import annotations
+
+from activities.discord import DiscordActivities, DiscordNotConfigured
+from providers.aiohttp_transport import AiohttpTransport
+from providers.discord import DiscordClient, DiscordLimiter
+from providers.spec import ActivitySet, BuildContext
+from settings import Settings
+
+
+class LazyDiscordClient:
+    """The Discord client, built on first use: a worker without DISCORD_BOT_TOKEN still serves
+    the other providers, and a Discord activity then fails with a clear, non-retryable error."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.limiter = DiscordLimiter(
+            global_per_second=settings.DISCORD_GLOBAL_RATE_PER_SECOND,
+            invalid_budget=settings.DISCORD_INVALID_REQUEST_BUDGET,
+            max_wait=settings.RATE_LIMIT_MAX_WAIT_SECONDS,
+        )
+        self.client: DiscordClient | None = None
+
+    def __call__(self) -> DiscordClient:
+        if self.client is None:
+            token = self.settings.DISCORD_BOT_TOKEN
+            if token is None or not token.get_secret_value().strip():
+                raise DiscordNotConfigured(
+                    "discord: DISCORD_BOT_TOKEN is not set; set it in the environment or .env "
+                    "and restart the worker"
+                )
+            # One connection per channel worker (pages of a channel are sequential) plus a few
+            # for listings; aiohttp parses the ~85 KB pages at a third of httpx's CPU cost.
+            connections = self.settings.SYNC_MAX_CHANNEL_WORKERS + 4
+            timeout = self.settings.DISCORD_HTTP_TIMEOUT_SECONDS
+            self.client = DiscordClient(
+                token=token.get_secret_value(),
+                base_url=self.settings.DISCORD_API_BASE_URL,
+                limiter=self.limiter,
+                timeout=timeout,
+                max_connections=connections,
+                transport=AiohttpTransport(timeout=timeout, max_connections=connections),
+            )
+        return self.client
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
+def build(ctx: BuildContext) -> ActivitySet:
+    settings: Settings = ctx.settings
+    client = LazyDiscordClient(settings)
+    acts = DiscordActivities(
+        ctx.engine,
+        client,
+        max_workers=settings.SYNC_MAX_CHANNEL_WORKERS,
+        fetch_size=settings.SYNC_MESSAGE_FETCH_SIZE,
+        recheck_seconds=settings.DISCORD_RECHECK_SECONDS,
+        max_attempts=settings.SYNC_CHANNEL_MAX_ATTEMPTS,
+    )
+    return ActivitySet(
+        main=acts.all(),
+        concurrency=settings.SYNC_MAX_CHANNEL_WORKERS,
+        resources={"client": client, "limiter": client.limiter},
+        closers=[client.aclose],
+    )
