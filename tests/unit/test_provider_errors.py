@@ -245,8 +245,8 @@ def test_every_listed_non_retryable_type_is_raised_non_retryable():
     assert set(NON_RETRYABLE) == {*by_name, "BadInput"}
     for name, cls in by_name.items():
         assert to_application_error(cls("m")).non_retryable is True, name
-    for cls in (Transient, MalformedBody):
-        assert to_application_error(cls("m")).non_retryable is False
+    for retryable in (Transient, MalformedBody):
+        assert to_application_error(retryable("m")).non_retryable is False
 
 
 @pytest.mark.parametrize("header", ["inf", "1e999"])
