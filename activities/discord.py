@@ -232,9 +232,12 @@ class DiscordActivities:
                 result.resume_at = resume
                 return result
             except RateLimited as exc:
+                # A budget wait, not a failure: the bucket is paused; the workflow sleeps on a
+                # durable timer until then and calls again, no attempt spent.
                 until = datetime.now(UTC) + timedelta(seconds=exc.retry_after)
                 await self._waiting(inp, ref, until, 1, sent[0] - result.pages)
-                raise to_application_error(exc) from None
+                result.resume_at = until
+                return result
             except CircuitOpen as exc:
                 raise ApplicationError(str(exc), type="CircuitOpen", non_retryable=True) from None
             except ProviderError as exc:

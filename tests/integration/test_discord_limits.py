@@ -75,6 +75,33 @@ async def test_forced_bucket_and_global_429s_are_survived(client, database_url, 
         _assert_truth(sandbox.url, tenant, await stored_ids(database_url))
 
 
+async def test_a_429_is_a_budget_wait_and_never_spends_an_attempt(
+    client, database_url, task_queue
+):
+    # One attempt per channel: a 429 that spent an attempt would park the channel.
+    with discord_server(lifted=True) as sandbox:
+        tenant = create_tenant(sandbox.url, name="Patient", text_channels=[250, 120, 40])
+        gid = int(tenant["guild_id"])
+        await track(database_url, gid)
+        admin(sandbox.url, "discord/faults", {"force_bucket_429": 6, "retry_after": 0.2})
+        settings = discord_settings(
+            sandbox.url, SYNC_MESSAGE_FETCH_SIZE=50, SYNC_CHANNEL_MAX_ATTEMPTS=1
+        )
+        result = await run_tenant_sync(client, settings, database_url, task_queue, gid)
+        stats = admin(sandbox.url, "stats")
+        assert (result.status, result.channels_done, result.channels_failed) == ("done", 3, 0)
+        assert stats["rate_limited"].get("user") == 6
+        assert result.messages == 410 and result.rate_limit_encounters == 6
+        _assert_truth(sandbox.url, tenant, await stored_ids(database_url))
+        engine = create_engine(database_url, pool_size=1)
+        async with engine.connect() as conn:
+            failures = (await conn.execute(select(sync_failures))).all()
+            retries = (await conn.execute(select(channel_sync_jobs.c.retry_count))).scalars()
+            retry_counts = list(retries)
+        await engine.dispose()
+        assert failures == [] and retry_counts == [0, 0, 0]
+
+
 async def test_invalid_request_breaker_stops_the_run_before_a_ban(client, database_url, task_queue):
     with discord_server(lifted=True) as sandbox:
         tenant = create_tenant(sandbox.url, name="Denied", text_channels=[5] * 12)
