@@ -75,9 +75,7 @@ async def test_forced_bucket_and_global_429s_are_survived(client, database_url, 
         _assert_truth(sandbox.url, tenant, await stored_ids(database_url))
 
 
-async def test_a_429_is_a_budget_wait_and_never_spends_an_attempt(
-    client, database_url, task_queue
-):
+async def test_a_429_is_a_budget_wait_and_never_spends_an_attempt(client, database_url, task_queue):
     # One attempt per channel: a 429 that spent an attempt would park the channel.
     with discord_server(lifted=True) as sandbox:
         tenant = create_tenant(sandbox.url, name="Patient", text_channels=[250, 120, 40])
