@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -28,12 +28,17 @@ from activities.discord_types import (
     FinishTenantInput,
     ParkChannelInput,
 )
-from activities.errors import budget_error, to_application_error
+from activities.errors import activity_errors
 from activities.heartbeat import heartbeating
 from providers.discord import DiscordClient
-from providers.errors import CircuitOpen, Forbidden, NotFound, ProviderError, RateLimited
+from providers.errors import (
+    BudgetExhausted,
+    Forbidden,
+    NotFound,
+    ProviderError,
+    RateLimited,
+)
 from providers.http import count_requests
-from providers.ratelimit import BudgetExhausted
 from storage import discord as db
 from storage import sync as syncdb
 
@@ -54,6 +59,22 @@ def worker_id() -> str:
 
 def _entity(channel: int) -> str:
     return f"channel/{channel}"
+
+
+T = TypeVar("T")
+LISTING_429_RETRIES = 3  # a listing request answered 429 is asked again (the bucket paused)
+
+
+async def _patiently(call: Callable[[], Awaitable[T]]) -> T:
+    """A listing request that met a 429 is asked again once its bucket's pause is over (the
+    limiter waits, or raises BudgetExhausted beyond its max wait): a 429 is a budget wait,
+    not a failed attempt. The invalid-request breaker bounds how often this can happen."""
+    for _ in range(LISTING_429_RETRIES):
+        try:
+            return await call()
+        except RateLimited:
+            continue
+    return await call()
 
 
 class DiscordActivities:
@@ -93,64 +114,45 @@ class DiscordActivities:
 
     @activity.defn
     async def discord_track_tenant(self, discord_guild_id: int) -> int:
-        async with self.engine.begin() as conn:
-            return await db.track_tenant(conn, discord_guild_id)
+        with activity_errors(f"discord: track guild {discord_guild_id}"):
+            async with self.engine.begin() as conn:
+                return await db.track_tenant(conn, discord_guild_id)
 
     # -- the tenant ------------------------------------------------------------------------
 
     @activity.defn
     async def discord_begin_tenant_sync(self, inp: BeginTenantInput) -> BeginTenantResult:
         """List the guild's channels and threads, store them, open the run and its jobs."""
-        client = self.client
         gid = inp.discord_guild_id
-        async with self.engine.connect() as conn:
-            parked = await db.parked_channels(conn, gid)  # asking again would be a 403 each
-        try:
-            guild = await client.guild(gid, priority=inp.priority)
-            listed = await client.guild_channels(gid, priority=inp.priority)
-            listed += await client.active_threads(gid, priority=inp.priority)
-            known = {c["id"] for c in listed}
-            parents = [
-                c
-                for c in listed
-                if c.get("type") in THREAD_PARENT_TYPES and int(c["id"]) not in parked
-            ]
-            for parent in parents:
-                try:
-                    archived = await client.archived_threads(
-                        int(parent["id"]), priority=inp.priority
-                    )
-                except (Forbidden, NotFound):
-                    continue  # no access to that channel's threads: its messages say the rest
-                listed += [t for t in archived if t["id"] not in known]
-                known.update(t["id"] for t in archived)
-        except NotFound as exc:
-            raise ApplicationError(
-                f"discord: guild {gid} not found ({exc}); check the id and that the bot was "
-                "added to that server",
-                type="NotFound",
-                non_retryable=True,
-            ) from None
-        except ProviderError as exc:
-            raise to_application_error(exc) from None
-        except BudgetExhausted as exc:
-            raise budget_error(exc) from None
-        async with self.engine.begin() as conn:
-            tenant = await db.track_tenant(conn, gid)
-            await db.store_guild(conn, tenant, guild)
-            row_ids = await db.store_channels(conn, tenant, listed)
-            wanted = [
-                r
-                for r in await db.load_channels(conn, row_ids)
-                if r.type in db.MESSAGE_CHANNEL_TYPES and r.discord_channel_id not in parked
-            ]
-            kind = "full" if inp.full else "incremental"
-            # The workflow id is the same for every sync of a tenant; its run id tells this
-            # sync from an earlier one that was terminated before it could close its row.
-            run_key = f"{inp.workflow_id}#{activity.info().workflow_run_id}"
-            await db.abandon_stale_runs(conn, str(gid), run_key)
-            run_id = await syncdb.start_run(conn, PROVIDER, str(gid), kind, run_key)
-            await db.begin_run(conn, run_id, tenant, run_key, kind, [r.id for r in wanted])
+        with activity_errors(f"discord: guild {gid}"):
+            client = self.client
+            async with self.engine.connect() as conn:
+                parked = await db.parked_channels(conn, gid)  # asking again would be a 403 each
+            try:
+                guild, listed = await self._list_guild(client, gid, parked, inp.priority)
+            except NotFound as exc:
+                raise ApplicationError(
+                    f"discord: guild {gid} not found ({exc}); check the id and that the bot was "
+                    "added to that server",
+                    type="NotFound",
+                    non_retryable=True,
+                ) from None
+            async with self.engine.begin() as conn:
+                tenant = await db.track_tenant(conn, gid)
+                await db.store_guild(conn, tenant, guild)
+                row_ids = await db.store_channels(conn, tenant, listed)
+                wanted = [
+                    r
+                    for r in await db.load_channels(conn, row_ids)
+                    if r.type in db.MESSAGE_CHANNEL_TYPES and r.discord_channel_id not in parked
+                ]
+                kind = "full" if inp.full else "incremental"
+                # The workflow id is the same for every sync of a tenant; its run id tells this
+                # sync from an earlier one that was terminated before it could close its row.
+                run_key = f"{inp.workflow_id}#{activity.info().workflow_run_id}"
+                await db.abandon_stale_runs(conn, str(gid), run_key)
+                run_id = await syncdb.start_run(conn, PROVIDER, str(gid), kind, run_key)
+                await db.begin_run(conn, run_id, tenant, run_key, kind, [r.id for r in wanted])
         return BeginTenantResult(
             run_id=run_id,
             channels=[ChannelTarget(r.id, r.discord_channel_id) for r in wanted],
@@ -161,14 +163,39 @@ class DiscordActivities:
             max_attempts=self.max_attempts,
         )
 
+    async def _list_guild(
+        self, client: DiscordClient, gid: int, parked: set[int], priority: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The guild object and every channel and thread of it (validated by the client)."""
+        guild = await _patiently(lambda: client.guild(gid, priority=priority))
+        listed = await _patiently(lambda: client.guild_channels(gid, priority=priority))
+        listed += await _patiently(lambda: client.active_threads(gid, priority=priority))
+        known = {c["id"] for c in listed}
+        parents = [
+            int(c["id"])
+            for c in listed
+            if c.get("type") in THREAD_PARENT_TYPES and int(c["id"]) not in parked
+        ]
+        for parent in parents:
+            try:
+                archived = await _patiently(
+                    partial(client.archived_threads, parent, priority=priority)
+                )
+            except (Forbidden, NotFound):
+                continue  # no access to that channel's threads: its messages say the rest
+            listed += [t for t in archived if t["id"] not in known]
+            known.update(t["id"] for t in archived)
+        return guild, listed
+
     @activity.defn
     async def discord_finish_tenant_sync(self, inp: FinishTenantInput) -> dict[str, Any]:
-        async with self.engine.begin() as conn:
-            totals = await db.finish_run_progress(conn, inp.run_id, inp.status)
-            counts = {**totals, "max_concurrent_channels": inp.max_concurrent}
-            await syncdb.finish_run(
-                conn, inp.run_id, inp.status, counts, totals["failed"], inp.error
-            )
+        with activity_errors(f"discord: finish run {inp.run_id}"):
+            async with self.engine.begin() as conn:
+                totals = await db.finish_run_progress(conn, inp.run_id, inp.status)
+                counts = {**totals, "max_concurrent_channels": inp.max_concurrent}
+                await syncdb.finish_run(
+                    conn, inp.run_id, inp.status, counts, totals["failed"], inp.error
+                )
         return counts
 
     # -- one channel -----------------------------------------------------------------------
@@ -179,17 +206,32 @@ class DiscordActivities:
 
         Each page is stored with the cursor in one transaction, then heartbeated; a retry or a
         restarted worker reads the cursor back from Postgres, so nothing is fetched into a gap
-        or stored twice. Returns ``done`` at the channel's end.
+        or stored twice. Returns ``done`` at the channel's end, ``resume_at`` when the bucket
+        is spent (a 429 or a long wait: the workflow sleeps, no attempt is spent), and what it
+        stored when a transient failure cut the call short after progress.
         """
-        client = self.client
-        async with self.engine.begin() as conn:
-            ref = await db.load_channel(conn, inp.channel_id)
-            if ref is None:
-                raise ApplicationError(
-                    f"channel row {inp.channel_id} is gone", type="NotFound", non_retryable=True
-                )
-            await db.job_started(conn, inp.run_id, ref.id, worker_id(), activity.info().attempt - 1)
-        result = ChannelPagesResult(failed_attempts=activity.info().attempt - 1)
+        with activity_errors(f"discord: channel row {inp.channel_id}"):
+            client = self.client
+            async with self.engine.begin() as conn:
+                ref = await db.load_channel(conn, inp.channel_id)
+                if ref is None:
+                    raise ApplicationError(
+                        f"channel row {inp.channel_id} is gone", type="NotFound", non_retryable=True
+                    )
+                attempt = activity.info().attempt
+                await db.job_started(conn, inp.run_id, ref.id, worker_id(), attempt - 1)
+        result = ChannelPagesResult(failed_attempts=attempt - 1)
+        with activity_errors(f"discord: channel {ref.discord_channel_id}"):
+            await self._page_channel(client, inp, ref, result)
+        return result
+
+    async def _page_channel(
+        self,
+        client: DiscordClient,
+        inp: ChannelPagesInput,
+        ref: db.ChannelRef,
+        result: ChannelPagesResult,
+    ) -> None:
         cursor = ref.last_message_id or 0
         deadline = time.monotonic() + inp.time_budget_seconds
         beat_at = 0.0
@@ -219,47 +261,31 @@ class DiscordActivities:
                             result.messages += page.count
                         if page.is_last:
                             await self._finish_channel(inp, ref, cursor, result, sent[0])
-                            return result
+                            return
                         if time.monotonic() >= deadline:
-                            return result
+                            return
             except (Forbidden, NotFound) as exc:
                 await self._skip_channel(inp, ref, exc, sent[0] - result.pages)
                 result.done, result.status, result.detail = True, "skipped", str(exc)
-                return result
             except BudgetExhausted as exc:
                 resume = datetime.fromtimestamp(exc.resume_at, UTC)
                 await self._waiting(inp, ref, resume, 0, sent[0] - result.pages)
                 result.resume_at = resume
-                return result
             except RateLimited as exc:
                 # A budget wait, not a failure: the bucket is paused; the workflow sleeps on a
                 # durable timer until then and calls again, no attempt spent.
                 until = datetime.now(UTC) + timedelta(seconds=exc.retry_after)
                 await self._waiting(inp, ref, until, 1, sent[0] - result.pages)
                 result.resume_at = until
-                return result
-            except CircuitOpen as exc:
-                raise ApplicationError(str(exc), type="CircuitOpen", non_retryable=True) from None
             except ProviderError as exc:
                 async with self.engine.begin() as conn:
                     await db.count_api_calls(conn, inp.run_id, ref.id, sent[0] - result.pages)
-                if exc.retryable and result.pages:
-                    # Progress was made and stored: return it, so that a channel moving
-                    # forward through intermittent 5xx is not counted as failing; the
-                    # workflow calls again at once from the stored cursor.
-                    result.detail = str(exc)
-                    return result
-                raise to_application_error(exc) from None
-            except DBAPIError as exc:
-                # Postgres refused the page (a NOT NULL column missing, a non-numeric id...):
-                # the payload drifted from the schema. One line, never the statement or data.
-                cause = str(getattr(exc, "orig", exc)).splitlines()[0][:200]
-                raise ApplicationError(
-                    f"discord: channel {ref.discord_channel_id}: page rejected by Postgres "
-                    f"({type(getattr(exc, 'orig', exc)).__name__}: {cause})",
-                    type="BadPayload",
-                    non_retryable=True,
-                ) from None
+                if not (exc.retryable and result.pages):
+                    raise  # activity_errors tells Temporal (retryable by the error's class)
+                # Progress was made and stored: return it, so that a channel moving forward
+                # through intermittent 5xx, resets or cut bodies is not counted as failing;
+                # the workflow calls again at once from the stored cursor.
+                result.detail = str(exc)
             finally:
                 result.api_calls = sent[0]
 
@@ -314,15 +340,16 @@ class DiscordActivities:
     @activity.defn
     async def discord_park_channel(self, inp: ParkChannelInput) -> None:
         """A channel that kept failing: dead-letter it; the tenant sync goes on."""
-        async with self.engine.begin() as conn:
-            await db.job_finished(
-                conn, inp.run_id, inp.channel_id, "failed", inp.error_type, inp.error
-            )
-            await syncdb.record_failure(
-                conn,
-                PROVIDER,
-                _entity(inp.discord_channel_id),
-                inp.error_type or "failed",
-                inp.error,
-                datetime.now(UTC) + timedelta(hours=1),
-            )
+        with activity_errors(f"discord: park channel {inp.discord_channel_id}"):
+            async with self.engine.begin() as conn:
+                await db.job_finished(
+                    conn, inp.run_id, inp.channel_id, "failed", inp.error_type, inp.error
+                )
+                await syncdb.record_failure(
+                    conn,
+                    PROVIDER,
+                    _entity(inp.discord_channel_id),
+                    inp.error_type or "failed",
+                    inp.error,
+                    datetime.now(UTC) + timedelta(hours=1),
+                )
