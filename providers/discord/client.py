@@ -12,7 +12,13 @@ from typing import Any
 
 import httpx
 
-from providers.discord.parse import MessagesPage, parse_messages_page
+from providers.discord.parse import (
+    MessagesPage,
+    parse_channels,
+    parse_guild,
+    parse_messages_page,
+    parse_thread_list,
+)
 from providers.discord.ratelimit import DiscordLimiter
 from providers.errors import (
     AuthFailed,
@@ -174,7 +180,7 @@ class DiscordClient(ProviderHTTP):
         entity = f"guild {guild_id}"
         data = await self.get_json(ROUTE_GUILD, guild_id, f"/guilds/{int(guild_id)}",
                                    entity=entity, priority=priority, max_wait=max_wait)  # fmt: skip
-        return _expect_object(data, entity)
+        return parse_guild(data, entity)
 
     async def guild_channels(
         self, guild_id: int, *, priority: int = Priority.BULK, max_wait: float | None = None
@@ -184,7 +190,7 @@ class DiscordClient(ProviderHTTP):
             ROUTE_GUILD_CHANNELS, guild_id, f"/guilds/{int(guild_id)}/channels",
             entity=entity, priority=priority, max_wait=max_wait,
         )  # fmt: skip
-        return _expect_objects(data, entity)
+        return parse_channels(data, entity)
 
     async def active_threads(
         self, guild_id: int, *, priority: int = Priority.BULK, max_wait: float | None = None
@@ -194,7 +200,7 @@ class DiscordClient(ProviderHTTP):
             ROUTE_ACTIVE_THREADS, guild_id, f"/guilds/{int(guild_id)}/threads/active",
             entity=entity, priority=priority, max_wait=max_wait,
         )  # fmt: skip
-        return _expect_objects(_expect_object(data, entity).get("threads"), entity)
+        return parse_thread_list(data, entity)[0]
 
     async def archived_threads(
         self,
@@ -213,14 +219,13 @@ class DiscordClient(ProviderHTTP):
             params = {"limit": str(page_size)}
             if before is not None:
                 params["before"] = before
-            data = _expect_object(
+            page, has_more = parse_thread_list(
                 await self.get_json(ROUTE_ARCHIVED_THREADS, channel_id, path, entity=entity,
                                     params=params, priority=priority, max_wait=max_wait),
                 entity,
             )  # fmt: skip
-            page = _expect_objects(data.get("threads"), entity)
             threads.extend(page)
-            if not data.get("has_more") or not page:
+            if not has_more or not page:
                 return threads
             metadata = page[-1].get("thread_metadata")
             stamp = metadata.get("archive_timestamp") if isinstance(metadata, dict) else None
@@ -268,16 +273,3 @@ class DiscordClient(ProviderHTTP):
             )
 
         return await self.retrying(once)
-
-
-def _expect_object(data: Any, entity: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise BadPayload(f"discord: {entity}: expected a JSON object, got {type(data).__name__}",
-                         entity=entity)  # fmt: skip
-    return data
-
-
-def _expect_objects(data: Any, entity: str) -> list[dict[str, Any]]:
-    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
-        raise BadPayload(f"discord: {entity}: expected a JSON array of objects", entity=entity)
-    return data

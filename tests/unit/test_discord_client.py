@@ -186,6 +186,73 @@ async def test_guild_channels_and_threads() -> None:
     await client.aclose()
 
 
+LISTING_CALLS: dict[str, Callable[[DiscordClient], Any]] = {
+    "/guilds/456": lambda c: c.guild(456),
+    "/guilds/456/channels": lambda c: c.guild_channels(456),
+    "/guilds/456/threads/active": lambda c: c.active_threads(456),
+    "/channels/1/threads/archived/public": lambda c: c.archived_threads(1),
+}
+OK_THREAD = {
+    "id": "9",
+    "type": 11,
+    "thread_metadata": {"archive_timestamp": "2024-01-01T00:00:00+00:00"},
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fragments"),
+    [
+        ("/guilds/456", "abc", ["guild 456", "expected a JSON object"]),
+        ("/guilds/456", {"id": "456", "name": 5}, ["guild 456", "name is int, not a string"]),
+        ("/guilds/456", {"id": 456, "name": "g"}, ["guild 456", "no string snowflake id"]),
+        ("/guilds/456/channels", [{"type": 0}], ["guild 456 channels", "item 0",
+                                                  "no string snowflake id"]),
+        ("/guilds/456/channels", [{"id": "abc", "type": 0}], ["guild 456 channels",
+                                                               "no string snowflake id"]),
+        ("/guilds/456/channels", [{"id": 7, "type": 0}], ["item 0", "no string snowflake id"]),
+        ("/guilds/456/channels", ["abc"], ["guild 456 channels", "item 0 is str, not an object"]),
+        ("/guilds/456/channels", {"id": "1"}, ["guild 456 channels", "expected a JSON array"]),
+        ("/guilds/456/channels", [{"id": "1", "type": "0"}], ["channel 1",
+                                                               "type is str, not an integer"]),
+        ("/guilds/456/channels", [{"id": "1", "type": True}], ["channel 1", "type is bool"]),
+        ("/guilds/456/channels", [{"id": "1", "type": 0, "parent_id": 5}], ["channel 1",
+                                                                             "parent_id"]),
+        ("/guilds/456/channels", [{"id": "1", "type": 0, "position": "3"}], ["channel 1",
+                                                                              "position"]),
+        ("/guilds/456/channels", [{"id": "1", "type": 0, "name": {"x": 1}}], ["channel 1",
+                                                                               "name is dict"]),
+        ("/guilds/456/channels", [{"id": "1", "type": 0, "last_message_id": "x"}],
+         ["channel 1", "last_message_id"]),
+        ("/guilds/456/threads/active", {"threads": "x"}, ["guild 456 active threads",
+                                                          "expected a JSON array"]),
+        ("/guilds/456/threads/active", ["x"], ["guild 456 active threads",
+                                               "expected a JSON object"]),
+        ("/guilds/456/threads/active", {"threads": [{"id": "5", "type": 11,
+                                                     "thread_metadata": "archived"}]},
+         ["guild 456 active threads", "channel 5", "thread_metadata is str, not an object"]),
+        ("/channels/1/threads/archived/public",
+         {"threads": [{"id": "9", "type": 11, "thread_metadata": []}], "has_more": False},
+         ["channel 1 archived threads", "channel 9", "thread_metadata is list"]),
+        ("/channels/1/threads/archived/public", {"threads": [OK_THREAD], "has_more": "yes"},
+         ["channel 1 archived threads", "has_more is str, not a boolean"]),
+        ("/channels/1/threads/archived/public",
+         {"threads": [{**OK_THREAD, "thread_metadata": {"archive_timestamp": 5}}],
+          "has_more": True},
+         ["channel 1 archived threads", "channel 9", "archive_timestamp"]),
+    ],
+)  # fmt: skip
+async def test_wrong_typed_listing_fields_are_a_bad_payload_naming_the_guild_or_channel(
+    path: str, body: Any, fragments: list[str]
+) -> None:
+    client = make_client(lambda r: reply(200, body))
+    with pytest.raises(BadPayload) as caught:
+        await LISTING_CALLS[path](client)
+    await client.aclose()
+    for fragment in fragments:
+        assert fragment in str(caught.value)
+    assert caught.value.retryable is False and str(caught.value).startswith("discord: ")
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 
