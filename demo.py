@@ -16,23 +16,22 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from activities.types import BattleNetSyncInput
+from cli.common import services
+from runtime import connect
+from sandbox.admin_client import admin
+from sandbox.battlenet import BattleNetSandboxConfig
+from sandbox.server import SandboxProcess
+from sandbox.world import BattleNetWorldConfig
 from settings import Settings
+from storage import battlenet as db
+from storage.db import create_engine
+from storage.status import database_status
+from worker import build_worker
+from workflows.battlenet import BattleNetSync
 
 
 async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from activities.types import BattleNetSyncInput
-    from runtime import connect
-    from sandbox.admin_client import admin
-    from sandbox.battlenet import BattleNetSandboxConfig
-    from sandbox.server import SandboxProcess
-    from sandbox.world import BattleNetWorldConfig
-    from starter import services
-    from storage import battlenet as db
-    from storage.db import create_engine
-    from storage.status import database_status
-    from worker import build_worker
-    from workflows.battlenet import BattleNetSync
-
     world = BattleNetWorldConfig(
         regions=("eu",), guilds_per_region=args.guilds, roster_min=30, roster_max=args.roster_max
     )

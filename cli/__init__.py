@@ -1,4 +1,12 @@
-"""Helpers behind `starter.py` verbs."""
+"""The verbs behind `python starter.py` (starter.py only assembles them).
+
+One module per verb, each with ``register(verbs)`` (its parser) and ``run(args, settings)``:
+``db``, ``track``, ``sync``, ``status``, ``reset``, ``scheduler`` (and the manual add it serves),
+``add``, ``temporal``, ``sandbox``, ``demo``. Shared parts: ``common`` (exit codes, parser,
+output, servers), ``launch`` (the one start-and-maybe-wait helper), ``commands`` (what a
+provider adds to the generic verbs). Provider-specific sub-commands: ``battlenet``,
+``discord``, reached through their spec's ``cli`` field; the generic verbs name no provider.
+"""
 
 
 class CliError(Exception):

@@ -1,18 +1,30 @@
-"""CLI verbs for Discord: `track tenant`, `sync discord`, `status --tenant`, `reset discord`."""
+"""Discord on the command line: `track tenant`, `sync discord`, `status --tenant`,
+`reset discord` (the scope is a tenant: a Discord guild id, `--tenant`)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import sys
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
-from cli import CliError
-from settings import Settings
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from activities.discord_types import TenantSyncInput, TenantSyncResult
+from cli import CliError
+from cli.commands import (
+    ProviderCommands,
+    ResetCommand,
+    Scope,
+    ScopeView,
+    SyncCommand,
+    TrackCommand,
+)
+from cli.launch import Launch, Outcome
+from settings import Settings
+from storage import discord as db
+from workflows.visibility import search_attributes
+
+PROVIDER = "discord"
 SNOWFLAKE_HINT = "a Discord id is 17 to 20 digits, e.g. 1168516062791340136"
 
 
@@ -24,54 +36,59 @@ def snowflake_arg(value: str) -> int:
     return int(text)
 
 
-def sync_workflow_id(discord_guild_id: int) -> str:
+def sync_workflow_id(tenant: str) -> str:
     """One sync per tenant at a time: two would advance the same cursors."""
-    return f"discord-sync/{discord_guild_id}"
+    return f"discord-sync/{tenant}"
 
 
-async def tracked(conn: Any, discord_guild_id: int) -> int:
-    from storage import discord as db
-
-    tenant = await db.tenant_id(conn, discord_guild_id)
-    if tenant is None:
+async def tracked(conn: AsyncConnection, tenant: str) -> int:
+    found = await db.tenant_id(conn, int(tenant))
+    if found is None:
         raise CliError(
-            f"tenant {discord_guild_id} is not tracked; run "
-            f"`python starter.py track tenant {discord_guild_id}` first"
+            f"tenant {tenant} is not tracked; run `python starter.py track tenant {tenant}` first"
         )
-    return tenant
+    return found
 
 
-async def start_sync(client: Any, settings: Settings, discord_guild_id: int, full: bool) -> Any:
-    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-    from temporalio.exceptions import WorkflowAlreadyStartedError
-
-    from activities.discord_types import TenantSyncInput
-    from workflows.discord import DiscordTenantSync
-    from workflows.visibility import search_attributes
-
-    workflow_id = sync_workflow_id(discord_guild_id)
-    try:
-        return await client.start_workflow(
-            DiscordTenantSync.run,
-            TenantSyncInput(discord_guild_id=discord_guild_id, full=full),
-            id=workflow_id,
-            task_queue=settings.TEMPORAL_TASK_QUEUE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            static_summary=f"Discord {'full' if full else 'incremental'} sync of guild "
-            f"{discord_guild_id}",
-            search_attributes=search_attributes(
-                "discord", str(discord_guild_id), "full" if full else "sync"
-            ),
-        )
-    except WorkflowAlreadyStartedError:
-        raise CliError(
-            f"a sync of tenant {discord_guild_id} is already running ({workflow_id}); "
-            f"watch it with `python starter.py status --tenant {discord_guild_id} --watch`"
-        ) from None
+async def _require_tracked(conn: AsyncConnection, tenant: str) -> None:
+    await tracked(conn, tenant)
 
 
-def summary_lines(result: Any) -> str:
+# --- track tenant ---------------------------------------------------------------------------
+
+
+async def _track(conn: AsyncConnection, tenant: str, args: argparse.Namespace) -> int:
+    return await db.track_tenant(conn, int(tenant))
+
+
+def _label(tenant: str, args: argparse.Namespace) -> str:
+    return f"tenant {tenant}"
+
+
+# --- sync discord ---------------------------------------------------------------------------
+
+
+def _sync_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--full", action="store_true", help="re-read every channel from the start")
+
+
+def _sync_launch(args: argparse.Namespace, settings: Settings, tenant: str) -> Launch:
+    workflow_id = sync_workflow_id(tenant)
+    mode = "full" if args.full else "sync"
+    return Launch(
+        workflow="DiscordTenantSync",
+        arg=TenantSyncInput(discord_guild_id=int(tenant), full=args.full),
+        id=workflow_id,
+        summary=f"Discord {'full' if args.full else 'incremental'} sync of guild {tenant}",
+        search_attributes=search_attributes(PROVIDER, tenant, mode),
+        result_type=TenantSyncResult,
+        already_running=f"a sync of tenant {tenant} is already running ({workflow_id}); "
+        f"watch it with `python starter.py status --tenant {tenant} --watch`",
+        finished=_sync_finished,
+    )
+
+
+def _sync_finished(workflow_id: str, result: TenantSyncResult) -> Outcome:
     data = asdict(result)
     head = (
         f"tenant {result.discord_guild_id}: {result.status} in {result.seconds:.1f}s — "
@@ -84,10 +101,12 @@ def summary_lines(result: Any) -> str:
         if k not in ("discord_guild_id", "status", "messages", "reactions", "attachments")
         and v not in (None, "")
     )
-    return f"{head}\n  {parts}"
+    return Outcome(
+        result.status == "done", f"{head}\n  {parts}", {"workflow_id": workflow_id, **data}
+    )
 
 
-# --- status --tenant -----------------------------------------------------------------------
+# --- status --tenant -------------------------------------------------------------------------
 
 _COLUMNS = (
     ("channel", 20),
@@ -101,14 +120,11 @@ _COLUMNS = (
 )
 
 
-async def tenant_status(engine: Any, discord_guild_id: int) -> dict[str, Any]:
-    from storage import discord as db
-
-    async with engine.connect() as conn:
-        await tracked(conn, discord_guild_id)
-        run = await db.latest_run(conn, discord_guild_id)
-        jobs = [] if run is None else await db.run_jobs(conn, int(run["sync_run_id"]))
-    return {"tenant": discord_guild_id, "run": run, "channels": jobs}
+async def tenant_status(conn: AsyncConnection, tenant: str) -> dict[str, Any]:
+    await tracked(conn, tenant)
+    run = await db.latest_run(conn, int(tenant))
+    jobs = [] if run is None else await db.run_jobs(conn, int(run["sync_run_id"]))
+    return {"tenant": int(tenant), "run": run, "channels": jobs}
 
 
 def _cell(job: dict[str, Any], name: str) -> str:
@@ -151,76 +167,76 @@ def render_status(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def watch_status(engine: Any, args: argparse.Namespace) -> None:
-    while True:
-        data = await tenant_status(engine, args.tenant)
-        if args.json:
-            print(json.dumps(data, default=str), flush=True)
-        else:
-            if args.watch:
-                print(f"\x1b[2J\x1b[H{datetime.now(UTC):%H:%M:%S} (Ctrl-C to stop)")
-            print(render_status(data), flush=True)
-        if not args.watch:
-            return
-        await asyncio.sleep(args.watch)
+# --- reset discord ---------------------------------------------------------------------------
 
 
-# --- reset -----------------------------------------------------------------------------------
+def _reset_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--channel", type=snowflake_arg, help="only this channel")
 
 
-async def reset(engine: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from storage import discord as db
+def _reset_what(tenant: str, args: argparse.Namespace) -> str:
+    if args.channel:
+        return f"channel {args.channel} of tenant {tenant}"
+    return f"every channel of tenant {tenant}"
 
-    async with engine.begin() as conn:
-        try:
-            channels, removed = await db.reset_cursors(conn, args.tenant, args.channel)
-        except LookupError as exc:
-            raise CliError(f"{exc}; `python starter.py status --tenant <id>` lists them") from None
-    return {"tenant": args.tenant, "channel": args.channel, "channels_reset": channels,
+
+async def _reset(conn: AsyncConnection, tenant: str, args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        channels, removed = await db.reset_cursors(conn, int(tenant), args.channel)
+    except LookupError as exc:
+        raise CliError(f"{exc}; `python starter.py status --tenant <id>` lists them") from None
+    return {"tenant": int(tenant), "channel": args.channel, "channels_reset": channels,
             "progress_rows_removed": removed}  # fmt: skip
 
 
-async def refuse_while_syncing(settings: Settings, discord_guild_id: int) -> None:
-    """A running sync would write its cursors straight back after a reset: refuse instead.
-
-    Asks Temporal when it is up (the embedded server counts only if it is already running:
-    without it nothing can be syncing)."""
-    from temporalio.client import WorkflowExecutionStatus
-    from temporalio.service import RPCError
-
-    from runtime import connect, port_in_use
-
-    address = settings.TEMPORAL_ADDRESS
-    if not address:
-        if not port_in_use(settings.EMBEDDED_TEMPORAL_PORT):
-            return
-        address = f"127.0.0.1:{settings.EMBEDDED_TEMPORAL_PORT}"
-    workflow_id = sync_workflow_id(discord_guild_id)
-    try:
-        client = await asyncio.wait_for(connect(address, settings.TEMPORAL_NAMESPACE), 5)
-        described = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError:
-        return  # never started, or gone
-    except (OSError, RuntimeError, TimeoutError) as exc:
-        raise CliError(
-            f"cannot check whether {workflow_id} is running (Temporal at {address}: {exc}); "
-            "reset needs to know: start Temporal or fix TEMPORAL_ADDRESS"
-        ) from None
-    if described.status == WorkflowExecutionStatus.RUNNING:
-        raise CliError(
-            f"{workflow_id} is running and would write its cursors back; wait for it or stop it "
-            f"(`temporal workflow terminate -w {workflow_id}`), then reset"
-        )
-
-
-def refuse_without_yes(args: argparse.Namespace) -> int | None:
-    if args.yes:
-        return None
-    what = f"channel {args.channel} of tenant {args.tenant}" if args.channel else (
-        f"every channel of tenant {args.tenant}")  # fmt: skip
-    print(
-        f"error: this clears the sync cursors and progress of {what} (stored messages are "
-        "kept; the next sync re-reads from the beginning); add --yes to confirm",
-        file=sys.stderr,
+def _reset_summary(data: dict[str, Any]) -> str:
+    return (
+        f"reset {data['channels_reset']} channel(s) of tenant {data['tenant']}: cursors "
+        f"cleared, {data['progress_rows_removed']} progress row(s) removed; messages kept"
     )
-    return 2
+
+
+COMMANDS = ProviderCommands(
+    scope=Scope("discord guild id", "the Discord guild (server) id", type=snowflake_arg),
+    sync=(
+        SyncCommand(
+            name="discord",
+            help="mirror a tenant's channels and messages",
+            description="Start a DiscordTenantSync: list the tenant's channels and threads, "
+            "then page each channel's new messages (all of them with --full), "
+            "SYNC_MAX_CHANNEL_WORKERS at a time. "
+            "Example: python starter.py sync discord --tenant 1168516062791340136 --wait",
+            launch=_sync_launch,
+            arguments=_sync_arguments,
+            check=_require_tracked,
+        ),
+    ),
+    track=(
+        TrackCommand(
+            name="tenant",
+            help="track a Discord server (its channels and messages)",
+            description="Track a Discord server (guild) by id; the bot must be a member. "
+            "Example: python starter.py track tenant 1168516062791340136",
+            register=_track,
+            label=_label,
+        ),
+    ),
+    reset=ResetCommand(
+        help="clear a tenant's (or one channel's) cursors and progress",
+        description="Clear the cursors and progress of a Discord tenant, or of one of its "
+        "channels; messages stay stored. Refuses without --yes. Example: python starter.py "
+        "reset discord --tenant 1168516062791340136 --yes",
+        what=_reset_what,
+        kept="stored messages are kept",
+        reset=_reset,
+        summary=_reset_summary,
+        running=sync_workflow_id,
+        arguments=_reset_arguments,
+    ),
+    view=ScopeView(
+        help="live table of a Discord tenant's latest sync: channel, status, messages, msgs/s, "
+        "retries, waiting-until",
+        fetch=tenant_status,
+        render=render_status,
+    ),
+)

@@ -1,153 +1,191 @@
-"""CLI verbs around the running schedule: `scheduler …`, `add …`, `temporal setup`.
+"""The running schedule of every provider: `scheduler start|stop|pause|resume|status
+<provider>`, and the manual add it serves (`add …`, cli/add.py).
 
-Each has a plain `temporal` CLI equivalent (README): the Temporal CLI and Web UI are clients of
-the same workflow, not a back door.
+Nothing here names a provider. Cadences come from the spec's kinds (a ``cadence_setting`` whose
+value is "off" is not scheduled; `--every` overrides the first cadenced kind), the scope from
+``spec.scope_option`` and ``spec.default_scope``. Each action has a plain `temporal` CLI
+equivalent (README, "The running schedule"): the Temporal CLI and Web UI are clients of the
+same workflow, not a back door.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from typing import Any
 
-from temporalio.client import (
-    Client,
-    WithStartWorkflowOperation,
-    WorkflowHandle,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
-)
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from cli import CliError
+from cli.commands import AddCommand, add_scope_option, commands, each, scope_dest, scope_of
+from cli.common import EXIT_OK, PROG, Verbs, add_verb, emit, key_values, temporal
+from cli.launch import Launch, Outcome, outcome, start_and_maybe_wait
+from cli.launch import start as start_launch
+from providers import registry
+from providers.ratelimit import Priority
+from providers.spec import ProviderSpec
 from settings import Settings
 from workflows.scheduler import Scheduler, scheduler_id
-from workflows.scheduler_types import PRIORITIES, SchedulerInput, SyncRequest
+from workflows.scheduler_types import (
+    RequestOutcome,
+    SchedulerInput,
+    SyncRequest,
+    parse_cadence,
+)
 from workflows.visibility import search_attributes
 
-PROVIDERS = ["battlenet", "discord"]
+ACTIONS = ("start", "stop", "pause", "resume", "status")
 
 
-def scheduler_input(provider: str, scope: str, settings: Settings, every: str | None) -> Any:
-    if provider == "discord":
-        cadences = {"sync": every or settings.SCHEDULER_DISCORD_SYNC_EVERY}
-    else:
-        cadences = {"sync": every or settings.SCHEDULER_BATTLENET_SYNC_EVERY}
-        if settings.SCHEDULER_PVP_EVERY != "off":
-            cadences["pvp"] = settings.SCHEDULER_PVP_EVERY
+def cadence_arg(value: str) -> str:
+    """argparse type of --every: a cadence like 15m, or off (a typo is exit 2)."""
+    try:
+        parse_cadence(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def cadences(spec: ProviderSpec, settings: Settings, every: str | None) -> dict[str, str]:
+    """Kind → cadence from the spec's settings; `every` overrides its first cadenced kind."""
+    found: dict[str, str] = {}
+    cadenced = [kind for kind in spec.kinds if kind.cadence_setting]
+    for n, kind in enumerate(cadenced):
+        value = str(getattr(settings, str(kind.cadence_setting)))
+        if n == 0 and every:
+            value = every
+        if parse_cadence(value) is not None:
+            found[kind.name] = value
+    return found
+
+
+def scheduler_input(
+    spec: ProviderSpec, scope: str, settings: Settings, every: str | None
+) -> SchedulerInput:
     return SchedulerInput(
-        provider=provider,
+        provider=spec.name,
         scope=scope,
-        cadences=cadences,
+        cadences=cadences(spec, settings, every),
         max_concurrent=settings.SCHEDULER_MAX_CONCURRENT,
         ageing_seconds=settings.SCHEDULER_AGEING_SECONDS,
     )
 
 
-def _start_options(provider: str, scope: str, settings: Settings) -> dict[str, Any]:
-    return {
-        "id": scheduler_id(provider, scope),
-        "task_queue": settings.TEMPORAL_TASK_QUEUE,
-        "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
-        "static_summary": f"Running schedule of {provider} {scope}",
-        "search_attributes": search_attributes(provider, scope, "scheduler"),
-    }
+def _started(handle: WorkflowHandle[Any, Any], polled: bool) -> Outcome:
+    data = {"scheduler": handle.id, "run_id": handle.result_run_id, "started": True}
+    return Outcome(True, key_values(data), data)
+
+
+def scheduler_launch(
+    spec: ProviderSpec, scope: str, settings: Settings, every: str | None = None
+) -> Launch:
+    """The scope's Scheduler; starting it when it runs already is a no-op (idempotent)."""
+    return Launch(
+        workflow=Scheduler.run,
+        arg=scheduler_input(spec, scope, settings, every),
+        id=scheduler_id(spec.name, scope),
+        summary=f"Running schedule of {spec.name} {scope}",
+        search_attributes=search_attributes(spec.name, scope, "scheduler"),
+        conflict=WorkflowIDConflictPolicy.USE_EXISTING,
+        started=_started,
+    )
 
 
 async def start(
     client: Client, provider: str, scope: str, settings: Settings, every: str | None = None
 ) -> WorkflowHandle[Any, Any]:
-    return await client.start_workflow(
-        Scheduler.run,
-        scheduler_input(provider, scope, settings, every),
-        **_start_options(provider, scope, settings),
+    """Start (or find) the Scheduler of ``provider`` ``scope``."""
+    launch = scheduler_launch(registry.spec(provider), scope, settings, every)
+    return await start_launch(client, settings.TEMPORAL_TASK_QUEUE, launch)
+
+
+# --- manual add ----------------------------------------------------------------------------
+
+
+def entity_command(entity: str) -> tuple[ProviderSpec, AddCommand]:
+    """The provider that declares `add <entity>`, and its command."""
+    for spec, declared in each():
+        for command in declared.add:
+            if command.name == entity:
+                return spec, command
+    raise CliError(f"no provider adds {entity!r}")
+
+
+def _queued(request: SyncRequest) -> Callable[[WorkflowHandle[Any, Any], bool], Outcome]:
+    def started(handle: WorkflowHandle[Any, Any], polled: bool) -> Outcome:
+        data = {"scheduler": handle.id, "queued": asdict(request)}
+        return Outcome(True, key_values(data), data)
+
+    return started
+
+
+def _added(scheduler: str, done: RequestOutcome) -> Outcome:
+    data = {"scheduler": scheduler, **asdict(done)}
+    return Outcome(done.status == "completed", key_values(data), data)
+
+
+def manual_add(args: argparse.Namespace, settings: Settings) -> Launch:
+    """Signal-with-start the scope's Scheduler with the request; with --wait, update-with-start
+    it and wait (up to --timeout) until the entity's rows are stored."""
+    spec, command = entity_command(args.entity)
+    scope = str(getattr(args, scope_dest(spec)))
+    request = SyncRequest(
+        kind=args.entity,
+        key=command.key(args),
+        priority=Priority[args.priority.upper()],
+        reason="manual add",
+    )
+    return replace(
+        scheduler_launch(spec, scope, settings),
+        signal=("enqueue", request),
+        update=(Scheduler.enqueue_and_wait, request),
+        timeout=args.timeout,
+        waiting_for=f"{args.entity} {scope}/{request.key}",
+        look=f"{PROG} scheduler status {spec.name} {spec.scope_option} {scope}",
+        worker_if_unpolled=False,  # a scheduler runs for ever: never inside this process
+        started=_queued(request),
+        finished=_added,
     )
 
 
-def scheduler_scope(args: argparse.Namespace, settings: Settings) -> str:
-    """Battle.net schedules are per region, Discord ones per tenant."""
-    if args.provider == "discord":
-        if args.tenant is None:
-            raise CliError("a Discord scheduler needs --tenant <discord guild id>")
-        return str(args.tenant)
-    return str(args.region or settings.BNET_REGION)
+async def add(client: Client, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    """A manual add (`add …`) as data: what was queued, or with ``args.wait`` its outcome."""
+    return (await outcome(client, settings, manual_add(args, settings), args.wait)).data
 
 
-async def control(client: Client, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    """start | stop | pause | resume | status of one scheduler."""
-    scope = scheduler_scope(args, settings)
-    wid = scheduler_id(args.provider, scope)
-    if args.action == "start":
-        handle = await start(client, args.provider, scope, settings, args.every)
-        return {"scheduler": wid, "run_id": handle.result_run_id, "started": True}
+# --- control -------------------------------------------------------------------------------
+
+
+def scope_or_fail(spec: ProviderSpec, args: argparse.Namespace, settings: Settings) -> str:
+    scope = scope_of(spec, args, settings)
+    if scope is None:
+        noun = commands(spec).scope.noun
+        raise CliError(f"a {spec.title} scheduler needs {spec.scope_option} <{noun}>")
+    return scope
+
+
+async def control(client: Client, spec: ProviderSpec, scope: str, action: str) -> dict[str, Any]:
+    """stop | pause | resume | status of a running scheduler."""
+    wid = scheduler_id(spec.name, scope)
     handle = client.get_workflow_handle(wid)
     try:
-        if args.action == "stop":
+        if action == "stop":
             await handle.cancel()
-        elif args.action in ("pause", "resume"):
-            await handle.signal(args.action)
+        elif action in ("pause", "resume"):
+            await handle.signal(action)
         else:
             return {"scheduler": wid, **asdict(await handle.query(Scheduler.status))}
     except RPCError as exc:
         raise CliError(
             f"{wid} is not running ({exc.message}); start it with "
-            f"`python starter.py scheduler start {args.provider} "
-            f"{'--tenant' if args.provider == 'discord' else '--region'} {scope}`"
+            f"`{PROG} scheduler start {spec.name} {spec.scope_option} {scope}`"
         ) from None
-    return {"scheduler": wid, "action": args.action, "ok": True}
-
-
-async def add(client: Client, args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    """Manual add: signal-with-start (or update-with-start with --wait) the running scheduler."""
-    scope = args.region
-    request = SyncRequest(
-        kind=args.entity,
-        key=f"{args.realm.strip().lower().replace(' ', '-')}/{args.name.strip()}",
-        priority=PRIORITIES[args.priority],
-        reason="manual add",
-    )
-    options = _start_options("battlenet", scope, settings)
-    initial = scheduler_input("battlenet", scope, settings, None)
-    if not args.wait:
-        handle = await client.start_workflow(
-            Scheduler.run, initial, start_signal="enqueue", start_signal_args=[request], **options
-        )
-        return {"scheduler": handle.id, "queued": asdict(request)}
-    operation = WithStartWorkflowOperation(Scheduler.run, initial, **options)
-    try:
-        outcome = await asyncio.wait_for(
-            client.execute_update_with_start_workflow(
-                Scheduler.enqueue_and_wait, request, start_workflow_operation=operation
-            ),
-            timeout=args.timeout,
-        )
-    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
-        raise CliError(
-            f"timed out after {args.timeout:g}s waiting for {args.entity} {scope}/{request.key}; "
-            f"it is still queued or running in {options['id']} "
-            "(see `python starter.py scheduler status battlenet`)"
-        ) from None
-    return {"scheduler": options["id"], **asdict(outcome)}
-
-
-async def setup_search_attributes(client: Client) -> list[str]:
-    """Register Provider, Scope, SyncKind (Keyword) on this namespace; return what was added."""
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-
-    from worker import missing_search_attributes
-
-    missing = await missing_search_attributes(client)
-    if missing:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=client.namespace,
-                search_attributes={n: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for n in missing},
-            )
-        )
-    return missing
+    return {"scheduler": wid, "action": action, "ok": True}
 
 
 async def running_schedulers(client: Client) -> list[dict[str, Any]]:
@@ -162,8 +200,61 @@ async def running_schedulers(client: Client) -> list[dict[str, Any]]:
     return out
 
 
-def print_human(data: dict[str, Any]) -> None:
-    for key, value in data.items():
-        if isinstance(value, dict | list):
-            value = json.dumps(value, default=str)
-        print(f"{key}: {value}")
+async def setup_search_attributes(client: Client) -> list[str]:
+    """Register Provider, Scope, SyncKind (Keyword) on this namespace; return what was added."""
+    # Lazy: worker.py imports every provider's activities (about a second); only
+    # `temporal setup` asks it which attributes are missing.
+    from worker import missing_search_attributes
+
+    missing = await missing_search_attributes(client)
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=client.namespace,
+                search_attributes={n: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for n in missing},
+            )
+        )
+    return missing
+
+
+# --- the verb ------------------------------------------------------------------------------
+
+
+def register(verbs: Verbs) -> None:
+    parser = add_verb(
+        verbs,
+        "scheduler",
+        "the running schedule per provider scope",
+        run,
+        description="Control the long-running Scheduler workflow scheduler/<provider>/<scope>.",
+    )
+    parser.add_argument("action", choices=ACTIONS)
+    parser.add_argument("provider", choices=registry.names())
+    options: set[str] = set()
+    for spec, _ in each():
+        if spec.scope_option not in options:  # providers may share a scope option
+            options.add(spec.scope_option)
+            add_scope_option(
+                parser,
+                spec,
+                f"{spec.name} scope: {commands(spec).scope.help}",
+                required=False,
+            )
+    parser.add_argument(
+        "--every",
+        type=cadence_arg,
+        help="cadence of the first scheduled kind for `start`, e.g. 15m or off "
+        "(default: its setting)",
+    )
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    spec = registry.spec(args.provider)
+    scope = scope_or_fail(spec, args, settings)
+    async with temporal(settings) as (_, client):
+        if args.action == "start":
+            launch = scheduler_launch(spec, scope, settings, args.every)
+            return await start_and_maybe_wait(args, client, settings, launch)
+        data = await control(client, spec, scope, args.action)
+    emit(args, key_values(data), data)
+    return EXIT_OK

@@ -47,6 +47,9 @@ class ProviderSpec:
     plan: str  # "module:NAME" of its Scheduler plan class
     status: str  # "module:NAME" of ``async (conn) -> dict`` for `starter.py status`
     default_scope: str | None = None  # the Settings field holding the default scope, if any
+    # "module:NAME" of its ``cli.commands.ProviderCommands``: the sub-commands and options only
+    # this provider has (`track guild …`, `sync pvp …`), reached through the generic verbs
+    cli: str | None = None
 
     def kind(self, name: str) -> SyncKind | None:
         return next((k for k in self.kinds if k.name == name), None)

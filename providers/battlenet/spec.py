@@ -29,4 +29,5 @@ SPEC = ProviderSpec(
     activities="activities.battlenet_build:build",
     plan="workflows.plans:BattleNetPlan",
     status="storage.battlenet:status",
+    cli="cli.battlenet:COMMANDS",
 )

@@ -22,4 +22,5 @@ SPEC = ProviderSpec(
     activities="activities.discord_build:build",
     plan="workflows.plans:DiscordPlan",
     status="storage.discord:status",
+    cli="cli.discord:COMMANDS",
 )

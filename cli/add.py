@@ -1,0 +1,47 @@
+"""`add <entity> <scope> … [--wait]`: a manual add, one sub-command per entity a provider lets
+you add (its ``ProviderCommands.add``). The request goes to the scope's running scheduler as a
+priority signal (cli/scheduler.py), which syncs it ahead of any backlog."""
+
+from __future__ import annotations
+
+import argparse
+
+from cli.commands import add_scope_argument, each
+from cli.common import Verbs, add_verb, temporal
+from cli.launch import start_and_maybe_wait
+from cli.scheduler import manual_add
+from providers.ratelimit import Priority
+from settings import Settings
+
+PRIORITY_NAMES = [p.name.lower() for p in sorted(Priority, reverse=True)]  # manual first
+
+
+def register(verbs: Verbs) -> None:
+    add = add_verb(verbs, "add", "manual add: sync an entity now, ahead of any backlog")
+    entities = add.add_subparsers(dest="entity", required=True, metavar="ENTITY")
+    for spec, commands in each():
+        for command in commands.add:
+            kind = spec.kind(command.name)
+            assert kind is not None and kind.entity, f"{spec.name} has no entity {command.name}"
+            parser = add_verb(
+                entities, command.name, command.help, run, description=command.description
+            )
+            add_scope_argument(parser, spec)
+            command.arguments(parser)
+            parser.add_argument(
+                "--priority",
+                choices=PRIORITY_NAMES,
+                default=kind.priority.name.lower(),
+                help=f"(default: {kind.priority.name.lower()})",
+            )
+            parser.add_argument(
+                "--wait", action="store_true", help="wait until its rows are stored"
+            )
+            parser.add_argument(
+                "--timeout", type=float, default=300.0, help="seconds (default 300)"
+            )
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    async with temporal(settings) as (_, client):
+        return await start_and_maybe_wait(args, client, settings, manual_add(args, settings))

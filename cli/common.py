@@ -1,0 +1,115 @@
+"""What every verb shares: exit codes, the parser, output, and the servers a verb needs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeAlias
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from runtime import connect, embedded_services, port_in_use
+from settings import Settings
+from storage.db import create_engine
+from storage.migrate import upgrade
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PROG = "python starter.py"
+
+# what `add_subparsers` returns (typeshed types it; argparse keeps the class private)
+Verbs: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class Parser(argparse.ArgumentParser):
+    """A usage error is one line naming the fix, exit 2 (README, "CLI reference")."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+def json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_verb(
+    verbs: Verbs,
+    name: str,
+    help_text: str,
+    func: Callable[..., Any] | None = None,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """A verb (or a verb's sub-command) with its help; a leaf (``func``) also gets --json."""
+    parser: argparse.ArgumentParser = verbs.add_parser(
+        name, help=help_text, description=description or help_text
+    )
+    if func is not None:
+        parser.set_defaults(func=func)
+        json_option(parser)
+    return parser
+
+
+def emit(args: argparse.Namespace, human: str, data: Any) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, default=str, ensure_ascii=False), flush=True)
+    else:
+        print(human, flush=True)
+
+
+def key_values(data: dict[str, Any]) -> str:
+    """``key: value`` lines (nested values as JSON)."""
+    return "\n".join(
+        f"{key}: {json.dumps(value, default=str) if isinstance(value, dict | list) else value}"
+        for key, value in data.items()
+    )
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database_url: str
+    temporal_address: str
+    temporal_ui: str | None
+
+
+@asynccontextmanager
+async def services(settings: Settings, temporal: bool) -> AsyncIterator[Services]:
+    """Resolve (or start) Postgres and Temporal; migrate an embedded database."""
+    with embedded_services(need_temporal=temporal) as ep:
+        if ep.embedded_database:
+            await asyncio.to_thread(upgrade, ep.database_url)
+        yield Services(settings, ep.database_url, ep.temporal_address, ep.temporal_ui)
+
+
+@asynccontextmanager
+async def database(svc: Services) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(svc.database_url, pool_size=1)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def temporal(settings: Settings) -> AsyncIterator[tuple[Services, Client]]:
+    """The servers (started if embedded) and a client of Temporal."""
+    async with services(settings, temporal=True) as svc:
+        yield svc, await connect(svc.temporal_address, settings.TEMPORAL_NAMESPACE)
+
+
+def running_temporal(settings: Settings) -> str | None:
+    """The address of a Temporal server that is already up: TEMPORAL_ADDRESS, or the embedded
+    one while it runs (`status` and `reset` never start one; without it nothing is running)."""
+    if settings.TEMPORAL_ADDRESS:
+        return settings.TEMPORAL_ADDRESS
+    if port_in_use(settings.EMBEDDED_TEMPORAL_PORT):
+        return f"127.0.0.1:{settings.EMBEDDED_TEMPORAL_PORT}"
+    return None
+
+
+async def connect_quickly(address: str, settings: Settings) -> Client:
+    return await asyncio.wait_for(connect(address, settings.TEMPORAL_NAMESPACE), 5)

@@ -1,0 +1,28 @@
+"""`demo`: the whole stack on one machine against the Battle.net sandbox (demo.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+from cli.common import Verbs, add_verb
+from settings import Settings
+
+
+def register(verbs: Verbs) -> None:
+    parser = add_verb(
+        verbs,
+        "demo",
+        "embedded Temporal + Postgres + sandbox + worker: track guilds, sync, print a summary",
+        run,
+    )
+    parser.add_argument("--guilds", type=int, default=4, help="sandbox guilds to track")
+    parser.add_argument("--roster-max", type=int, default=120, help="largest roster")
+    parser.add_argument("--keep", action="store_true", help="keep running for the Web UI")
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    # Lazy: demo.py imports the worker (every provider's activities) and the sandbox servers,
+    # about a second that --help and the other verbs should not pay.
+    from demo import run_demo
+
+    return await run_demo(args, settings)

@@ -1,0 +1,198 @@
+"""The one way a verb starts a workflow: start it, maybe wait for its result, and turn the
+outcome into output and an exit code (0 done, 1 failed; a failure or timeout is one line).
+
+A verb describes what to start as a :class:`Launch`; :func:`start_and_maybe_wait` does the rest.
+Library callers (tests, benchmarks) use :func:`start` and :func:`outcome` directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from cli import CliError
+from cli.common import EXIT_FAILED, EXIT_OK, emit
+from settings import Settings
+from workflows.kernel import cause_message
+
+NO_POLLER = " (no worker is polling yet: run `python worker.py`)"
+
+
+@dataclass
+class Outcome:
+    """What a started (or finished) workflow means to the user."""
+
+    ok: bool
+    human: str
+    data: dict[str, Any]
+
+
+def started_line(handle: WorkflowHandle[Any, Any], polled: bool) -> Outcome:
+    return Outcome(
+        True, f"started {handle.id}{'' if polled else NO_POLLER}", {"workflow_id": handle.id}
+    )
+
+
+def finished_line(workflow_id: str, result: Any) -> Outcome:
+    return Outcome(True, f"{workflow_id} finished", {"workflow_id": workflow_id})
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A workflow to start, and how to read its outcome."""
+
+    workflow: str | Callable[..., Any]  # a workflow type name (as the plans use) or run method
+    arg: Any
+    id: str
+    summary: str
+    search_attributes: TypedSearchAttributes
+    result_type: type | None = None  # decodes a result started by type name
+    conflict: WorkflowIDConflictPolicy = WorkflowIDConflictPolicy.FAIL
+    already_running: str = ""  # the one-line error when `conflict` is FAIL and it is running
+    signal: tuple[str, Any] | None = None  # sent with the start (signal-with-start)
+    update: tuple[Any, Any] | None = None  # (update method, arg): a wait waits for it instead
+    timeout: float | None = None  # a wait longer than this fails (exit 1)
+    waiting_for: str = ""  # what the timeout message says was awaited
+    look: str = ""  # where to look after a timeout, e.g. a status command
+    worker_if_unpolled: bool = True  # a wait with nobody polling runs a worker in this process
+    started: Callable[[WorkflowHandle[Any, Any], bool], Outcome] = started_line
+    finished: Callable[[str, Any], Outcome] = finished_line
+
+
+async def has_pollers(client: Client, task_queue: str) -> bool:
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
+    return bool(response.pollers)
+
+
+def _options(launch: Launch, task_queue: str) -> dict[str, Any]:
+    return {
+        "id": launch.id,
+        "task_queue": task_queue,
+        "id_conflict_policy": launch.conflict,
+        "result_type": launch.result_type,
+        "static_summary": launch.summary,
+        "search_attributes": launch.search_attributes,
+    }
+
+
+async def start(client: Client, task_queue: str, launch: Launch) -> WorkflowHandle[Any, Any]:
+    signal: dict[str, Any] = {}
+    if launch.signal is not None:
+        signal = {"start_signal": launch.signal[0], "start_signal_args": [launch.signal[1]]}
+    try:
+        return await client.start_workflow(
+            launch.workflow, launch.arg, **_options(launch, task_queue), **signal
+        )
+    except WorkflowAlreadyStartedError:
+        raise CliError(launch.already_running or f"{launch.id} is already running") from None
+
+
+async def outcome(
+    client: Client,
+    settings: Settings,
+    launch: Launch,
+    wait: bool,
+    database_url: str | None = None,
+) -> Outcome:
+    """Start ``launch``; with ``wait``, read its result (or its update's). A failure or a
+    timeout is a :class:`CliError` with one line. ``database_url``: nobody polls the task queue
+    → a worker runs in this process until the result is in."""
+    queue = settings.TEMPORAL_TASK_QUEUE
+    if wait and launch.update is not None:
+        return launch.finished(launch.id, await _update_with_start(client, queue, launch))
+    handle = await start(client, queue, launch)
+    polled = await has_pollers(client, queue)
+    if not wait:
+        return launch.started(handle, polled)
+    in_process = not polled and launch.worker_if_unpolled and database_url is not None
+    try:
+        async with _worker(client, settings, database_url if in_process else None):
+            result = await asyncio.wait_for(handle.result(), launch.timeout)
+    except TimeoutError:
+        raise CliError(_timed_out(launch)) from None
+    except WorkflowFailureError as exc:
+        raise CliError(f"{handle.id} failed: {_one_line(exc)}") from None
+    return launch.finished(handle.id, result)
+
+
+async def start_and_maybe_wait(
+    args: argparse.Namespace,
+    client: Client,
+    settings: Settings,
+    launch: Launch,
+    database_url: str | None = None,
+) -> int:
+    """What a verb that starts a workflow returns: its output printed, 0 if it went well."""
+    done = await outcome(client, settings, launch, bool(getattr(args, "wait", False)), database_url)
+    emit(args, done.human, done.data)
+    return EXIT_OK if done.ok else EXIT_FAILED
+
+
+async def _update_with_start(client: Client, task_queue: str, launch: Launch) -> Any:
+    assert launch.update is not None
+    update, arg = launch.update
+    options = _options(launch, task_queue)
+    del options["result_type"]
+    operation = WithStartWorkflowOperation(launch.workflow, launch.arg, **options)
+    try:
+        return await asyncio.wait_for(
+            client.execute_update_with_start_workflow(
+                update, arg, start_workflow_operation=operation
+            ),
+            timeout=launch.timeout,
+        )
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        raise CliError(_timed_out(launch)) from None
+    except WorkflowUpdateFailedError as exc:
+        raise CliError(f"{launch.id} failed: {_one_line(exc)}") from None
+
+
+@asynccontextmanager
+async def _worker(
+    client: Client, settings: Settings, database_url: str | None
+) -> AsyncIterator[None]:
+    if database_url is None:
+        yield
+        return
+    # Lazy: worker.py imports every provider's activities and HTTP clients (about a second),
+    # which only a --wait with nobody polling needs; --help and every other path skip it.
+    from worker import build_worker
+
+    async with build_worker(client, settings, database_url) as parts, parts.worker:
+        yield
+
+
+def _timed_out(launch: Launch) -> str:
+    look = f" (see `{launch.look}`)" if launch.look else ""
+    return (
+        f"timed out after {launch.timeout:g}s waiting for {launch.waiting_for or launch.id}; "
+        f"it is still queued or running in {launch.id}{look}"
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(cause_message(getattr(exc, "cause", None) or exc).split())

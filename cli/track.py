@@ -1,0 +1,34 @@
+"""`track <entity> <scope> …`: register an entity to keep in sync, one sub-command per entity a
+provider declares (its ``ProviderCommands.track``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from cli.commands import TrackCommand, add_scope_argument, each, scope_dest
+from cli.common import EXIT_OK, Verbs, add_verb, database, emit, services
+from settings import Settings
+
+
+def register(verbs: Verbs) -> None:
+    track = add_verb(verbs, "track", "register an entity to keep in sync")
+    entities = track.add_subparsers(dest="entity", required=True, metavar="ENTITY")
+    for spec, commands in each():
+        for command in commands.track:
+            parser = add_verb(
+                entities, command.name, command.help, run, description=command.description
+            )
+            add_scope_argument(parser, spec)
+            command.arguments(parser)
+            parser.set_defaults(spec=spec, command=command)
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    command: TrackCommand = args.command
+    scope = str(getattr(args, scope_dest(args.spec)))
+    async with services(settings, temporal=False) as svc, database(svc) as engine:
+        async with engine.begin() as conn:
+            row_id = await command.register(conn, scope, args)
+    label = command.label(scope, args)
+    emit(args, f"tracking {label} (id {row_id})", {"entity": args.entity, "id": row_id})
+    return EXIT_OK
