@@ -5,6 +5,7 @@ message carries SQL."""
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 from sqlalchemy import select, text
@@ -16,6 +17,7 @@ from tests.integration.discord_support import (
     create_tenant,
     discord_server,
     discord_settings,
+    run_tenant_sync,
     stored_ids,
     track,
     truth_ids,
@@ -25,6 +27,57 @@ from worker import build_worker
 from workflows.discord import DiscordTenantSync
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+
+# About 30,000 messages: channels of every kind, threads listed three ways, one 403 channel.
+TENANT = {
+    "name": "Faulty",
+    "text_channels": [8000, 6000, 5000, 4000, 2500, 1500, 500, 99, 1, 0],
+    "announcement_channels": [1000],
+    "voice_channels": [50],
+    "forum_threads": [600, 300],
+    "active_threads": [200],
+    "archived_threads": [250],
+    "no_history_channels": 1,
+    "forbidden_channels": 1,
+}
+FAULTS = {"error_rate": 0.03, "reset_rate": 0.01, "truncate_rate": 0.02}  # 503s, resets, cuts
+
+
+async def test_thirty_thousand_messages_under_5xx_resets_and_cut_bodies_are_exact(
+    client, database_url, task_queue
+):
+    # Strict limits the client must respect on its own: any 429 would be unexpected.
+    with discord_server(messages=(20, 1.0), global_per_second=50) as sandbox:
+        tenant = create_tenant(sandbox.url, **TENANT)
+        gid = int(tenant["guild_id"])
+        await track(database_url, gid)
+        seed = random.randrange(1 << 30)  # a new fault pattern each run; printed to replay it
+        admin(sandbox.url, "faults", {**FAULTS, "seed": seed})
+        settings = discord_settings(sandbox.url)
+        result = await run_tenant_sync(client, settings, database_url, task_queue, gid)
+        stats = admin(sandbox.url, "stats")
+        readable = [
+            c for c in tenant["channels"] if c["access"] == "ok" and c["type"] not in (4, 15)
+        ]
+        injected = stats["faults_injected"]
+        print(
+            f"\nfault seed {seed}: {result.messages} messages in {result.seconds:.1f}s, "
+            f"{stats['requests']} requests, faults {injected}, by status {stats['by_status']}"
+        )
+        assert sum(c["messages"] for c in readable) >= 29_000
+        assert min(injected.get(k, 0) for k in ("error", "reset", "truncate")) > 0
+        assert (result.status, result.channels_failed) == ("done", 0)
+        assert sum(stats["rate_limited"].values()) == 0, stats["rate_limited"]
+        assert result.messages == sum(c["messages"] for c in readable)
+        stored = await stored_ids(database_url)
+        for channel in readable:
+            assert stored.get(int(channel["id"]), []) == truth_ids(sandbox.url, channel["id"])
+        engine = create_engine(database_url, pool_size=1)
+        async with engine.connect() as conn:
+            parked = (await conn.execute(select(sync_failures.c.entity_key))).scalars().all()
+        await engine.dispose()
+        forbidden = [c["id"] for c in tenant["channels"] if c["access"] == "forbidden"]
+        assert parked == [f"channel/{cid}" for cid in forbidden]
 
 
 async def _terminate_other_connections(database_url: str) -> int:

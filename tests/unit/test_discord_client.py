@@ -451,3 +451,35 @@ async def test_paging_three_channels_concurrently_never_hits_a_429() -> None:
     assert stats["reset_waits"] > 0 and stats["invalid_in_window"] == 0
     # 14 pages of one channel at 5 per window need two resets: about 2 s, not much more.
     assert 1.9 < elapsed < 4.0
+
+
+async def test_a_reset_connection_is_never_sent_again_behind_the_limiter() -> None:
+    # aiohttp re-sends a GET by itself when a reused connection breaks; that request would
+    # reach Discord outside the limiter. Every request the server sees must be one we counted.
+    from providers.aiohttp_transport import AiohttpTransport
+    from tests.sandbox_helpers import admin, create_discord_tenant, discord_api_base
+    from tests.sandbox_helpers import discord_sandbox as sandbox_server
+
+    with sandbox_server(lifted=True) as sandbox:
+        tenant = create_discord_tenant(sandbox.url, text_channels=[500])
+        channel = int(next(c["id"] for c in tenant["channels"] if c["type"] == 0))
+        admin(sandbox.url, "faults", {"reset_rate": 0.3})
+        client = DiscordClient(
+            token="sandbox-bot-token",
+            base_url=discord_api_base(sandbox.url),
+            limiter=DiscordLimiter(global_per_second=1000),
+            transport=AiohttpTransport(timeout=5.0, max_connections=2),
+        )
+        client.transient_retries = 0
+        resets = 0
+        try:
+            for _ in range(40):
+                try:
+                    await client.messages_page(channel, after=0, limit=10)
+                except Transient:
+                    resets += 1
+        finally:
+            await client.aclose()
+        stats = admin(sandbox.url, "stats")
+    assert resets > 0 and stats["faults_injected"]["reset"] == resets
+    assert stats["requests"] == client.requests_sent == 40
