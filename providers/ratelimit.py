@@ -23,6 +23,9 @@ Beyond that the limiter:
 
 Callers use only :class:`Limiter` (``slot``, ``pause``, ``on_rate_limited``), so a shared
 Postgres-backed budget can implement the same protocol without touching them.
+
+The waiting itself — a priority line that wakes only its head and gives up beyond ``max_wait``
+— is :class:`WaitLine`, shared with the Discord limiter (one line per bucket there).
 """
 
 from __future__ import annotations
@@ -40,7 +43,15 @@ from typing import Protocol
 
 from providers.errors import BudgetExhausted
 
-__all__ = ["BudgetExhausted", "Limiter", "Priority", "RateLimiter", "Window", "WindowLog"]
+__all__ = [
+    "BudgetExhausted",
+    "Limiter",
+    "Priority",
+    "RateLimiter",
+    "WaitLine",
+    "Window",
+    "WindowLog",
+]
 
 
 class Priority(IntEnum):
@@ -131,6 +142,101 @@ class WindowLog:
         insort(self._ends, end)
 
 
+# One sequence for every line: a waiter that moves to another line keeps its place in time.
+_arrivals = itertools.count()
+
+
+class WaitLine:
+    """The callers waiting for one budget: highest priority first, first come first within one.
+
+    Only the head is woken when something changes (a place freed, a waiter gone): with hundreds
+    of waiters a broadcast would cost hundreds of wake-ups per request. ``wake_all`` (after a
+    pause) lets every waiter look again at once, so each gives up if its wait became too long.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int]] = []
+        self._events: dict[tuple[int, int], asyncio.Event] = {}
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def wake_head(self) -> None:
+        if self._heap:
+            self._events[self._heap[0]].set()
+
+    def wake_all(self) -> None:
+        for event in self._events.values():
+            event.set()
+
+    def _join(self, entry: tuple[int, int], event: asyncio.Event) -> None:
+        heapq.heappush(self._heap, entry)
+        self._events[entry] = event
+
+    def _leave(self, entry: tuple[int, int]) -> None:
+        if self._events.pop(entry, None) is None:
+            return
+        if self._heap[0] == entry:
+            heapq.heappop(self._heap)
+        else:
+            self._heap.remove(entry)
+            heapq.heapify(self._heap)
+
+    async def wait_turn(
+        self,
+        priority: int,
+        ready_at: Callable[[float], float | None],
+        admit: Callable[[float], None],
+        *,
+        clock: Callable[[], float],
+        max_wait: float | None,
+        budget: str,
+        line: Callable[[], WaitLine] | None = None,
+    ) -> float:
+        """Wait until this caller heads the line and the budget is ready; return seconds waited.
+
+        ``ready_at(now)`` is when the next request may start (``now`` or later; None while that
+        is unknown, e.g. every place is held by a request in flight: then only a wake-up moves
+        the waiter on). When its turn comes the waiter leaves the line, ``admit(now)`` takes the
+        place (it may still refuse by raising) and the next head is woken. A turn further away
+        than ``max_wait`` raises :class:`BudgetExhausted` naming ``budget`` at once. ``line()``
+        names the line the caller belongs to now, when that can change while it waits (Discord
+        learns a route's bucket from an answer): the waiter moves there, keeping its place.
+        """
+        entry = (-int(priority), next(_arrivals))
+        event = asyncio.Event()
+        current = self
+        current._join(entry, event)
+        began = clock()
+        try:
+            while True:
+                event.clear()
+                if line is not None and (moved := line()) is not current:
+                    current._leave(entry)
+                    current.wake_head()
+                    current = moved
+                    current._join(entry, event)
+                now = clock()
+                ready = ready_at(now)
+                if ready is not None and max_wait is not None and ready - now > max_wait:
+                    raise BudgetExhausted(budget, ready - now)
+                head = current._heap[0] == entry
+                if head and ready is not None and ready <= now:
+                    current._leave(entry)
+                    admit(now)
+                    current.wake_head()
+                    return now - began
+                timeout = ready - now if head and ready is not None else None
+                try:
+                    await asyncio.wait_for(event.wait(), timeout)
+                except TimeoutError:
+                    pass
+        except BaseException:
+            current._leave(entry)
+            current.wake_head()
+            raise
+
+
 class _Slot:
     __slots__ = ("_limiter", "_released")
 
@@ -189,9 +295,7 @@ class RateLimiter:
         self._spacing = 0.98 * tightest.period / tightest.limit if spread else 0.0
         self._slack = self._spacing * max(2, tightest.limit // 10)
         self._paced_at = float("-inf")
-        self._waiters: list[tuple[int, int]] = []
-        self._wakeups: dict[tuple[int, int], asyncio.Event] = {}
-        self._seq = itertools.count()
+        self._line = WaitLine()
 
     # -- public API -----------------------------------------------------------------------
 
@@ -209,42 +313,27 @@ class RateLimiter:
     async def acquire(self, priority: int = Priority.BULK, max_wait: float | None = None) -> _Slot:
         """Wait for a slot (highest priority first). Raises BudgetExhausted if too far away.
 
-        Only the head of the queue is woken when something changes (a slot freed, a waiter
-        gone): with hundreds of waiters a broadcast would cost hundreds of wake-ups per request.
-        A pause is broadcast, so every waiter can give up at once when it is long.
+        The line (:class:`WaitLine`) wakes only its head when something changes; a pause wakes
+        everyone, so every waiter can give up at once when it is long.
         """
         limit_wait = self.max_wait if max_wait is None else max_wait
         if priority >= Priority.MANUAL and self.manual_reserve:
             self._manual_until = max(self._manual_until, self._clock() + self.manual_reserve_hold)
-        entry = (-int(priority), next(self._seq))
-        wakeup = self._wakeups[entry] = asyncio.Event()
-        heapq.heappush(self._waiters, entry)
+        level = int(priority)
         began = self._clock()
         try:
-            while True:
-                wakeup.clear()
-                now = self._clock()
-                ready_at = self._ready_at(now, int(priority))
-                if ready_at is not None and limit_wait is not None and ready_at - now > limit_wait:
-                    self.stats.exhausted += 1
-                    raise BudgetExhausted(self.name, ready_at - now)
-                head = self._waiters[0] == entry
-                if head and ready_at is not None and ready_at <= now:
-                    heapq.heappop(self._waiters)
-                    del self._wakeups[entry]
-                    self._start(int(priority), now - began)
-                    return _Slot(self)
-                timeout = ready_at - now if head and ready_at is not None else None
-                try:
-                    await asyncio.wait_for(wakeup.wait(), timeout)
-                except TimeoutError:
-                    pass
-        except BaseException:
-            if self._wakeups.pop(entry, None) is not None:
-                self._waiters.remove(entry)
-                heapq.heapify(self._waiters)
-                self._notify()
+            await self._line.wait_turn(
+                level,
+                lambda now: self._ready_at(now, level),
+                lambda now: self._start(level, now - began),
+                clock=self._clock,
+                max_wait=limit_wait,
+                budget=self.name,
+            )
+        except BudgetExhausted:
+            self.stats.exhausted += 1
             raise
+        return _Slot(self)
 
     def pause(self, seconds: float) -> None:
         """Stop everyone for ``seconds`` (extends a running pause, never shortens it)."""
@@ -253,8 +342,7 @@ class RateLimiter:
             self.stats.pauses += 1
             self.stats.paused_seconds += until - max(self._paused_until, self._clock())
             self._paused_until = until
-            for wakeup in self._wakeups.values():
-                wakeup.set()
+            self._line.wake_all()
 
     def on_rate_limited(self, retry_after: float | None) -> float:
         """A 429 arrived: pause the bucket for ``retry_after`` (at least 1 s); return the pause."""
@@ -313,5 +401,4 @@ class RateLimiter:
 
     def _notify(self) -> None:
         """Wake the head waiter: it is the only one that may start next."""
-        if self._waiters:
-            self._wakeups[self._waiters[0]].set()
+        self._line.wake_head()

@@ -21,7 +21,14 @@ from aiolimiter import AsyncLimiter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from providers.ratelimit import BudgetExhausted, Priority, RateLimiter, Window, WindowLog
+from providers.ratelimit import (
+    BudgetExhausted,
+    Priority,
+    RateLimiter,
+    WaitLine,
+    Window,
+    WindowLog,
+)
 
 PROPERTY_SETTINGS = settings(
     max_examples=200,
@@ -475,3 +482,54 @@ async def test_spread_spaces_lower_priority_starts_and_lets_manual_through_at_on
     handle = await limiter.acquire(Priority.MANUAL)
     handle.release()
     assert loop.time() - began < 0.05, "a manual request does not wait for the spacing"
+
+
+# -- the wait line both limiters share ----------------------------------------------------------
+
+
+async def test_wait_line_wakes_only_its_head_serves_by_priority_and_moves_keep_their_place():
+    line, other = WaitLine(), WaitLine()
+    free = {"line": False}
+    looks: dict[str, int] = {}
+    served: list[str] = []
+    moved = {"now": False}
+
+    def waiter(name: str, priority: int, follow: bool = False) -> asyncio.Task[float]:
+        def ready_at(now: float) -> float | None:
+            looks[name] = looks.get(name, 0) + 1
+            return now if free["line"] else None
+
+        return asyncio.create_task(
+            line.wait_turn(
+                priority, ready_at, lambda now: served.append(name), clock=time.monotonic,
+                max_wait=None, budget="test",
+                line=(lambda: other if moved["now"] else line) if follow else None,
+            )
+        )  # fmt: skip
+
+    tasks = [waiter("a", Priority.BULK), waiter("b", Priority.BULK, follow=True),
+             waiter("c", Priority.MANUAL), waiter("d", Priority.BULK)]  # fmt: skip
+    await asyncio.sleep(0.01)
+    assert len(line) == 4 and looks == dict.fromkeys("abcd", 1)
+    line.wake_head()  # nothing is free yet: only the head looks again
+    await asyncio.sleep(0.01)
+    assert looks == {"a": 1, "b": 1, "c": 2, "d": 1}
+    moved["now"] = True
+    free["line"] = True
+    line.wake_all()  # a pause or a change everyone must see: each looks once more
+    await asyncio.wait_for(asyncio.gather(*tasks), 2)
+    # "b" moved to a line of its own (its bucket was learned): it no longer waits behind "c".
+    assert sorted(served) == list("abcd")
+    assert [name for name in served if name != "b"] == ["c", "a", "d"]  # priority, then FIFO
+    assert len(line) == 0 and len(other) == 0
+
+
+async def test_wait_line_gives_up_beyond_max_wait_and_leaves_no_ghost():
+    line = WaitLine()
+    with pytest.raises(BudgetExhausted) as info:
+        await line.wait_turn(
+            Priority.BULK, lambda now: now + 10.0, lambda now: None,
+            clock=time.monotonic, max_wait=1.0, budget="slow",
+        )  # fmt: skip
+    assert info.value.bucket == "slow" and info.value.wait_seconds == pytest.approx(10.0)
+    assert len(line) == 0
