@@ -45,7 +45,7 @@ def require_local_backend(settings: Settings) -> None:
 
 
 class WorkerGroup:
-    """The worker's Workers, one per task queue (one client, one Battle.net budget), run as one:
+    """The worker's Workers, one per task queue (one client, one budget per provider), run as one:
     `async with group:` in tests and tools, `run()` / `shutdown()` in the worker process."""
 
     def __init__(self, workers: list[Worker]) -> None:

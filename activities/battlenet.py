@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
-from activities.errors import budget_error, to_application_error
+from activities.errors import activity_errors, one_error_path
 from activities.heartbeat import heartbeating
 from activities.types import (
     CharacterAddInput,
@@ -38,20 +38,30 @@ from providers.battlenet import (
     mythic_rating,
     roster_members,
 )
-from providers.errors import BadPayload, Forbidden, NotFound, ProviderError, RateLimited, Transient
+from providers.errors import (
+    BadPayload,
+    BudgetExhausted,
+    Forbidden,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    Transient,
+    UnexpectedStatus,
+)
 from providers.http import Fetched, count_requests
-from providers.ratelimit import BudgetExhausted
 from storage import battlenet as db
 from storage import sync as syncdb
 
 PROVIDER = "battlenet"
 CHUNK = 10  # characters fetched concurrently and committed together with their checkpoint
-BAD_PAYLOAD_ATTEMPTS = 3
+TRANSIENT_RECHECK = timedelta(seconds=5)  # a deferred character is due again this soon
+DEFER_AFTER_ATTEMPTS = 4  # a call without any progress is retried (backoff) this many times
 CONTINUATION_MAX_WAIT = 120.0  # seconds a started character may wait for its remaining requests
 
 
 class _Missing:
-    """A character that answered 404/403 or an unusable payload: recorded, not retried."""
+    """A character not synced: 404/403 or an unusable payload (recorded, re-checked slowly), or
+    a transient fault that outlasted the client's retries (``retryable``: deferred)."""
 
     def __init__(
         self, ref: db.CharacterRef, reason: str, detail: str, retryable: bool = False
@@ -87,16 +97,19 @@ class BattleNetActivities:
     # -- bookkeeping ----------------------------------------------------------------------
 
     @activity.defn
+    @one_error_path("battlenet start run")
     async def bnet_start_run(self, inp: StartRunInput) -> int:
         async with self.engine.begin() as conn:
             return await syncdb.start_run(conn, inp.provider, inp.scope, inp.kind, inp.workflow_id)
 
     @activity.defn
+    @one_error_path("battlenet finish run")
     async def bnet_finish_run(self, inp: FinishRunInput) -> None:
         async with self.engine.begin() as conn:
             await syncdb.finish_run(conn, inp.run_id, inp.status, inp.counts, inp.errors, inp.error)
 
     @activity.defn
+    @one_error_path("battlenet select guilds")
     async def bnet_select_guilds(self, inp: SelectGuildsInput) -> list[GuildTarget]:
         async with self.engine.connect() as conn:
             ids = await db.outdated_guilds(conn, inp.region, inp.cutoff, datetime.now(UTC))
@@ -104,6 +117,7 @@ class BattleNetActivities:
         return [GuildTarget(r.id, r.region, r.realm, r.name_slug) for r in refs if r]
 
     @activity.defn
+    @one_error_path("battlenet select characters")
     async def bnet_select_characters(self, inp: SelectCharactersInput) -> CharacterPage:
         after = None
         if inp.after_synced is not None and inp.after_id is not None:
@@ -117,6 +131,7 @@ class BattleNetActivities:
         return CharacterPage([r[0] for r in rows], rows[-1][1], rows[-1][0])
 
     @activity.defn
+    @one_error_path("battlenet track entity")
     async def bnet_track_entity(self, inp: TrackInput) -> int:
         """Register a guild or character (idempotent); return its row id."""
         async with self.engine.begin() as conn:
@@ -125,6 +140,7 @@ class BattleNetActivities:
             return await db.track_character(conn, inp.region, inp.realm, inp.name)
 
     @activity.defn
+    @one_error_path("battlenet add character")
     async def bnet_add_character(self, inp: CharacterAddInput) -> CharacterAddResult:
         """A manual add: register the character and sync it in one step (one activity round
         trip less than track-then-sync, which is most of a manual add under load)."""
@@ -138,6 +154,7 @@ class BattleNetActivities:
         return CharacterAddResult(entity_id, batch)
 
     @activity.defn
+    @one_error_path("battlenet guild character ids")
     async def bnet_guild_character_ids(self, guild_id: int) -> list[int]:
         async with self.engine.connect() as conn:
             return await db.guild_character_ids(conn, guild_id)
@@ -150,8 +167,9 @@ class BattleNetActivities:
             guild = await db.load_guild(conn, inp.guild_id)
         if guild is None:
             return GuildSyncResult(status="failed")
-        with count_requests() as sent:
-            return await self._sync_guild(guild, inp, sent)
+        with count_requests() as sent, heartbeating(lambda: guild.key):
+            with activity_errors(f"battlenet {guild.key}"):
+                return await self._sync_guild(guild, inp, sent)
 
     async def _sync_guild(
         self, guild: db.GuildRef, inp: GuildSyncInput, sent: list[int]
@@ -170,10 +188,6 @@ class BattleNetActivities:
         except (NotFound, Forbidden) as exc:
             await self._guild_missing(guild, exc)
             return GuildSyncResult(status="not_found", requests=sent[0])
-        except ProviderError as exc:
-            raise to_application_error(exc) from None
-        except BudgetExhausted as exc:
-            raise budget_error(exc) from None
         async with self.engine.begin() as conn:
             await db.store_guild(
                 conn,
@@ -208,26 +222,38 @@ class BattleNetActivities:
         Every finished character is committed together with the batch position, also when a
         sibling in its chunk failed. A retry, or another worker after a crash, skips characters
         already synced since the run's cutoff: nothing is fetched twice, nothing is skipped.
+
+        A character whose requests still fail transiently after the client's retries is
+        *deferred*: not synced, not marked fresh, due again in TRANSIENT_RECHECK (the master's
+        final pass takes it). A call in which nothing at all made progress raises instead, so
+        Temporal backs off — until attempt DEFER_AFTER_ATTEMPTS, which defers what is left.
         """
+        attempt = activity.info().attempt
         async with self.engine.connect() as conn:
             refs = await db.load_characters(conn, inp.character_ids)
         pending = [r for r in refs if not _synced_since(r, inp.cutoff)]
-        result = CharacterBatchResult(position=len(refs) - len(pending))
+        result = CharacterBatchResult(
+            position=len(refs) - len(pending), failed_attempts=attempt - 1
+        )
         activity.heartbeat(result.position)
+        deferred: list[_Missing] = []
         with count_requests() as sent, heartbeating(lambda: result.position):
             try:
-                for start in range(0, len(pending), CHUNK):
-                    outcomes, error = await self._fetch_chunk(
-                        pending[start : start + CHUNK], inp.priority
-                    )
-                    await self._store_chunk(inp.batch_key, result, outcomes)
-                    activity.heartbeat(result.position)
-                    if error is not None:
-                        raise error
-            except BudgetExhausted as exc:
-                result.resume_at = datetime.fromtimestamp(exc.resume_at, UTC)
-            except ProviderError as exc:
-                raise to_application_error(exc) from None
+                with activity_errors(f"battlenet characters {inp.batch_key}"):
+                    for start in range(0, len(pending), CHUNK):
+                        outcomes, stop = await self._fetch_chunk(
+                            pending[start : start + CHUNK], inp.priority
+                        )
+                        deferred += await self._store_chunk(inp.batch_key, result, outcomes)
+                        activity.heartbeat(result.position)
+                        if stop is not None:
+                            result.resume_at = stop
+                            break
+                    if deferred and not result.progressed and attempt < DEFER_AFTER_ATTEMPTS:
+                        raise Transient(deferred[0].detail, entity=deferred[0].ref.key)
+                    if deferred:
+                        result.deferred = len(deferred)
+                        result.retry_at = await self._defer(deferred)
             finally:
                 result.requests = sent[0]
         if result.resume_at is None:
@@ -237,22 +263,25 @@ class BattleNetActivities:
 
     async def _fetch_chunk(
         self, chunk: list[db.CharacterRef], priority: int
-    ) -> tuple[list[db.CharacterResult | _Missing], Exception | None]:
-        """Fetch a chunk concurrently; return what finished and the first error (rate first)."""
+    ) -> tuple[list[db.CharacterResult | _Missing], datetime | None]:
+        """Fetch a chunk concurrently; return what finished and, when the budget is spent (or
+        a 429 paused the bucket), when to resume. Other errors are raised (bad credentials)."""
         answers = await asyncio.gather(
             *(self._fetch_character(ref, priority) for ref in chunk), return_exceptions=True
         )
         done = [a for a in answers if isinstance(a, db.CharacterResult | _Missing)]
-        errors = [a for a in answers if isinstance(a, BaseException)]
-        for error in errors:
-            if not isinstance(error, Exception):
-                raise error  # cancellation and friends
-        errors.sort(key=lambda e: not isinstance(e, BudgetExhausted | RateLimited))
-        unexpected = [e for e in errors if not isinstance(e, ProviderError | BudgetExhausted)]
-        if unexpected:
-            raise unexpected[0]
-        first = errors[0] if errors else None
-        return done, first if isinstance(first, Exception) else None
+        resume: datetime | None = None
+        for error in answers:
+            if isinstance(error, BudgetExhausted):
+                at = datetime.fromtimestamp(error.resume_at, UTC)
+            elif isinstance(error, RateLimited):  # the bucket is paused: a budget wait
+                at = datetime.now(UTC) + timedelta(seconds=max(1.0, error.retry_after))
+            elif isinstance(error, BaseException):
+                raise error
+            else:
+                continue
+            resume = at if resume is None else max(resume, at)
+        return done, resume
 
     async def _fetch_character(
         self, ref: db.CharacterRef, priority: int
@@ -277,8 +306,10 @@ class BattleNetActivities:
             return _Missing(ref, "not_found", str(exc))
         except Forbidden as exc:
             return _Missing(ref, "forbidden", str(exc))
-        except BadPayload as exc:
-            return _Missing(ref, "bad_payload", str(exc), retryable=exc.retryable)
+        except Transient as exc:  # still failing after the client's retries: defer, not drop
+            return _Missing(ref, "transient", str(exc), retryable=True)
+        except (BadPayload, UnexpectedStatus) as exc:  # the same on every attempt
+            return _Missing(ref, "bad_payload", str(exc))
         fetched: dict[str, Fetched | None] = {
             "profile": profile,
             **dict(zip(others, answers, strict=True)),
@@ -309,30 +340,25 @@ class BattleNetActivities:
         batch_key: str,
         result: CharacterBatchResult,
         outcomes: list[db.CharacterResult | _Missing],
-    ) -> None:
-        """Commit a chunk's rows, failures and the batch position in one transaction.
-
-        A body that may just have been cut in transit (retryable BadPayload) is retried up to
-        BAD_PAYLOAD_ATTEMPTS times per character (counted in sync_failures), then recorded.
-        """
+    ) -> list[_Missing]:
+        """Commit a chunk's rows, its permanent failures and the batch position in one
+        transaction; return the characters that failed transiently (stored nowhere yet)."""
         found = [o for o in outcomes if isinstance(o, db.CharacterResult)]
-        missing = [o for o in outcomes if isinstance(o, _Missing)]
+        missing = [o for o in outcomes if isinstance(o, _Missing) and not o.retryable]
+        transient = [o for o in outcomes if isinstance(o, _Missing) and o.retryable]
         recheck = datetime.now(UTC) + self.recheck
-        retry_later: list[_Missing] = []
         async with self.engine.begin() as conn:
             await db.store_characters(conn, found)
             for miss in missing:
-                attempts = await syncdb.record_failure(
+                await syncdb.record_failure(
                     conn, PROVIDER, miss.ref.key, miss.reason, miss.detail, recheck
                 )
-                if miss.reason != "bad_payload":
-                    await db.mark_character_missing(conn, miss.ref.id, recheck)
-                elif miss.retryable and attempts < BAD_PAYLOAD_ATTEMPTS:
-                    retry_later.append(miss)
+                if miss.reason == "bad_payload":
+                    await db.mark_character_due_at(conn, [miss.ref.id], recheck)
                 else:
-                    await db.mark_character_attempted(conn, miss.ref.id)
+                    await db.mark_character_missing(conn, miss.ref.id, recheck)
             await syncdb.clear_failures(conn, PROVIDER, [r.ref.key for r in found])
-            done = len(outcomes) - len(retry_later)
+            done = len(found) + len(missing)
             await syncdb.set_checkpoint(conn, batch_key, result.position + done)
         result.position += done
         for r in found:
@@ -342,6 +368,16 @@ class BattleNetActivities:
             else:
                 result.not_modified += 1
         result.not_found += sum(1 for m in missing if m.reason != "bad_payload")
-        result.failed += sum(1 for m in missing if m.reason == "bad_payload") - len(retry_later)
-        if retry_later:
-            raise Transient(retry_later[0].detail, entity=retry_later[0].ref.key)
+        result.failed += sum(1 for m in missing if m.reason == "bad_payload")
+        return transient
+
+    async def _defer(self, deferred: list[_Missing]) -> datetime:
+        """Characters that kept failing transiently: due again soon, never marked fresh and
+        never dead-lettered (a fault is not a fact about the character)."""
+        retry_at = datetime.now(UTC) + TRANSIENT_RECHECK
+        async with self.engine.begin() as conn:
+            await db.mark_character_due_at(conn, [m.ref.id for m in deferred], retry_at)
+        activity.logger.info(
+            "characters deferred", extra={"count": len(deferred), "first": deferred[0].ref.key}
+        )
+        return retry_at

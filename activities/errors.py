@@ -10,9 +10,11 @@ catch becomes a ``BadPayload`` naming ``what``. Temporal owns retries.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import ParamSpec, TypeVar
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from temporalio.exceptions import ApplicationError
@@ -81,3 +83,22 @@ def activity_errors(what: str) -> Iterator[None]:
             type="BadPayload",
             non_retryable=True,
         ) from None
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def one_error_path(what: str) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Decorate an activity method (below ``@activity.defn``): its body runs inside
+    :func:`activity_errors`."""
+
+    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            with activity_errors(what):
+                return await fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate

@@ -9,6 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from providers.ratelimit import Priority
+
+HEARTBEAT_SECONDS = 5  # a looping activity's heartbeat timeout: a killed worker costs seconds
+
 
 @dataclass
 class StartRunInput:
@@ -60,8 +64,8 @@ class CharacterPage:
 @dataclass
 class GuildSyncInput:
     guild_id: int
-    priority: int = 10
-    heartbeat_timeout_seconds: int = 30
+    priority: int = Priority.BULK
+    heartbeat_timeout_seconds: int = HEARTBEAT_SECONDS
 
 
 @dataclass
@@ -77,9 +81,9 @@ class GuildSyncResult:
 class CharacterBatchInput:
     batch_key: str
     character_ids: list[int]
-    priority: int = 10
+    priority: int = Priority.BULK
     position: int = 0
-    heartbeat_timeout_seconds: int = 30
+    heartbeat_timeout_seconds: int = HEARTBEAT_SECONDS
     cutoff: datetime | None = None  # characters synced since then are done (resume after crash)
 
 
@@ -92,6 +96,19 @@ class CharacterBatchResult:
     failed: int = 0
     requests: int = 0
     resume_at: datetime | None = None  # budget exhausted: sleep durably until then
+    # Characters that failed transiently on every try of this call: not synced, not fresh,
+    # due again at `retry_at` (the master's final pass picks them up).
+    deferred: int = 0
+    retry_at: datetime | None = None
+    failed_attempts: int = 0  # attempts of this call that failed before it returned
+
+    @property
+    def done(self) -> bool:
+        return self.resume_at is None
+
+    @property
+    def progressed(self) -> bool:
+        return self.synced + self.not_modified + self.not_found + self.failed > 0
 
 
 @dataclass
@@ -107,6 +124,7 @@ class SyncCounts:
     failed: int = 0
     requests: int = 0
     children_failed: int = 0
+    deferred: int = 0  # characters left to the final pass (transient failures)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -120,8 +138,8 @@ class BattleNetSyncInput:
     batch_size: int = 50
     page_size: int = 2000
     window: int = 8
-    priority: int = 10
-    heartbeat_timeout_seconds: int = 30
+    priority: int = Priority.BULK
+    heartbeat_timeout_seconds: int = HEARTBEAT_SECONDS
     # carried across continue-as-new
     run_id: int | None = None
     cutoff: datetime | None = None
@@ -131,6 +149,9 @@ class BattleNetSyncInput:
     pages: int = 0
     counts: SyncCounts = field(default_factory=SyncCounts)
     report_to: str | None = None  # the scheduler to tell when this run ends
+    # the final pass over what is still outdated (characters deferred by transient faults)
+    retry_at: datetime | None = None
+    final_pass: bool = False
 
 
 @dataclass
@@ -149,8 +170,8 @@ class CharacterAddInput:
     realm: str
     name: str
     batch_key: str
-    priority: int = 40
-    heartbeat_timeout_seconds: int = 30
+    priority: int = Priority.MANUAL
+    heartbeat_timeout_seconds: int = HEARTBEAT_SECONDS
 
 
 @dataclass
@@ -167,9 +188,9 @@ class EntitySyncInput:
     kind: str  # character | guild
     realm: str
     name: str
-    priority: int = 40
+    priority: int = Priority.MANUAL
     report_to: str | None = None
-    heartbeat_timeout_seconds: int = 30
+    heartbeat_timeout_seconds: int = HEARTBEAT_SECONDS
 
 
 @dataclass

@@ -412,13 +412,17 @@ async def mark_character_missing(
     )
 
 
-async def mark_character_attempted(conn: AsyncConnection, character_id: int) -> None:
-    """A permanent failure other than 404 (bad payload): keep data, wait for the next cadence."""
-    await conn.execute(
-        update(characters)
-        .where(characters.c.id == character_id)
-        .values(last_synced_at=func.now(), updated_at=func.now())
-    )
+async def mark_character_due_at(
+    conn: AsyncConnection, character_ids: Sequence[int], recheck_at: datetime
+) -> None:
+    """Not synced this time (a fault, or a payload we cannot use): keep the data and its
+    ``last_synced_at`` — the row must never look fresh — and ask again from ``recheck_at``."""
+    if character_ids:
+        await conn.execute(
+            update(characters)
+            .where(characters.c.id.in_(list(character_ids)))
+            .values(recheck_at=recheck_at, updated_at=func.now())
+        )
 
 
 async def mark_guild_missing(conn: AsyncConnection, guild_id: int, recheck_at: datetime) -> None:

@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from providers.ratelimit import Priority
     from workflows.plans import ChildPlan
-    from workflows.scheduler_types import PRIORITIES, SyncRequest
+    from workflows.scheduler_types import SyncRequest
     from workflows.visibility import report_done
 
 
@@ -38,7 +39,9 @@ class FakePlan:
         self.durations = durations or {}
 
     def default_priority(self, kind: str) -> int:
-        return PRIORITIES.get(kind, PRIORITIES["incremental"])
+        return (
+            Priority[kind.upper()] if kind.upper() in Priority.__members__ else Priority.INCREMENTAL
+        )
 
     def child(
         self, provider: str, scope: str, request: SyncRequest, seq: int, now: datetime

@@ -8,7 +8,6 @@ carrying only ids, cursors and counts.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -24,7 +23,6 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from activities.battlenet import BattleNetActivities
-    from activities.errors import NON_RETRYABLE
     from activities.types import (
         BattleNetSyncInput,
         CharacterAddInput,
@@ -42,16 +40,20 @@ with workflow.unsafe.imports_passed_through():
         SyncCounts,
         TrackInput,
     )
+    from workflows.kernel import (
+        CHECKPOINTED,
+        WORK_DEADLINE,
+        Attempts,
+        SlidingWindow,
+        cause_message,
+        cause_type,
+        db_call,
+        heartbeat,
+        run_until_done,
+    )
     from workflows.visibility import reporting, search_attributes
 
-ACTIVITY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=10,
-    non_retryable_error_types=NON_RETRYABLE,
-)
-DB_TIMEOUT = timedelta(seconds=60)
+FINAL_PASS = "final-pass"  # histories recorded before it end without one
 
 
 @workflow.defn
@@ -65,8 +67,9 @@ class GuildSync:
             BattleNetActivities.bnet_sync_guild,
             inp,
             start_to_close_timeout=timedelta(minutes=5),
-            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
-            retry_policy=ACTIVITY_RETRY,
+            schedule_to_close_timeout=WORK_DEADLINE,
+            heartbeat_timeout=heartbeat(inp.heartbeat_timeout_seconds),
+            retry_policy=CHECKPOINTED,
         )
         workflow.set_current_details(f"{result.status}: {result.members} members")
         return result
@@ -75,22 +78,32 @@ class GuildSync:
 async def sync_character_batch(inp: CharacterBatchInput) -> CharacterBatchResult:
     """Run the batch activity until done, sleeping durably whenever the budget is exhausted."""
     total = CharacterBatchResult(position=inp.position)
-    while True:
-        workflow.set_current_details(f"characters {total.position}/{len(inp.character_ids)} synced")
-        step = await workflow.execute_activity_method(
+
+    def call(retry: RetryPolicy) -> Awaitable[CharacterBatchResult]:
+        return workflow.execute_activity_method(
             BattleNetActivities.bnet_sync_characters,
             replace(inp, position=total.position),
             start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
-            retry_policy=ACTIVITY_RETRY,
+            schedule_to_close_timeout=WORK_DEADLINE,
+            heartbeat_timeout=heartbeat(inp.heartbeat_timeout_seconds),
+            retry_policy=retry,
         )
+
+    def on_step(step: CharacterBatchResult) -> None:
         _add_batch(total, step)
         total.position = step.position
-        if step.resume_at is None:
-            return total
-        wait = max(timedelta(seconds=1), step.resume_at - workflow.now())
-        workflow.set_current_details(f"rate budget exhausted; sleeping until {step.resume_at}")
-        await workflow.sleep(wait, summary="rate budget exhausted")
+
+    def describe() -> None:
+        workflow.set_current_details(f"characters {total.position}/{len(inp.character_ids)} synced")
+
+    def waiting(until: Any) -> None:
+        workflow.set_current_details(f"rate budget exhausted; sleeping until {until}")
+
+    await run_until_done(
+        call, Attempts(), on_step=on_step, describe=describe, waiting=waiting,
+        min_sleep=timedelta(seconds=1),
+    )  # fmt: skip
+    return total
 
 
 @workflow.defn
@@ -126,11 +139,11 @@ class BattleNetEntitySync:
     async def _sync(self, inp: EntitySyncInput) -> EntitySyncResult:
         if inp.kind == "character" and workflow.patched(ONE_STEP_CHARACTER_ADD):
             return await self._add_character(inp)
+        cutoff = workflow.now()  # characters synced since then are done (a retry resumes)
         entity_id = await workflow.execute_activity_method(
             BattleNetActivities.bnet_track_entity,
             TrackInput(inp.region, inp.kind, inp.realm, inp.name),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+            **db_call(),
         )
         result = EntitySyncResult(status="completed", entity_id=entity_id)
         ids = [entity_id]
@@ -140,24 +153,23 @@ class BattleNetEntitySync:
                 BattleNetActivities.bnet_sync_guild,
                 GuildSyncInput(entity_id, inp.priority, inp.heartbeat_timeout_seconds),
                 start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=ACTIVITY_RETRY,
+                schedule_to_close_timeout=WORK_DEADLINE,
+                heartbeat_timeout=heartbeat(inp.heartbeat_timeout_seconds),
+                retry_policy=CHECKPOINTED,
             )
             result.requests += guild.requests
             if guild.status == "not_found":
                 result.status = "not_found"
                 return result
             ids = await workflow.execute_activity_method(
-                BattleNetActivities.bnet_guild_character_ids,
-                entity_id,
-                start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
+                BattleNetActivities.bnet_guild_character_ids, entity_id, **db_call()
             )
         key = f"{workflow.info().workflow_id}/characters"
         for offset in range(0, len(ids), 50):
             batch = await sync_character_batch(
                 CharacterBatchInput(
                     f"{key}/{offset}", ids[offset : offset + 50], inp.priority, 0,
-                    inp.heartbeat_timeout_seconds,
+                    inp.heartbeat_timeout_seconds, cutoff,
                 )
             )  # fmt: skip
             result.characters += batch.synced + batch.not_modified
@@ -178,8 +190,9 @@ class BattleNetEntitySync:
                 inp.region, inp.realm, inp.name, key, inp.priority, inp.heartbeat_timeout_seconds
             ),
             start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
-            retry_policy=ACTIVITY_RETRY,
+            schedule_to_close_timeout=WORK_DEADLINE,
+            heartbeat_timeout=heartbeat(inp.heartbeat_timeout_seconds),
+            retry_policy=CHECKPOINTED,
         )
         batch = added.batch
         if batch.resume_at is not None:
@@ -208,6 +221,9 @@ def _add_batch(total: CharacterBatchResult, step: CharacterBatchResult) -> None:
     total.not_found += step.not_found
     total.failed += step.failed
     total.requests += step.requests
+    total.deferred = step.deferred  # what the last call left: the earlier ones were retried
+    if step.retry_at is not None:
+        total.retry_at = max(total.retry_at or step.retry_at, step.retry_at)
 
 
 @workflow.defn
@@ -215,9 +231,8 @@ class BattleNetSync:
     """Master: all outdated guilds and characters of one region."""
 
     def __init__(self) -> None:
-        self._running = 0
         self._state: BattleNetSyncInput | None = None
-        self._pending: list[asyncio.Task[None]] = []
+        self._window: SlidingWindow | None = None
         self._fatal: str | None = None  # bad credentials: stop fanning out, fail the run
 
     @workflow.query
@@ -225,7 +240,8 @@ class BattleNetSync:
         state = self._state
         if state is None:
             return {}
-        return {"phase": state.phase, "running": self._running, **state.counts.as_dict()}
+        running = self._window.running if self._window is not None else 0
+        return {"phase": state.phase, "running": running, **state.counts.as_dict()}
 
     @workflow.run
     async def run(self, inp: BattleNetSyncInput) -> SyncCounts:
@@ -235,13 +251,13 @@ class BattleNetSync:
 
     async def _run(self, inp: BattleNetSyncInput) -> SyncCounts:
         self._state = inp
+        window = self._window = SlidingWindow(inp.window)
         wid = workflow.info().workflow_id
         if inp.run_id is None:
             inp.run_id = await workflow.execute_activity_method(
                 BattleNetActivities.bnet_start_run,
                 StartRunInput("battlenet", inp.region, "full" if inp.full else "outdated", wid),
-                start_to_close_timeout=DB_TIMEOUT,
-                retry_policy=ACTIVITY_RETRY,
+                **db_call(),
             )
             staleness = timedelta(seconds=0 if inp.full else inp.staleness_seconds)
             inp.cutoff = workflow.now() - staleness
@@ -251,46 +267,58 @@ class BattleNetSync:
             inp.phase = "characters"
         while inp.phase == "characters" and self._fatal is None:
             if not await self._sync_character_page(inp, wid):
-                await asyncio.gather(*self._pending)
-                inp.phase = "done"
+                await window.drain()
+                if not await self._final_pass(inp):
+                    inp.phase = "done"
             elif workflow.info().is_continue_as_new_suggested() or inp.pages % 5 == 0:
                 # Pages overlap (the keyset cursor makes that safe); drain before handing over.
-                await asyncio.gather(*self._pending)
+                await window.drain()
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(inp)
-        await asyncio.gather(*self._pending)
+        await window.drain()
+        assert inp.run_id is not None
         await workflow.execute_activity_method(
             BattleNetActivities.bnet_finish_run,
             FinishRunInput(
                 inp.run_id, "failed" if self._fatal else "completed", inp.counts.as_dict(),
                 inp.counts.failed + inp.counts.children_failed, self._fatal,
             ),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+            **db_call(),
         )  # fmt: skip
         if self._fatal is not None:
             raise ApplicationError(self._fatal, type="AuthFailed", non_retryable=True)
         workflow.set_current_details(f"done: {inp.counts.as_dict()}")
         return inp.counts
 
+    async def _final_pass(self, inp: BattleNetSyncInput) -> bool:
+        """Characters deferred by transient faults get one more pass, once they are due;
+        True when it starts (the character loop runs again from the first page)."""
+        if inp.final_pass or not inp.counts.deferred or not workflow.patched(FINAL_PASS):
+            return False
+        inp.final_pass = True
+        inp.counts.deferred = 0  # what this pass defers again is what is left
+        inp.after_synced = inp.after_id = None
+        if inp.retry_at is not None and inp.retry_at > workflow.now():
+            workflow.set_current_details(f"final pass at {inp.retry_at:%H:%M:%S} UTC")
+            await workflow.sleep(inp.retry_at - workflow.now(), summary="deferred characters due")
+        return True
+
     async def _sync_guilds(self, inp: BattleNetSyncInput) -> None:
-        assert inp.cutoff is not None
+        assert inp.cutoff is not None and self._window is not None
         targets: list[GuildTarget] = await workflow.execute_activity_method(
             BattleNetActivities.bnet_select_guilds,
             SelectGuildsInput(inp.region, inp.cutoff),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+            **db_call(),
         )
         workflow.set_current_details(f"syncing {len(targets)} guilds")
-        tasks = []
         for target in targets:
             child_id = f"guild/{target.region}/{target.realm}/{target.name_slug}"
             child_input = GuildSyncInput(target.id, inp.priority, inp.heartbeat_timeout_seconds)
             start = _starter(
                 GuildSync.run, child_input, child_id, f"Guild {child_id}", inp.region, "guild"
             )
-            tasks.append(await self._in_window(inp.window, start, self._count_guild))
-        await asyncio.gather(*tasks)
+            await self._submit(start, self._count_guild)
+        await self._window.drain()
 
     async def _sync_character_page(self, inp: BattleNetSyncInput, wid: str) -> bool:
         assert inp.cutoff is not None
@@ -299,8 +327,7 @@ class BattleNetSync:
             SelectCharactersInput(
                 inp.region, inp.cutoff, inp.page_size, inp.after_synced, inp.after_id
             ),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+            **db_call(),
         )
         if not page.ids:
             return False
@@ -320,39 +347,31 @@ class BattleNetSync:
             start = _starter(
                 CharacterBatchSync.run, child_input, child_id, summary, inp.region, "characters"
             )
-            self._pending.append(await self._in_window(inp.window, start, self._count_batch))
+            await self._submit(start, self._count_batch)
         return True
 
-    async def _in_window(
-        self,
-        window: int,
-        start: Callable[[], Awaitable[Any]],
-        count: Callable[[Any], None],
-    ) -> asyncio.Task[None]:
-        """Start a child once fewer than ``window`` run; return a task that awaits its result."""
-        await workflow.wait_condition(lambda: self._running < window or self._fatal is not None)
-        if self._fatal is not None:
-            return asyncio.create_task(asyncio.sleep(0))
-        self._running += 1
-        try:
-            handle = await start()
-        except WorkflowAlreadyStartedError:
-            self._running -= 1  # another run is syncing that entity right now
-            return asyncio.create_task(asyncio.sleep(0))
+    async def _submit(
+        self, start: Callable[[], Awaitable[Any]], count: Callable[[Any], None]
+    ) -> None:
+        """Start a child in the window; its result is counted when it ends. A child that
+        another run is syncing right now is skipped (WorkflowAlreadyStarted)."""
+        assert self._window is not None
 
-        async def finish() -> None:
+        async def finish(handle: Any) -> None:
             try:
                 count(await handle)
             except ChildWorkflowError as err:
                 assert self._state is not None
                 self._state.counts.children_failed += 1
-                if _error_type(err) == "AuthFailed":
-                    self._fatal = str(_root_cause(err))
-                workflow.logger.warning("child failed: %s", _root_cause(err))
-            finally:
-                self._running -= 1
+                if cause_type(err) == "AuthFailed":
+                    self._fatal = cause_message(err)
+                    if self._window is not None:
+                        self._window.close()
+                workflow.logger.warning("child failed: %s", cause_message(err))
 
-        return asyncio.create_task(finish())
+        await self._window.submit(
+            start, finish, refused=lambda e: isinstance(e, WorkflowAlreadyStartedError)
+        )
 
     def _count_guild(self, result: GuildSyncResult) -> None:
         assert self._state is not None
@@ -368,23 +387,16 @@ class BattleNetSync:
 
     def _count_batch(self, result: CharacterBatchResult) -> None:
         assert self._state is not None
-        counts = self._state.counts
+        state = self._state
+        counts = state.counts
         counts.characters += result.synced + result.not_modified
         counts.characters_not_modified += result.not_modified
         counts.characters_not_found += result.not_found
         counts.failed += result.failed
         counts.requests += result.requests
-
-
-def _root_cause(err: BaseException) -> BaseException:
-    while getattr(err, "cause", None) is not None:
-        err = err.cause  # type: ignore[attr-defined]
-    return err
-
-
-def _error_type(err: BaseException) -> str | None:
-    root = _root_cause(err)
-    return root.type if isinstance(root, ApplicationError) else None
+        counts.deferred += result.deferred
+        if result.retry_at is not None:
+            state.retry_at = max(state.retry_at or result.retry_at, result.retry_at)
 
 
 def _starter(

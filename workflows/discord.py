@@ -9,20 +9,14 @@ Discord's ban.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from datetime import timedelta
+import functools
+from collections.abc import Awaitable
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    ChildWorkflowError,
-)
-from temporalio.exceptions import (
-    TimeoutError as TemporalTimeoutError,
-)
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.discord import DiscordActivities
@@ -39,34 +33,20 @@ with workflow.unsafe.imports_passed_through():
         TenantSyncResult,
         TenantSyncState,
     )
+    from workflows.kernel import (
+        CHECKPOINTED,
+        SlidingWindow,
+        cause_message,
+        cause_type,
+        db_call,
+        heartbeat,
+        run_until_done,
+    )
     from workflows.visibility import reporting, search_attributes
 
 # Failures that mean "stop everything": retrying or moving on would only add invalid requests.
 FATAL = ("CircuitOpen", "AuthFailed")
-BOOKKEEPING_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=10)
-
-
-def _root_cause(err: BaseException) -> BaseException:
-    cause = err
-    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
-        cause = cause.cause
-    return cause
-
-
-def _cause_type(err: BaseException) -> str:
-    """The failure's type name: an ApplicationError's type, "Timeout:HEARTBEAT" for a timeout,
-    else the exception class (terminated, cancelled...)."""
-    cause = _root_cause(err)
-    if isinstance(cause, ApplicationError):
-        return cause.type or ""
-    if isinstance(cause, TemporalTimeoutError):
-        return f"Timeout:{cause.type.name if cause.type is not None else 'UNKNOWN'}"
-    return type(cause).__name__
-
-
-def _cause_message(err: BaseException) -> str:
-    cause = _root_cause(err)
-    return str(cause.message if isinstance(cause, ApplicationError) else cause)
+LISTING_DEADLINE = timedelta(minutes=30)
 
 
 @workflow.defn
@@ -74,72 +54,62 @@ class ChannelSync:
     """Page one channel to its end, in activity calls of bounded length.
 
     The cursor lives in Postgres (committed with each page); this workflow carries only counts.
-    A spent bucket (BudgetExhausted) makes it sleep on a durable timer, not in a worker slot.
+    A spent bucket or a 429 makes it sleep on a durable timer, not in a worker slot; attempts
+    that stored nothing are counted across calls, and after ``max_attempts`` of them the
+    channel is parked.
     """
 
     @workflow.run
     async def run(self, inp: ChannelSyncInput) -> ChannelSyncResult:
         total = inp.carried or ChannelSyncResult(inp.channel_id, inp.discord_channel_id)
-        while True:
-            # Attempts are counted across calls: a call that failed, then returned to sleep on a
-            # spent bucket, must not give a channel that keeps failing a fresh set of attempts.
-            retry = RetryPolicy(
-                initial_interval=timedelta(seconds=1),
-                backoff_coefficient=2.0,
-                maximum_interval=timedelta(seconds=60),
-                maximum_attempts=max(1, inp.max_attempts - total.failures_without_progress),
-                non_retryable_error_types=["AuthFailed", "CircuitOpen", "BadPayload"],
+        cid = inp.discord_channel_id
+
+        def call(retry: RetryPolicy) -> Awaitable[ChannelPagesResult]:
+            return workflow.execute_activity_method(
+                DiscordActivities.discord_sync_channel_pages,
+                ChannelPagesInput(inp.run_id, inp.channel_id, inp.fetch_size, inp.priority),
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=heartbeat(inp.heartbeat_timeout_seconds),
+                retry_policy=retry,
             )
+
+        def describe() -> None:
+            workflow.set_current_details(f"channel {cid}: {total.messages} messages so far")
+
+        def waiting(until: datetime) -> None:
             workflow.set_current_details(
-                f"channel {inp.discord_channel_id}: {total.messages} messages so far"
+                f"channel {cid}: rate budget spent, waiting until {until:%H:%M:%S} UTC"
             )
-            try:
-                step = await workflow.execute_activity_method(
-                    DiscordActivities.discord_sync_channel_pages,
-                    ChannelPagesInput(inp.run_id, inp.channel_id, inp.fetch_size, inp.priority),
-                    start_to_close_timeout=timedelta(minutes=10),
-                    heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_seconds),
-                    retry_policy=retry,
-                )
-            except ActivityError as err:
-                if _cause_type(err) in FATAL:
-                    raise ApplicationError(
-                        _cause_message(err), type=_cause_type(err), non_retryable=True
-                    ) from None
-                return await self._park(inp, total, err)
-            _add(total, step)
-            if step.pages:
-                total.failures_without_progress = 0
-            else:
-                total.failures_without_progress += step.failed_attempts
-            if step.done:
-                total.status = step.status
-                total.error = step.detail
-                workflow.set_current_details(
-                    f"channel {inp.discord_channel_id}: {step.status}, {total.messages} messages"
-                )
-                return total
-            if step.resume_at is not None:
-                total.budget_waits += 1
-                workflow.set_current_details(
-                    f"channel {inp.discord_channel_id}: rate budget spent, waiting until "
-                    f"{step.resume_at:%H:%M:%S} UTC"
-                )
-                await workflow.sleep(max(0.0, (step.resume_at - workflow.now()).total_seconds()))
-            if workflow.info().is_continue_as_new_suggested():
-                workflow.continue_as_new(dataclasses.replace(inp, carried=total))
+
+        def carry_on() -> None:
+            workflow.continue_as_new(dataclasses.replace(inp, carried=total))
+
+        try:
+            step = await run_until_done(
+                call, total, on_step=lambda step: _add(total, step), max_failures=inp.max_attempts,
+                describe=describe, waiting=waiting, continue_as_new=carry_on,
+            )  # fmt: skip
+        except ActivityError as err:
+            if cause_type(err) in FATAL:
+                raise ApplicationError(
+                    cause_message(err), type=cause_type(err), non_retryable=True
+                ) from None
+            return await self._park(inp, total, err)
+        total.status = step.status
+        total.error = step.detail
+        workflow.set_current_details(f"channel {cid}: {step.status}, {total.messages} messages")
+        return total
 
     async def _park(
         self, inp: ChannelSyncInput, total: ChannelSyncResult, err: ActivityError
     ) -> ChannelSyncResult:
-        total.status, total.error = "failed", _cause_message(err)[:500]
+        total.status, total.error = "failed", cause_message(err)[:500]
         await workflow.execute_activity_method(
             DiscordActivities.discord_park_channel,
             ParkChannelInput(
-                inp.run_id, inp.channel_id, inp.discord_channel_id, _cause_type(err), total.error
+                inp.run_id, inp.channel_id, inp.discord_channel_id, cause_type(err), total.error
             ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=BOOKKEEPING_RETRY,
+            **db_call(),
         )
         workflow.set_current_details(f"channel {inp.discord_channel_id}: parked ({total.error})")
         return total
@@ -165,49 +135,52 @@ class DiscordTenantSync:
     async def _run(self, inp: TenantSyncInput) -> TenantSyncResult:
         state = inp.state or await self._begin(inp)
         gid = inp.discord_guild_id
-        running: dict[int, asyncio.Task[ChannelSyncResult]] = {}  # by channel row id
-        targets: dict[int, ChannelTarget] = {}
-        stop_dispatch = False
-        while state.pending or running:
-            while state.pending and len(running) < state.max_workers and not stop_dispatch:
-                channel = state.pending.pop(0)
-                running[channel.channel_id] = asyncio.create_task(
-                    self._channel(inp, state, channel)
-                )
-                targets[channel.channel_id] = channel
-                state.max_concurrent = max(state.max_concurrent, len(running))
-            self._details(gid, state, len(running))
-            if not running:
-                break
-            await workflow.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
-            for row_id, task in list(running.items()):
-                if not task.done():
-                    continue
-                del running[row_id]
-                try:
-                    outcome = task.result()
-                except ChildWorkflowError as err:
-                    state.failed += 1
-                    if _cause_type(err) not in FATAL:  # e.g. terminated by hand: park it
-                        await self._park(state, targets.pop(row_id), err)
-                        continue
-                    if state.fatal is None:
-                        state.fatal, state.fatal_type = _cause_message(err), _cause_type(err)
-                    stop_dispatch = True  # the breaker is open: start nothing new
-                    continue
-                targets.pop(row_id, None)
-                if outcome.status == "failed":
-                    state.failed += 1
-                elif outcome.status == "skipped":
-                    state.skipped += 1
-                else:
-                    state.done += 1
-            if workflow.info().is_continue_as_new_suggested() and not stop_dispatch:
-                stop_dispatch = True  # drain the window, then continue with what is left
+        # Children start inside their tasks: a window of them starts in one workflow task.
+        window = SlidingWindow(state.max_workers, start_in_task=True)
+        while state.pending:
+            if not await window.wait_for_room():
+                break  # the breaker is open (or bad credentials): start nothing new
+            if workflow.info().is_continue_as_new_suggested():
+                break  # drain the window, then continue with what is left
+            channel = state.pending.pop(0)
+            await window.submit(
+                functools.partial(self._channel, inp, state, channel, window), _nothing
+            )
+            state.max_concurrent = max(state.max_concurrent, window.running)
+            self._details(gid, state, window.running)
+        await window.drain()
         if state.pending and state.fatal is None:
             self._details(gid, state, 0)
             workflow.continue_as_new(dataclasses.replace(inp, state=state))
         return await self._finish(inp, state)
+
+    async def _channel(
+        self,
+        inp: TenantSyncInput,
+        state: TenantSyncState,
+        channel: ChannelTarget,
+        window: SlidingWindow,
+    ) -> None:
+        """One channel's child, and its outcome counted; a child that failed is parked unless
+        the failure means stop everything."""
+        try:
+            outcome = await self._start_channel(inp, state, channel)
+        except ChildWorkflowError as err:
+            state.failed += 1
+            if cause_type(err) not in FATAL:  # e.g. terminated by hand: park it
+                await self._park(state, channel, err)
+            else:
+                if state.fatal is None:
+                    state.fatal, state.fatal_type = cause_message(err), cause_type(err)
+                window.close()
+            return
+        if outcome.status == "failed":
+            state.failed += 1
+        elif outcome.status == "skipped":
+            state.skipped += 1
+        else:
+            state.done += 1
+        self._details(inp.discord_guild_id, state, window.running - 1)
 
     async def _park(
         self, state: TenantSyncState, channel: ChannelTarget, err: ChildWorkflowError
@@ -218,11 +191,10 @@ class DiscordTenantSync:
                 state.run_id,
                 channel.channel_id,
                 channel.discord_channel_id,
-                _cause_type(err),
-                _cause_message(err)[:500],
+                cause_type(err),
+                cause_message(err)[:500],
             ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=BOOKKEEPING_RETRY,
+            **db_call(),
         )
 
     async def _begin(self, inp: TenantSyncInput) -> TenantSyncState:
@@ -233,11 +205,8 @@ class DiscordTenantSync:
                 inp.discord_guild_id, inp.full, workflow.info().workflow_id, inp.priority
             ),
             start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=1),
-                maximum_attempts=6,
-                non_retryable_error_types=["AuthFailed", "CircuitOpen", "NotFound", "Forbidden"],
-            ),
+            schedule_to_close_timeout=LISTING_DEADLINE,
+            retry_policy=CHECKPOINTED,
         )
         return TenantSyncState(
             run_id=begun.run_id,
@@ -250,7 +219,7 @@ class DiscordTenantSync:
             started_at=workflow.now(),
         )
 
-    async def _channel(
+    async def _start_channel(
         self, inp: TenantSyncInput, state: TenantSyncState, channel: ChannelTarget
     ) -> ChannelSyncResult:
         cid = channel.discord_channel_id
@@ -282,8 +251,7 @@ class DiscordTenantSync:
         totals = await workflow.execute_activity_method(
             DiscordActivities.discord_finish_tenant_sync,
             FinishTenantInput(state.run_id, status, state.fatal, state.max_concurrent),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=BOOKKEEPING_RETRY,
+            **db_call(),
         )
         started = state.started_at or workflow.now()
         result = TenantSyncResult(
@@ -316,3 +284,7 @@ class DiscordTenantSync:
 
 
 WORKFLOWS = [DiscordTenantSync, ChannelSync]
+
+
+async def _nothing(_: object) -> None:
+    """A channel's task accounts for itself (`DiscordTenantSync._channel`)."""

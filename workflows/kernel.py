@@ -125,10 +125,15 @@ class Step(Protocol):
     def failed_attempts(self) -> int: ...  # attempts of this call that failed first
 
 
-@dataclass
-class Attempts:
+class AttemptCounter(Protocol):
     """Carried by the caller (across continue-as-new): what parking counts."""
 
+    failures_without_progress: int
+    budget_waits: int
+
+
+@dataclass
+class Attempts:
     failures_without_progress: int = 0
     budget_waits: int = 0
 
@@ -138,7 +143,7 @@ S = TypeVar("S", bound=Step)
 
 async def run_until_done(
     call: Callable[[RetryPolicy], Awaitable[S]],
-    attempts: Attempts,
+    attempts: AttemptCounter,
     *,
     on_step: Callable[[S], None],
     max_failures: int | None = None,

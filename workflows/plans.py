@@ -1,7 +1,8 @@
 """What a scheduler request starts, per provider: the only provider-specific part of scheduling.
 
 A plan maps a request kind to a child workflow (by type name, so the scheduler stays generic),
-its id, summary and input. Discord, PvP and ZwiftRacing add their plans here.
+its id, summary and input; priorities come from the provider's spec. A provider names its plan
+in its spec (``plan="module:Class"``); the Scheduler finds it through the registry.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.discord_types import TenantSyncInput
     from activities.types import BattleNetSyncInput, EntitySyncInput, PvpSyncInput
-    from workflows.scheduler_types import PRIORITIES, SyncRequest
+    from providers.battlenet.spec import SPEC as BATTLENET
+    from providers.discord.spec import SPEC as DISCORD
+    from workflows.scheduler_types import SyncRequest
 
 
 @dataclass
@@ -40,16 +43,8 @@ class BattleNetPlan:
     `pvp` (leaderboards of the current season, bulk), `character` / `guild` (one entity,
     key `realm/name`: manual adds)."""
 
-    priorities = {
-        "sync": PRIORITIES["incremental"],
-        "full": PRIORITIES["bulk"],
-        "character": PRIORITIES["manual"],
-        "guild": PRIORITIES["manual"],
-        "pvp": PRIORITIES["bulk"],
-    }
-
     def default_priority(self, kind: str) -> int:
-        return self.priorities.get(kind, PRIORITIES["incremental"])
+        return BATTLENET.priority(kind)
 
     def child(
         self, provider: str, scope: str, request: SyncRequest, seq: int, now: datetime
@@ -98,15 +93,13 @@ class DiscordPlan:
     at a time: the child id is the tenant's, so an overlapping request is refused by Temporal
     rather than run twice over the same cursors."""
 
-    priorities = {"sync": PRIORITIES["incremental"], "full": PRIORITIES["bulk"]}
-
     def default_priority(self, kind: str) -> int:
-        return self.priorities.get(kind, PRIORITIES["incremental"])
+        return DISCORD.priority(kind)
 
     def child(
         self, provider: str, scope: str, request: SyncRequest, seq: int, now: datetime
     ) -> ChildPlan:
-        if request.kind not in self.priorities:
+        if DISCORD.kind(request.kind) is None:
             raise ValueError(f"discord has no sync kind {request.kind!r}")
         full = request.kind == "full"
         return ChildPlan(
@@ -122,10 +115,19 @@ class DiscordPlan:
         )
 
 
-_PLANS: dict[str, ProviderPlan] = {"battlenet": BattleNetPlan(), "discord": DiscordPlan()}
+# Filled from the registry on first use (this module is passed through the workflow sandbox,
+# so every workflow run shares it); tests add stand-in providers with `register_plan`.
+_PLANS: dict[str, ProviderPlan] = {}
 
 
 def plan_for(provider: str) -> ProviderPlan:
+    if provider not in _PLANS:
+        with workflow.unsafe.imports_passed_through():
+            from providers.registry import SPECS
+            from providers.spec import load
+
+            for spec in SPECS:
+                _PLANS.setdefault(spec.name, load(spec.plan)())
     try:
         return _PLANS[provider]
     except KeyError:
@@ -133,5 +135,5 @@ def plan_for(provider: str) -> ProviderPlan:
 
 
 def register_plan(provider: str, plan: ProviderPlan) -> None:
-    """Used by tests and by later providers."""
+    """A stand-in provider for tests."""
     _PLANS[provider] = plan

@@ -3,35 +3,45 @@
 Leaderboard imports run on the `pvp-sync` task queue and equipment batches on `pvp-processing`;
 the worker's concurrency on each queue comes from PVP_SYNC_THREADS / PVP_PROCESSING_THREADS,
 and both queues share the one Battle.net rate budget of the worker.
+
+Retries follow the kernel's contract: no attempt limit, backoff capped at 60 s, bounded by each
+activity's schedule-to-close; each equipment batch is called until none of its entries is left
+(`run_until_done`), sleeping on a durable timer whenever the rate budget is spent.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Awaitable
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.pvp import PvpActivities
+    from activities.pvp import (
+        PvpActivities,
+        PvpBracketOutcome,
+        PvpEquipmentStep,
+        PvpSyncOutcome,
+        add_counts,
+    )
     from activities.types import (
         PvpBracketInput,
-        PvpBracketResult,
         PvpEquipmentInput,
-        PvpEquipmentResult,
+        PvpImportResult,
         PvpRangesInput,
         PvpSyncInput,
-        PvpSyncResult,
     )
+    from workflows import kernel
     from workflows.visibility import reporting, search_attributes
 
-# The brief: client errors retried with exponential backoff, 3 attempts; 404s are discarded by
-# the activity itself; non-retryable failures are marked so by the activity.
-PVP_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_attempts=3
-)
+HEARTBEAT = kernel.heartbeat(5)
+RESOLVE_TIMEOUT = timedelta(minutes=1)
+IMPORT_TIMEOUT = timedelta(minutes=5)
+EQUIPMENT_TIMEOUT = timedelta(minutes=10)
+PROVIDER_DEADLINE = timedelta(hours=1)  # schedule-to-close of resolve and import
 
 
 @workflow.defn
@@ -39,15 +49,17 @@ class PvpBracketSync:
     """Import one leaderboard snapshot, then process its entries' equipment in batches."""
 
     @workflow.run
-    async def run(self, inp: PvpBracketInput) -> PvpBracketResult:
-        result = PvpBracketResult(bracket=inp.bracket)
+    async def run(self, inp: PvpBracketInput) -> PvpBracketOutcome:
+        result = PvpBracketOutcome(bracket=inp.bracket)
         workflow.set_current_details(f"importing {inp.bracket}")
         imported = await workflow.execute_activity_method(
             PvpActivities.pvp_import_leaderboard,
             inp,
             task_queue=inp.sync_queue,
-            start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=PVP_RETRY,
+            start_to_close_timeout=IMPORT_TIMEOUT,
+            schedule_to_close_timeout=PROVIDER_DEADLINE,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=kernel.CHECKPOINTED,
         )
         result.import_result = imported
         if imported.not_modified or imported.snapshot_at is None:
@@ -57,38 +69,56 @@ class PvpBracketSync:
             PvpActivities.pvp_equipment_ranges,
             PvpRangesInput(imported.leaderboard_id, imported.snapshot_at, inp.equipment_batch_size),
             task_queue=inp.sync_queue,
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=PVP_RETRY,
+            **kernel.db_call(),
         )
-        workflow.set_current_details(
-            f"{inp.bracket}: {imported.entries} entries, equipment in {len(ranges)} batches"
+        detail = f"{inp.bracket}: {imported.entries} entries, equipment in {len(ranges)} batches"
+        workflow.set_current_details(detail)
+        await asyncio.gather(
+            *(self._equipment(inp, imported, lo, hi, result, detail) for lo, hi in ranges)
         )
-        batches = [
-            workflow.execute_activity_method(
-                PvpActivities.pvp_process_equipment,
-                PvpEquipmentInput(
-                    imported.leaderboard_id, imported.snapshot_at, lo, hi, inp.priority
-                ),
-                task_queue=inp.processing_queue,
-                start_to_close_timeout=timedelta(minutes=10),
-                retry_policy=PVP_RETRY,
-            )
-            for lo, hi in ranges
-        ]
-        for done in await asyncio.gather(*batches):
-            _add(result.equipment, done)
         workflow.set_current_details(
             f"{inp.bracket}: {imported.entries} entries; equipment {result.equipment}"
         )
         return result
 
+    async def _equipment(
+        self,
+        inp: PvpBracketInput,
+        imported: PvpImportResult,
+        lo: int,
+        hi: int,
+        result: PvpBracketOutcome,
+        detail: str,
+    ) -> None:
+        """One batch, called until none of its entries is left."""
+        assert imported.snapshot_at is not None
+        batch = PvpEquipmentInput(
+            imported.leaderboard_id, imported.snapshot_at, lo, hi, inp.priority
+        )
 
-def _add(total: PvpEquipmentResult, step: PvpEquipmentResult) -> None:
-    total.processed += step.processed
-    total.private_skipped += step.private_skipped
-    total.fetched += step.fetched
-    total.reused += step.reused
-    total.not_found += step.not_found
+        def call(retry: RetryPolicy) -> Awaitable[PvpEquipmentStep]:
+            return workflow.execute_activity_method(
+                PvpActivities.pvp_process_equipment,
+                batch,
+                task_queue=inp.processing_queue,
+                start_to_close_timeout=EQUIPMENT_TIMEOUT,
+                schedule_to_close_timeout=kernel.WORK_DEADLINE,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=retry,
+            )
+
+        def waiting(until: datetime) -> None:
+            workflow.set_current_details(
+                f"{detail}; rate budget spent, batch {lo}-{hi} waits until {until:%H:%M:%S} UTC"
+            )
+
+        await kernel.run_until_done(
+            call,
+            kernel.Attempts(),
+            on_step=lambda step: add_counts(result.equipment, step),
+            waiting=waiting,
+            min_sleep=timedelta(seconds=1),
+        )
 
 
 @workflow.defn
@@ -96,22 +126,24 @@ class PvpSync:
     """Master: one region and season (current by default), one child per bracket."""
 
     @workflow.run
-    async def run(self, inp: PvpSyncInput) -> PvpSyncResult:
+    async def run(self, inp: PvpSyncInput) -> PvpSyncOutcome:
         return await reporting(
             inp.report_to,
             self._run(inp),
             lambda r: "partial" if r.failed_brackets else "completed",
         )
 
-    async def _run(self, inp: PvpSyncInput) -> PvpSyncResult:
+    async def _run(self, inp: PvpSyncInput) -> PvpSyncOutcome:
         plan = await workflow.execute_activity_method(
             PvpActivities.pvp_resolve,
             inp,
             task_queue=inp.sync_queue,
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=PVP_RETRY,
+            start_to_close_timeout=RESOLVE_TIMEOUT,
+            schedule_to_close_timeout=PROVIDER_DEADLINE,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=kernel.CHECKPOINTED,
         )
-        result = PvpSyncResult(season=plan.season)
+        result = PvpSyncOutcome(season=plan.season)
         workflow.set_current_details(f"season {plan.season}: {', '.join(plan.brackets)}")
 
         async def bracket(name: str) -> None:
@@ -130,7 +162,12 @@ class PvpSync:
                     )
                 )
             except ChildWorkflowError as err:
-                workflow.logger.warning("bracket %s failed: %s", name, err.cause)
+                workflow.logger.warning(
+                    "bracket %s failed: %s: %s",
+                    name,
+                    kernel.cause_type(err),
+                    kernel.cause_message(err),
+                )
                 result.failed_brackets.append(name)
 
         await asyncio.gather(*(bracket(b) for b in plan.brackets))

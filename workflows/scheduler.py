@@ -22,10 +22,11 @@ from temporalio.common import Priority as TaskPriority
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
+    from providers.ratelimit import Priority
+    from workflows.kernel import SlidingWindow, cause_message
     from workflows.plans import plan_for
     from workflows.scheduler_types import (
         AGEING_STEP,
-        PRIORITIES,
         ChildDone,
         KindState,
         RequestOutcome,
@@ -47,9 +48,9 @@ def _task_priority(priority: int) -> TaskPriority:
     """A hint for Temporal's matching (1 = first … 5): manual work's workflow and activity tasks
     (inherited by the child) overtake a backlog's. Ordering is still ours: the queue and the
     rate limiter decide; this only shortens the manual child's waits in busy task queues."""
-    if priority >= PRIORITIES["manual"]:
+    if priority >= Priority.MANUAL:
         return TaskPriority(priority_key=1)
-    if priority >= PRIORITIES["urgent"]:
+    if priority >= Priority.URGENT:
         return TaskPriority(priority_key=2)
     return TaskPriority.default
 
@@ -207,13 +208,14 @@ class Scheduler:
         assert request.enqueued_at is not None
         waited = (now - request.enqueued_at).total_seconds()
         aged = request.priority + AGEING_STEP * int(waited // self._state.ageing_seconds)
-        return min(aged, max(request.priority, PRIORITIES["manual"]))
+        return min(aged, max(request.priority, Priority.MANUAL))
 
     async def _dispatch(self) -> None:
         state = self._state
         plan = plan_for(state.provider)
+        window = SlidingWindow(state.max_concurrent, count=lambda: len(state.running))
         # Handlers can run while a child start is awaited: re-check pause and time each round.
-        while state.queue and len(state.running) < state.max_concurrent and not state.paused:
+        while state.queue and window.has_room() and not state.paused:
             now = workflow.now()
             best = max(
                 state.queue,
@@ -262,7 +264,7 @@ class Scheduler:
                 await handle
                 self._finish(child_id, "completed", "")
             except Exception as exc:
-                self._finish(child_id, "failed", str(getattr(exc, "cause", exc) or exc))
+                self._finish(child_id, "failed", cause_message(exc))
 
         self._watchers = [t for t in self._watchers if not t.done()]
         self._watchers.append(asyncio.create_task(watch()))
@@ -323,7 +325,7 @@ class Scheduler:
         state = self._state
         now = workflow.now()
         depth: dict[str, int] = {}
-        names = {v: k for k, v in PRIORITIES.items()}
+        names = {p.value: p.name.lower() for p in Priority}
         for r in state.queue:
             label = names.get(r.priority, str(r.priority))
             depth[label] = depth.get(label, 0) + 1

@@ -6,10 +6,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-# Default priorities (higher first): manual add > urgent > scheduled incremental > scheduled
-# bulk > backfill. The same numbers order waiters in the rate limiter.
-PRIORITIES = {"manual": 40, "urgent": 30, "incremental": 20, "bulk": 10, "backfill": 0}
-AGEING_STEP = 10  # one priority level
+from providers.ratelimit import Priority
+
+# Priorities (higher first) are `Priority`: manual add > urgent > scheduled incremental >
+# scheduled bulk > backfill; the same numbers order waiters in the rate limiter.
+AGEING_STEP = Priority.INCREMENTAL - Priority.BULK  # one priority level
 
 _SPEC = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -31,7 +32,7 @@ class SyncRequest:
 
     kind: str
     key: str = ""
-    priority: int = PRIORITIES["manual"]
+    priority: int = Priority.MANUAL
     reason: str = ""
     request_id: str = ""
     enqueued_at: datetime | None = None
@@ -51,7 +52,7 @@ class RequestOutcome:
 @dataclass
 class KindState:
     every_seconds: int | None = None
-    priority: int = PRIORITIES["incremental"]
+    priority: int = Priority.INCREMENTAL
     next_due: datetime | None = None
     last_status: str | None = None
     last_finished_at: datetime | None = None

@@ -7,9 +7,10 @@ import asyncio
 
 import pytest
 
+from providers.ratelimit import Priority
 from tests.scheduler_support import fake_scheduler, key_of, started_children
 from workflows.scheduler import Scheduler
-from workflows.scheduler_types import PRIORITIES, SyncRequest
+from workflows.scheduler_types import SyncRequest
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -45,7 +46,7 @@ async def test_manual_add_starts_before_an_earlier_backlog(client):
         for n in range(5):
             await handle.signal(
                 Scheduler.enqueue,
-                SyncRequest(kind="character", key=f"realm/low{n}", priority=PRIORITIES["backfill"]),
+                SyncRequest(kind="character", key=f"realm/low{n}", priority=Priority.BACKFILL),
             )
         await handle.signal(Scheduler.enqueue, SyncRequest(kind="character", key="realm/manual"))
         await _until(handle, lambda s: s.dispatched_total == 6 and not s.running, 60)
@@ -64,7 +65,7 @@ async def test_ageing_serves_low_priority_within_its_bound_under_constant_manual
             await handle.signal(Scheduler.enqueue, SyncRequest(kind="character", key=f"realm/p{n}"))
         await handle.signal(
             Scheduler.enqueue,
-            SyncRequest(kind="character", key="realm/old", priority=PRIORITIES["backfill"]),
+            SyncRequest(kind="character", key="realm/old", priority=Priority.BACKFILL),
         )
         for n in range(40):  # a manual add every 0.15 s: twice as fast as they can be served
             await handle.signal(Scheduler.enqueue, SyncRequest(kind="character", key=f"realm/m{n}"))
@@ -75,7 +76,7 @@ async def test_ageing_serves_low_priority_within_its_bound_under_constant_manual
     assert old_at is not None, "the backfill request never ran: it starved"
     waited = (old_at - first_at).total_seconds()
     # backfill (0) climbs one level (10) per ageing step; at manual (40) it is the oldest there
-    bound = (PRIORITIES["manual"] - PRIORITIES["backfill"]) / 10 * ageing + 3 * run + 1.0
+    bound = (Priority.MANUAL - Priority.BACKFILL) / 10 * ageing + 3 * run + 1.0
     print(f"\nbackfill request served after {waited:.2f}s under a stream of manual adds")
     assert waited <= bound, f"backfill waited {waited:.1f}s > bound {bound:.1f}s"
     assert [key_of(c) for c, _ in started].index("old") > 1, "it did wait behind manual adds"

@@ -11,7 +11,8 @@ from temporalio.exceptions import (
     TimeoutType,
 )
 
-from workflows.discord import _cause_message, _cause_type
+from workflows.kernel import cause_message as _cause_message
+from workflows.kernel import cause_type as _cause_type
 
 
 def _activity_error(cause: BaseException) -> ActivityError:
