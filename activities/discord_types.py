@@ -20,7 +20,7 @@ class TenantSyncInput:
     priority: int = Priority.INCREMENTAL
     report_to: str | None = None
     state: TenantSyncState | None = None
-    heartbeat_timeout_seconds: float = 30.0
+    heartbeat_timeout_seconds: float = 5.0
 
 
 @dataclass
@@ -75,7 +75,7 @@ class ChannelSyncInput:
     priority: int = Priority.INCREMENTAL
     max_attempts: int = 5
     carried: ChannelSyncResult | None = None  # totals so far, across continue-as-new
-    heartbeat_timeout_seconds: float = 30.0
+    heartbeat_timeout_seconds: float = 5.0
 
 
 @dataclass
@@ -97,6 +97,10 @@ class ChannelPagesResult:
     resume_at: datetime | None = None  # the bucket is spent until then: sleep durably
     detail: str = ""
     failed_attempts: int = 0  # attempts of this call that failed before it returned
+
+    @property
+    def progressed(self) -> bool:
+        return self.pages > 0
 
 
 @dataclass
