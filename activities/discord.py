@@ -31,6 +31,7 @@ from activities.discord_types import (
 from activities.errors import activity_errors
 from activities.heartbeat import heartbeating
 from providers.discord import DiscordClient
+from providers.discord.client import ACTIVE_THREADS, GUILD, GUILD_CHANNELS
 from providers.errors import (
     BudgetExhausted,
     Forbidden,
@@ -167,9 +168,9 @@ class DiscordActivities:
         self, client: DiscordClient, gid: int, parked: set[int], priority: int
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The guild object and every channel and thread of it (validated by the client)."""
-        guild = await _patiently(lambda: client.guild(gid, priority=priority))
-        listed = await _patiently(lambda: client.guild_channels(gid, priority=priority))
-        listed += await _patiently(lambda: client.active_threads(gid, priority=priority))
+        guild = await _patiently(partial(client.fetch, GUILD, gid, priority=priority))
+        listed = await _patiently(partial(client.fetch, GUILD_CHANNELS, gid, priority=priority))
+        listed += await _patiently(partial(client.fetch, ACTIVE_THREADS, gid, priority=priority))
         known = {c["id"] for c in listed}
         parents = [
             int(c["id"])

@@ -1,14 +1,18 @@
 """Discord REST v10 client for a bot token: guilds, channels, threads and message pages.
 
-Every request takes a place in its route bucket (``DiscordLimiter.slot``), then the global limit
-(``ProviderHTTP.send``), and its answer is fed back to the limiter before any error is raised.
-The token is sent only as the ``Authorization`` header; no message or repr contains it.
+The endpoints the sync calls are declared once, in a table (:data:`ENDPOINTS`): path, major
+parameter (which makes the bucket), the name used in errors and the shape the answer must have.
+:meth:`DiscordClient.fetch` asks any of them. Every request takes a place in its route bucket
+(``DiscordLimiter.slot``), then the global limit (``ProviderHTTP.send``), and its answer is fed
+back to the limiter before any error is raised; a transient failure is asked again through the
+limiter. The token is sent only as the ``Authorization`` header; no message or repr contains it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -34,11 +38,70 @@ from providers.ratelimit import Priority
 
 USER_AGENT = "DiscordBot (https://github.com/ratesync/ratesync, 0.1)"
 
-ROUTE_GUILD = "GET /guilds/{guild_id}"
-ROUTE_GUILD_CHANNELS = "GET /guilds/{guild_id}/channels"
-ROUTE_ACTIVE_THREADS = "GET /guilds/{guild_id}/threads/active"
-ROUTE_ARCHIVED_THREADS = "GET /channels/{channel_id}/threads/archived/public"
-ROUTE_MESSAGES = "GET /channels/{channel_id}/messages"
+T = TypeVar("T")
+# An answer's expected shape: (response, entity, major id, query) → the validated value.
+Shape = Callable[[httpx.Response, str, int, Mapping[str, str]], T]
+
+
+@dataclass(frozen=True)
+class Endpoint(Generic[T]):
+    """One endpoint the sync calls, declared: where, in which bucket, and what comes back."""
+
+    path: str  # "/guilds/{guild_id}/channels"
+    major: str  # the one path parameter, Discord's major parameter: buckets are per its value
+    entity: str  # "guild {guild_id} channels": names the request in errors
+    shape: Shape[T]  # validates the answer (BadPayload naming ``entity`` when it drifted)
+    method: str = "GET"
+
+    @property
+    def route(self) -> str:
+        """The bucket's route template, e.g. ``GET /guilds/{guild_id}/channels``."""
+        return f"{self.method} {self.path}"
+
+
+def _json(parse: Callable[[Any, str], T]) -> Shape[T]:
+    def shape(response: httpx.Response, entity: str, major: int, query: Mapping[str, str]) -> T:
+        return parse(ProviderHTTP.json_of(response, entity), entity)
+
+    return shape
+
+
+def _active_threads(data: Any, entity: str) -> list[dict[str, Any]]:
+    return parse_thread_list(data, entity)[0]
+
+
+def _message_page(
+    response: httpx.Response, entity: str, major: int, query: Mapping[str, str]
+) -> MessagesPage:
+    return parse_messages_page(
+        response.content, channel_id=major, after=int(query["after"]), limit=int(query["limit"])
+    )
+
+
+GUILD = Endpoint("/guilds/{guild_id}", "guild_id", "guild {guild_id}", _json(parse_guild))
+GUILD_CHANNELS = Endpoint(
+    "/guilds/{guild_id}/channels", "guild_id", "guild {guild_id} channels",
+    _json(parse_channels),
+)  # fmt: skip
+ACTIVE_THREADS = Endpoint(
+    "/guilds/{guild_id}/threads/active", "guild_id", "guild {guild_id} active threads",
+    _json(_active_threads),
+)  # fmt: skip
+ARCHIVED_THREADS = Endpoint(
+    "/channels/{channel_id}/threads/archived/public", "channel_id",
+    "channel {channel_id} archived threads", _json(parse_thread_list),
+)  # fmt: skip
+MESSAGES = Endpoint(
+    "/channels/{channel_id}/messages", "channel_id", "channel {channel_id}", _message_page
+)
+# By the names the sandbox (and its fault injection) uses for them.
+ENDPOINTS: dict[str, Endpoint[Any]] = {
+    "guild": GUILD,
+    "guild_channels": GUILD_CHANNELS,
+    "active_threads": ACTIVE_THREADS,
+    "archived_threads": ARCHIVED_THREADS,
+    "messages": MESSAGES,
+}
 
 
 def _no_hidden_resends(transport: httpx.AsyncBaseTransport | None) -> None:
@@ -177,55 +240,37 @@ class DiscordClient(ProviderHTTP):
         raise UnexpectedStatus(f"discord: {status} on {entity}{suffix}", entity=entity,
                                status=status)  # fmt: skip
 
-    async def get_json(
+    # -- API --------------------------------------------------------------------------------
+
+    async def fetch(
         self,
-        route: str,
-        major: int | None,
-        path: str,
+        endpoint: Endpoint[T],
+        major: int,
         *,
-        entity: str,
         params: Mapping[str, str] | None = None,
         priority: int = Priority.BULK,
         max_wait: float | None = None,
-    ) -> Any:
-        async def once() -> Any:
+    ) -> T:
+        """Ask ``endpoint`` about ``major`` (its guild or channel id), in the bucket of the
+        endpoint's route and that id; return the answer validated by the endpoint's shape.
+
+        A transient failure (5xx, reset, timeout, a body cut in transit) is asked again up to
+        ``transient_retries`` times, each time through the limiter.
+        """
+        ident = int(major)
+        values = {endpoint.major: ident}
+        path = endpoint.path.format(**values)
+        entity = endpoint.entity.format(**values)
+        query = dict(params or {})
+
+        async def once() -> T:
             response = await self.get(
-                route, major, path, entity=entity, params=params, priority=priority,
+                endpoint.route, ident, path, entity=entity, params=query, priority=priority,
                 max_wait=max_wait,
             )  # fmt: skip
-            return self.json_of(response, entity)
+            return endpoint.shape(response, entity, ident, query)
 
         return await self.retrying(once)
-
-    # -- API --------------------------------------------------------------------------------
-
-    async def guild(
-        self, guild_id: int, *, priority: int = Priority.BULK, max_wait: float | None = None
-    ) -> dict[str, Any]:
-        entity = f"guild {guild_id}"
-        data = await self.get_json(ROUTE_GUILD, guild_id, f"/guilds/{int(guild_id)}",
-                                   entity=entity, priority=priority, max_wait=max_wait)  # fmt: skip
-        return parse_guild(data, entity)
-
-    async def guild_channels(
-        self, guild_id: int, *, priority: int = Priority.BULK, max_wait: float | None = None
-    ) -> list[dict[str, Any]]:
-        entity = f"guild {guild_id} channels"
-        data = await self.get_json(
-            ROUTE_GUILD_CHANNELS, guild_id, f"/guilds/{int(guild_id)}/channels",
-            entity=entity, priority=priority, max_wait=max_wait,
-        )  # fmt: skip
-        return parse_channels(data, entity)
-
-    async def active_threads(
-        self, guild_id: int, *, priority: int = Priority.BULK, max_wait: float | None = None
-    ) -> list[dict[str, Any]]:
-        entity = f"guild {guild_id} active threads"
-        data = await self.get_json(
-            ROUTE_ACTIVE_THREADS, guild_id, f"/guilds/{int(guild_id)}/threads/active",
-            entity=entity, priority=priority, max_wait=max_wait,
-        )  # fmt: skip
-        return parse_thread_list(data, entity)[0]
 
     async def archived_threads(
         self,
@@ -236,19 +281,16 @@ class DiscordClient(ProviderHTTP):
         max_wait: float | None = None,
     ) -> list[dict[str, Any]]:
         """All public archived threads of a channel, newest archived first (paged by time)."""
-        entity = f"channel {channel_id} archived threads"
-        path = f"/channels/{int(channel_id)}/threads/archived/public"
+        entity = ARCHIVED_THREADS.entity.format(channel_id=int(channel_id))
         threads: list[dict[str, Any]] = []
         before: str | None = None
         while True:
             params = {"limit": str(page_size)}
             if before is not None:
                 params["before"] = before
-            page, has_more = parse_thread_list(
-                await self.get_json(ROUTE_ARCHIVED_THREADS, channel_id, path, entity=entity,
-                                    params=params, priority=priority, max_wait=max_wait),
-                entity,
-            )  # fmt: skip
+            page, has_more = await self.fetch(
+                ARCHIVED_THREADS, channel_id, params=params, priority=priority, max_wait=max_wait
+            )
             threads.extend(page)
             if not has_more or not page:
                 return threads
@@ -270,7 +312,7 @@ class DiscordClient(ProviderHTTP):
         """
         limiter = self.discord_limiter
         now = limiter.clock()
-        ready = limiter.state(ROUTE_MESSAGES, str(int(channel_id))).ready_at(now)
+        ready = limiter.state(MESSAGES.route, str(int(channel_id))).ready_at(now)
         return 0.0 if ready is None else max(0.0, ready - now)
 
     async def messages_page(
@@ -285,16 +327,7 @@ class DiscordClient(ProviderHTTP):
         """The ``limit`` oldest messages with id > ``after`` (returned newest first)."""
         if not 1 <= limit <= 100:
             raise ValueError(f"limit must be 1..100, not {limit}")
-        entity = f"channel {channel_id}"
-
-        async def once() -> MessagesPage:
-            response = await self.get(
-                ROUTE_MESSAGES, channel_id, f"/channels/{int(channel_id)}/messages",
-                entity=entity, params={"after": str(int(after)), "limit": str(limit)},
-                priority=priority, max_wait=max_wait,
-            )  # fmt: skip
-            return parse_messages_page(
-                response.content, channel_id=channel_id, after=after, limit=limit
-            )
-
-        return await self.retrying(once)
+        params = {"after": str(int(after)), "limit": str(limit)}
+        return await self.fetch(
+            MESSAGES, channel_id, params=params, priority=priority, max_wait=max_wait
+        )

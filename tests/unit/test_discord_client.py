@@ -20,6 +20,14 @@ from providers.discord import (
     snowflake_from_time,
     snowflake_time,
 )
+from providers.discord.client import (
+    ACTIVE_THREADS,
+    ARCHIVED_THREADS,
+    ENDPOINTS,
+    GUILD,
+    GUILD_CHANNELS,
+    MESSAGES,
+)
 from providers.errors import (
     AuthFailed,
     BadPayload,
@@ -178,18 +186,18 @@ async def test_guild_channels_and_threads() -> None:
         return reply(404, {"message": "404: Not Found", "code": 0})
 
     client = make_client(handler)
-    assert (await client.guild(456))["name"] == "g"
-    assert [c["id"] for c in await client.guild_channels(456)] == ["1", "2"]
-    assert [t["id"] for t in await client.active_threads(456)] == ["5"]
+    assert (await client.fetch(GUILD, 456))["name"] == "g"
+    assert [c["id"] for c in await client.fetch(GUILD_CHANNELS, 456)] == ["1", "2"]
+    assert [t["id"] for t in await client.fetch(ACTIVE_THREADS, 456)] == ["5"]
     assert [t["id"] for t in await client.archived_threads(1)] == ["9", "8", "7"]
     assert befores == [None, "2024-02-01T00:00:00+00:00"]
     await client.aclose()
 
 
 LISTING_CALLS: dict[str, Callable[[DiscordClient], Any]] = {
-    "/guilds/456": lambda c: c.guild(456),
-    "/guilds/456/channels": lambda c: c.guild_channels(456),
-    "/guilds/456/threads/active": lambda c: c.active_threads(456),
+    "/guilds/456": lambda c: c.fetch(GUILD, 456),
+    "/guilds/456/channels": lambda c: c.fetch(GUILD_CHANNELS, 456),
+    "/guilds/456/threads/active": lambda c: c.fetch(ACTIVE_THREADS, 456),
     "/channels/1/threads/archived/public": lambda c: c.archived_threads(1),
 }
 OK_THREAD = {
@@ -253,6 +261,51 @@ async def test_wrong_typed_listing_fields_are_a_bad_payload_naming_the_guild_or_
     assert caught.value.retryable is False and str(caught.value).startswith("discord: ")
 
 
+def test_the_endpoint_table_matches_discord_paths_and_major_parameters() -> None:
+    from sandbox.discord import _PATHS as SANDBOX_PATHS
+    from sandbox.discord_limits import ROUTES as SANDBOX_MAJORS
+
+    assert set(ENDPOINTS) == set(SANDBOX_PATHS)
+    for name, endpoint in ENDPOINTS.items():
+        assert endpoint.path == SANDBOX_PATHS[name] and endpoint.major == SANDBOX_MAJORS[name]
+        assert endpoint.route == f"GET {endpoint.path}"
+        assert "{" + endpoint.major + "}" in endpoint.path and endpoint.path.count("{") == 1
+
+
+async def test_each_request_takes_its_place_in_the_bucket_the_table_names() -> None:
+    bucket = {"X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "4",
+              "X-RateLimit-Reset-After": "1.0"}  # fmt: skip
+    body = {
+        "/guilds/456": {"id": "456", "name": "g"},
+        "/guilds/456/channels": [],
+        "/guilds/456/threads/active": {"threads": []},
+        "/channels/7/threads/archived/public": {"threads": [], "has_more": False},
+        "/channels/7/messages": [],
+    }
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/api/v10")
+        seen.append(path)
+        headers = {**bucket, "X-RateLimit-Bucket": f"hash-{path.split('/')[-1]}"}
+        return reply(200, body[path], headers)
+
+    limiter = DiscordLimiter()
+    client = make_client(handler, limiter)
+    await client.fetch(GUILD, 456)
+    await client.fetch(GUILD_CHANNELS, 456)
+    await client.fetch(ACTIVE_THREADS, 456)
+    await client.archived_threads(7)
+    await client.messages_page(7, after=0)
+    await client.aclose()
+    assert seen == list(body)
+    for endpoint, major in ((GUILD, "456"), (GUILD_CHANNELS, "456"), (ACTIVE_THREADS, "456"),
+                            (ARCHIVED_THREADS, "7"), (MESSAGES, "7")):  # fmt: skip
+        assert limiter.bucket_of(endpoint.route) is not None
+        state = limiter.state(endpoint.route, major)
+        assert state.limited and state.remaining == 4, endpoint.route
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 
@@ -309,7 +362,7 @@ async def test_token_with_bot_prefix_is_not_doubled_and_missing_token_fails_loud
 
     client = DiscordClient(token=f"Bot {TOKEN}", base_url=BASE + "/", limiter=DiscordLimiter(),
                            transport=httpx.MockTransport(handler))  # fmt: skip
-    await client.guild(1)
+    await client.fetch(GUILD, 1)
     await client.aclose()
     assert seen == [f"Bot {TOKEN}"]
     with pytest.raises(AuthFailed, match="DISCORD_BOT_TOKEN is not set"):
@@ -331,7 +384,7 @@ async def test_global_429_pauses_all_requests() -> None:
         await client.messages_page(1, after=0)
     assert caught.value.retry_after == 64.57
     with pytest.raises(BudgetExhausted) as exhausted:
-        await client.guild_channels(2)  # another route, another major: paused too
+        await client.fetch(GUILD_CHANNELS, 2)  # another route, another major: paused too
     assert exhausted.value.bucket == "discord global" and calls == [1]
     # The refused request gave its place back: its bucket holds nothing in flight.
     assert limiter.state("GET /guilds/{guild_id}/channels", "2").in_flight == 0
@@ -364,7 +417,7 @@ async def test_breaker_never_sends_while_open_and_cloudflare_block_opens_it() ->
     with pytest.raises(CircuitOpen, match="Cloudflare"):
         await client2.messages_page(9, after=0)
     with pytest.raises(CircuitOpen):
-        await client2.guild(10)
+        await client2.fetch(GUILD, 10)
     assert calls == [3]
     assert cloudflare.stats()["rate_limited_by_scope"]["cloudflare"] == 1
     await client.aclose()
