@@ -4,8 +4,9 @@ One module per verb, each with ``register(verbs)`` (its parser) and ``run(args, 
 ``db``, ``track``, ``sync``, ``status``, ``reset``, ``scheduler`` (and the manual add it serves),
 ``add``, ``temporal``, ``sandbox``, ``demo``. Shared parts: ``common`` (exit codes, parser,
 output, servers), ``launch`` (the one start-and-maybe-wait helper), ``commands`` (what a
-provider adds to the generic verbs). Provider-specific sub-commands: ``battlenet``,
-``discord``, reached through their spec's ``cli`` field; the generic verbs name no provider.
+provider adds to the generic verbs). Provider-specific sub-commands live in one module per
+provider, ``cli/<provider name>.py``, reached through its spec's ``cli`` field
+(providers/registry.py lists the specs); the generic verbs name no provider.
 """
 
 

@@ -30,9 +30,9 @@ def no_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class Scope:
-    """How the command line reads a provider's scope (``spec.scope``: a region, a tenant…)."""
+    """How the command line reads a provider's scope (``spec.scope``)."""
 
-    noun: str  # one value, as messages name it: "region", "discord guild id"
+    noun: str  # one value, as messages name it ("a … scheduler needs --option <noun>")
     help: str
     type: Callable[[str], Any] = str
     choices: Sequence[str] | None = None
@@ -62,7 +62,7 @@ class TrackCommand:
     help: str
     description: str
     register: Callable[[AsyncConnection, str, argparse.Namespace], Awaitable[int]]
-    label: Callable[[str, argparse.Namespace], str]  # "guild eu/stormrage/avalerion"
+    label: Callable[[str, argparse.Namespace], str]  # the entity, as "tracking …" names it
     arguments: Arguments = no_arguments
 
 
@@ -125,7 +125,7 @@ def each() -> list[tuple[ProviderSpec, ProviderCommands]]:
 
 
 def scope_dest(spec: ProviderSpec) -> str:
-    """The argparse name of the scope: ``--region`` → ``region``."""
+    """The argparse name of the scope: ``--some-scope`` → ``some_scope``."""
     return spec.scope_option.lstrip("-").replace("-", "_")
 
 
@@ -171,8 +171,3 @@ def scope_of(spec: ProviderSpec, args: argparse.Namespace, settings: Settings) -
     if value is None and spec.default_scope:
         value = getattr(settings, spec.default_scope)
     return None if value is None else str(value)
-
-
-def scope_example(spec: ProviderSpec, scope: str) -> str:
-    """How a command line names this scope: ``--region eu``."""
-    return f"{spec.scope_option} {scope}"

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.enums.v1 import PendingWorkflowTaskState, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import (
@@ -33,6 +34,7 @@ from cli.common import EXIT_FAILED, EXIT_OK, emit
 from settings import Settings
 from workflows.kernel import cause_message
 
+PICKUP_SECONDS = 5.0  # a polling worker takes a new workflow's first task well within this
 NO_POLLER = " (no worker is polling yet: run `python worker.py`)"
 
 
@@ -88,6 +90,23 @@ async def has_pollers(client: Client, task_queue: str) -> bool:
     return bool(response.pollers)
 
 
+async def _picked_up(handle: WorkflowHandle[Any, Any], within: float = PICKUP_SECONDS) -> bool:
+    """Whether a worker takes the workflow's first task. The server lists the pollers it saw in
+    the last minutes, so a worker that exited (a previous `--wait`) still counts as polling."""
+    deadline = time.monotonic() + within
+    while True:
+        described = (await handle.describe()).raw_description
+        if (
+            described.workflow_execution_info.history_length > 2  # the first task has started
+            or described.pending_workflow_task.state
+            == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
+        ):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.2)
+
+
 def _options(launch: Launch, task_queue: str) -> dict[str, Any]:
     return {
         "id": launch.id,
@@ -119,8 +138,8 @@ async def outcome(
     database_url: str | None = None,
 ) -> Outcome:
     """Start ``launch``; with ``wait``, read its result (or its update's). A failure or a
-    timeout is a :class:`CliError` with one line. ``database_url``: nobody polls the task queue
-    → a worker runs in this process until the result is in."""
+    timeout is a :class:`CliError` with one line. ``database_url``: when no worker takes the
+    workflow, one runs in this process until the result is in."""
     queue = settings.TEMPORAL_TASK_QUEUE
     if wait and launch.update is not None:
         return launch.finished(launch.id, await _update_with_start(client, queue, launch))
@@ -128,7 +147,11 @@ async def outcome(
     polled = await has_pollers(client, queue)
     if not wait:
         return launch.started(handle, polled)
-    in_process = not polled and launch.worker_if_unpolled and database_url is not None
+    in_process = (
+        launch.worker_if_unpolled
+        and database_url is not None
+        and not (polled and await _picked_up(handle))
+    )
     try:
         async with _worker(client, settings, database_url if in_process else None):
             result = await asyncio.wait_for(handle.result(), launch.timeout)

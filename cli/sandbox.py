@@ -15,6 +15,9 @@ def register(verbs: Verbs) -> None:
         "sandbox",
         help="serve a sandbox API on 127.0.0.1 (`sandbox --help` lists providers and options)",
         add_help=False,
+        # everything after `sandbox` is the sandbox's: no option of ours (argparse's REMAINDER
+        # alone would not take a leading --port, nor --help)
+        prefix_chars="+",
     )
     parser.add_argument("sandbox_args", nargs=argparse.REMAINDER)
     parser.set_defaults(func=run)
