@@ -9,6 +9,10 @@ It starts its own Postgres, Temporal dev server and sandboxes, runs a small Batt
 continues-as-new once, a scheduler, a PvP sync and a Discord tenant sync (one channel parked,
 one sleeping on a spent bucket), and writes one JSON history per workflow run into histories/.
 `--discord-only` records just the Discord ones (files `*-d<n>.json`), keeping the others.
+`--set k` records the kernel set instead (files `*-k<n>.json`): a manual guild add that sleeps
+on a spent budget, a Battle.net master with a failed child and character batches sleeping on
+the budget, a Scheduler that merges requests and meets an already-started child, and a Discord
+tenant that continues-as-new carrying its state. A recording never overwrites a file.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from temporalio.testing import WorkflowEnvironment
 
 import runtime
 from activities.battlenet_build import pvp_queues
-from activities.types import BattleNetSyncInput, PvpSyncInput
+from activities.types import BattleNetSyncInput, EntitySyncInput, PvpSyncInput
 from cli.scheduler import add, start
 from storage.migrate import upgrade
 from tests.integration.battlenet_support import track_sandbox_guilds
@@ -42,9 +46,10 @@ from tests.integration.discord_support import (
 )
 from tests.sandbox_helpers import admin, battlenet_sandbox, sandbox_settings
 from worker import build_worker
-from workflows.battlenet import BattleNetSync
+from workflows.battlenet import BattleNetEntitySync, BattleNetSync
 from workflows.pvp import PvpSync
 from workflows.scheduler import Scheduler
+from workflows.scheduler_types import SchedulerInput, SyncRequest
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
 
@@ -145,11 +150,15 @@ async def _pvp_runs(client: Client, settings: Any, queue: str) -> list[Any]:
     return runs + children[:1]
 
 
-async def _write(client: Client, picked: list[Any], tag: str) -> list[Path]:
+async def _write(client: Client, picked: list[Any], tag: str, keep: bool = False) -> list[Path]:
+    """One file per run; with ``keep``, a file that exists is never overwritten (a running
+    workflow could still have that history)."""
     written = []
     for n, wf in enumerate(picked):
         history = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
         path = HISTORIES / f"{wf.workflow_type}-{tag}{n}.json"
+        if keep and path.exists():
+            raise FileExistsError(f"{path.name} exists: record a new set (--set <name>)")
         path.write_text(json.dumps({"workflow_id": wf.id, **history.to_json_dict()}, indent=1))
         written.append(path)
     return written
@@ -176,6 +185,117 @@ async def _discord_runs(client: Client, database_url: str) -> list[Any]:
     return runs + children
 
 
+async def record_set(tag: str) -> list[Path]:
+    """The kernel set, on a dev server that suggests continue-as-new early (so the Discord
+    tenant continues-as-new with channels still pending)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="ratesync-record-"))
+    pg = runtime.start_postgres(data_dir, runtime.free_port())
+    picked: list[Any] = []
+    try:
+        await asyncio.to_thread(upgrade, pg.url())
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=runtime.temporal_binary(),
+            data_converter=pydantic_data_converter,
+            search_attributes=[
+                SearchAttributeKey.for_keyword(n) for n in runtime.SEARCH_ATTRIBUTES
+            ],
+            dev_server_extra_args=[
+                "--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=60",
+            ],
+        )  # fmt: skip
+        async with env:
+            picked += await _battlenet_kernel_runs(env.client, pg.url())
+            picked += await _discord_kernel_runs(env.client, pg.url())
+            return await _write(env.client, picked, tag, keep=True)
+    finally:
+        pg.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _battlenet_kernel_runs(client: Client, database_url: str) -> list[Any]:
+    with battlenet_sandbox(
+        guilds_per_region=2, roster_min=12, roster_max=12, hidden_ratio=0, per_second=10
+    ) as sb:
+        guilds = admin(sb.url, "truth/guilds?region=eu")
+        queue = f"record-{uuid.uuid4().hex[:6]}"
+        settings = sandbox_settings(
+            sb.url, TEMPORAL_TASK_QUEUE=queue, BNET_RATE_PER_SECOND=10,
+            RATE_LIMIT_MAX_WAIT_SECONDS=0.05,
+        )  # fmt: skip
+        async with build_worker(client, settings, database_url, queue) as parts:
+            async with parts.worker:
+                first = guilds[0]
+                add_id = f"guild/eu/{first['realm_slug']}/{first['name_slug']}/recorded"
+                await client.execute_workflow(
+                    BattleNetEntitySync.run,
+                    EntitySyncInput("eu", "guild", first["realm_slug"], first["name"]),
+                    id=add_id,
+                    task_queue=queue,
+                )
+                second = guilds[1]
+                await track_sandbox_guilds(database_url, sb.url)
+                # The second guild answers 400 (non-retryable): its child fails.
+                path = f"/data/wow/guild/{second['realm_slug']}/{second['name_slug']}"
+                admin(sb.url, "faults", {"match": path, "error_rate": 1.0, "error_status": 400})
+                master_id = "battlenet-sync/eu/recorded-kernel"
+                await client.execute_workflow(
+                    BattleNetSync.run,
+                    BattleNetSyncInput(region="eu", full=True, batch_size=6, page_size=12),
+                    id=master_id,
+                    task_queue=queue,
+                )
+    runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{master_id}"')]
+    adds = [wf async for wf in client.list_workflows(f'WorkflowId = "{add_id}"')]
+    children = [wf async for wf in client.list_workflows(f'ParentWorkflowId = "{master_id}"')]
+    failed = [
+        c
+        for c in children
+        if c.workflow_type == "GuildSync" and c.status is not None and c.status.name == "FAILED"
+    ]
+    return runs[:1] + adds + failed[:1] + _one_per_type(children)
+
+
+async def _discord_kernel_runs(client: Client, database_url: str) -> list[Any]:
+    with discord_server() as sandbox:
+        tenant = create_tenant(sandbox.url, name="Kernel", text_channels=[40] * 12)
+        gid = int(tenant["guild_id"])
+        await track(database_url, gid)
+        queue = f"record-{uuid.uuid4().hex[:6]}"
+        settings = discord_settings(
+            sandbox.url, TEMPORAL_TASK_QUEUE=queue, SYNC_MAX_CHANNEL_WORKERS=2,
+            SYNC_MESSAGE_FETCH_SIZE=10,
+        )  # fmt: skip
+        async with build_worker(client, settings, database_url, queue) as parts:
+            async with parts.worker:
+                sched = await client.start_workflow(
+                    Scheduler.run,
+                    SchedulerInput(
+                        provider="discord", scope=str(gid), cadences={"sync": "1d"},
+                        max_concurrent=2, visibility=False,
+                    ),
+                    id=f"scheduler/discord/{gid}",
+                    task_queue=queue,
+                )  # fmt: skip
+                for _ in range(100):  # the cadence's sync is running
+                    if (await sched.query(Scheduler.status)).running:
+                        break
+                    await asyncio.sleep(0.1)
+                await sched.signal(Scheduler.pause)
+                for _ in range(2):  # two alike requests merge into one
+                    await sched.signal(Scheduler.enqueue, SyncRequest(kind="sync"))
+                await sched.signal(Scheduler.resume)  # ... which meets the running child
+                for _ in range(600):
+                    status = await sched.query(Scheduler.status)
+                    if not status.running and status.dispatched_total >= 2:
+                        break
+                    await asyncio.sleep(0.2)
+                await sched.terminate("recorded")
+    master = f"discord-sync/{gid}"
+    runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{master}"')]
+    scheduler = [wf async for wf in client.list_workflows(f'WorkflowId = "{sched.id}"')]
+    return scheduler + runs
+
+
 def _one_per_type(workflows: list[Any]) -> list[Any]:
     seen: dict[str, object] = {}
     for wf in workflows:
@@ -186,6 +306,9 @@ def _one_per_type(workflows: list[Any]) -> list[Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Record the replay-test histories.")
     parser.add_argument("--discord-only", action="store_true", help="only the Discord ones")
+    parser.add_argument("--set", help="record the kernel set under this tag (e.g. k)")
+    args = parser.parse_args()
     HISTORIES.mkdir(exist_ok=True)
-    for path in asyncio.run(record(parser.parse_args().discord_only)):
+    paths = asyncio.run(record_set(args.set) if args.set else record(args.discord_only))
+    for path in paths:
         print(f"wrote {path.relative_to(HISTORIES.parent.parent.parent)}")

@@ -49,6 +49,32 @@ def test_histories_cover_every_workflow_and_a_continue_as_new():
     assert crossed, "no recorded history crossed continue-as-new"
 
 
+def _texts(workflow_type: str) -> list[str]:
+    return [p.read_text() for p in HISTORIES if p.name.startswith(f"{workflow_type}-")]
+
+
+def test_histories_cover_the_kernel_branches():
+    """Branches of the shared kernel and of the providers on it, each in some history."""
+    assert any(
+        "bnet_guild_character_ids" in t and "timerStartedEventAttributes" in t
+        for t in _texts("BattleNetEntitySync")
+    ), "no manual guild add sleeping on budget"
+    assert any("timerStartedEventAttributes" in t for t in _texts("CharacterBatchSync")), (
+        "no Battle.net budget sleep"
+    )
+    assert any(
+        "childWorkflowExecutionFailedEventAttributes" in t for t in _texts("BattleNetSync")
+    ), "no master with a failed child"
+    scheduler = _texts("Scheduler")
+    assert any("startChildWorkflowExecutionFailedEventAttributes" in t for t in scheduler), (
+        "no scheduler meeting an already-started child"
+    )
+    assert any(t.count('"signalName": "enqueue"') >= 2 for t in scheduler), "no request merge"
+    assert any("ContinuedAsNewEventAttributes" in t for t in _texts("DiscordTenantSync")), (
+        "no Discord tenant continuing-as-new with its state"
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "data", [json.loads(p.read_text()) for p in HISTORIES], ids=[p.name for p in HISTORIES]
 )
