@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 
 from cli.common import Verbs
-from sandbox.__main__ import main as sandbox_main
 from settings import Settings
 
 
@@ -24,4 +23,8 @@ def register(verbs: Verbs) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    # Lazy: the sandbox's ASGI apps and simulated worlds are a tenth of --help's start-up time,
+    # and only this verb serves them.
+    from sandbox.__main__ import main as sandbox_main
+
     return int(sandbox_main(args.sandbox_args) or 0)

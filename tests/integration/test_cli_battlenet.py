@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from providers.ratelimit import Priority
 from tests.sandbox_helpers import admin, battlenet_sandbox
 
 pytestmark = [pytest.mark.integration]
@@ -71,7 +72,7 @@ def test_track_then_sync_and_pvp_with_wait_report_counts_and_failures(
         assert json.loads(started.stdout)["scheduler"] == "scheduler/battlenet/eu"
         queued = _cli(env, "add", "character", "eu", "draenor", "Foo", "--json")
         assert queued.returncode == 0, queued.stderr
-        assert json.loads(queued.stdout)["queued"]["priority"] == 40  # Priority.MANUAL
+        assert json.loads(queued.stdout)["queued"]["priority"] == Priority.MANUAL
         assert _cli(env, "scheduler", "stop", "battlenet").returncode == 0
         gone = _cli(env, "scheduler", "pause", "discord", "--tenant", "1168516062791340136")
         assert gone.returncode == 1
