@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from providers.battlenet.pvp import EquippedItem, LeaderboardColumns
+from providers.battlenet.pvp import EquippedItem, LeaderboardColumns, json_text
 
 _UPSERT_LEADERBOARD = text("""
 INSERT INTO pvp_leaderboards AS l (region, season_id, bracket, bracket_type, last_modified,
@@ -259,12 +259,13 @@ async def store_equipment(
     fresh: Sequence[FreshEquipment],
     reused: Sequence[tuple[int, int]],
     processed: Sequence[int],
-) -> None:
-    """At most five statements for a whole batch.
+) -> int:
+    """At most five statements for a whole batch; returns how many entries it marked processed.
 
     ``fresh``: entries whose items are stored from a new payload (one batched item lookup +
     one bulk insert); ``reused``: (entry, previous entry) pairs whose items are copied;
-    ``processed``: every entry of the batch that is done (private ones included).
+    ``processed``: every entry of the batch that is done (private, missing and given-up ones
+    included). An entry another attempt already marked is not counted again.
     """
     flat = [(f.entry.entry_id, item) for f in fresh for item in f.items]
     if flat:
@@ -277,7 +278,7 @@ async def store_equipment(
                     "qualities": [i.quality for i in unique], "slots": [i.slot for i in unique],
                     "inv": [i.inventory_type for i in unique],
                     "classes": [i.item_class for i in unique],
-                    "raw": [json.dumps(i.raw, ensure_ascii=False) for i in unique],
+                    "raw": [json_text(i.raw) for i in unique],
                 },
             )
         ).all()  # fmt: skip
@@ -289,7 +290,7 @@ async def store_equipment(
                 "entries": [e for e, _ in flat],
                 "items": [item_ids[i.bnet_item_id] for _, i in flat],
                 "slots": [i.slot for _, i in flat], "levels": [i.item_level for _, i in flat],
-                "raw": [json.dumps(i.detail, ensure_ascii=False) for _, i in flat],
+                "raw": [json_text(i.detail) for _, i in flat],
             },
         )  # fmt: skip
     if reused:
@@ -307,11 +308,50 @@ async def store_equipment(
                 "lms": [f.last_modified for f in changed],
             },
         )
-    if processed:
+    if not processed:
+        return 0
+    marked = await conn.execute(
+        text(
+            "UPDATE pvp_leaderboard_entries SET equipment_processed_at = now() "
+            "WHERE id = ANY(CAST(:ids AS bigint[])) AND equipment_processed_at IS NULL"
+        ),
+        {"ids": list(processed)},
+    )
+    return int(marked.rowcount)
+
+
+_MARK_MISSING = text("""
+UPDATE characters
+SET is_private = true, not_found_at = coalesce(not_found_at, now()), recheck_at = :recheck,
+    last_synced_at = now(), updated_at = now()
+WHERE id = ANY(CAST(:ids AS bigint[])) AND NOT is_private
+RETURNING id
+""")
+
+
+async def mark_missing(
+    conn: AsyncConnection, character_ids: Sequence[int], recheck_at: datetime
+) -> set[int]:
+    """404 (gone, hidden or private): flag the characters so no later batch asks for them;
+    returns the ones flagged *now*. A character two batches found missing at once is flagged
+    (and so recorded) by the first to commit only: the second waits on the row lock and then
+    sees it flagged."""
+    if not character_ids:
+        return set()
+    rows = await conn.execute(_MARK_MISSING, {"ids": list(character_ids), "recheck": recheck_at})
+    return {int(cid) for (cid,) in rows}
+
+
+async def forget_equipment_validators(conn: AsyncConnection, character_ids: Sequence[int]) -> None:
+    """A payload we could not use: drop its validator and hash, so the next snapshot fetches the
+    whole body instead of taking a 304 (or a hash match) for items that were never stored."""
+    if character_ids:
         await conn.execute(
-            text(
-                "UPDATE pvp_leaderboard_entries SET equipment_processed_at = now() "
-                "WHERE id = ANY(CAST(:ids AS bigint[]))"
-            ),
-            {"ids": list(processed)},
+            text("""
+            UPDATE characters
+            SET equipment_hash = NULL, http_last_modified = http_last_modified - 'pvp_equipment',
+                updated_at = now()
+            WHERE id = ANY(CAST(:ids AS bigint[]))
+            """),
+            {"ids": list(character_ids)},
         )
