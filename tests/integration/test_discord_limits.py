@@ -100,6 +100,41 @@ async def test_a_429_is_a_budget_wait_and_never_spends_an_attempt(client, databa
         assert failures == [] and retry_counts == [0, 0, 0]
 
 
+async def test_a_429_while_listing_the_guild_waits_for_its_bucket_in_the_same_attempt(
+    client, database_url, task_queue
+):
+    with discord_server(lifted=True) as sandbox:
+        tenant = create_tenant(sandbox.url, name="Listing", text_channels=[30, 20])
+        gid = int(tenant["guild_id"])
+        await track(database_url, gid)
+        admin(
+            sandbox.url,
+            "discord/faults",
+            {"force_bucket_429": 2, "retry_after": 0.2, "route": "guild_channels"},
+        )
+        settings = discord_settings(sandbox.url)
+        result = await run_tenant_sync(client, settings, database_url, task_queue, gid)
+        stats = admin(sandbox.url, "stats")
+        history = await client.get_workflow_handle(
+            f"discord-sync/{gid}/{task_queue}"
+        ).fetch_history()
+        assert (result.status, result.channels_done, result.messages) == ("done", 2, 50)
+        assert stats["rate_limited"].get("user") == 2
+        scheduled = {
+            e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+            for e in history.events
+            if e.HasField("activity_task_scheduled_event_attributes")
+        }
+        begin_attempts = [
+            e.activity_task_started_event_attributes.attempt
+            for e in history.events
+            if e.HasField("activity_task_started_event_attributes")
+            and scheduled[e.activity_task_started_event_attributes.scheduled_event_id]
+            == "discord_begin_tenant_sync"
+        ]
+        assert begin_attempts == [1]  # the 429s were waited out, no attempt spent
+
+
 async def test_invalid_request_breaker_stops_the_run_before_a_ban(client, database_url, task_queue):
     with discord_server(lifted=True) as sandbox:
         tenant = create_tenant(sandbox.url, name="Denied", text_channels=[5] * 12)
