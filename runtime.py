@@ -385,3 +385,13 @@ async def connect(address: str, namespace: str) -> Client:
     return await Client.connect(
         address, namespace=namespace, data_converter=pydantic_data_converter
     )
+
+
+async def missing_search_attributes(client: Client) -> list[str]:
+    """Which of ratesync's search attributes the client's namespace lacks."""
+    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+
+    found = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    return [name for name in SEARCH_ATTRIBUTES if name not in found.custom_attributes]

@@ -22,7 +22,7 @@ from temporalio.worker import Worker
 
 from providers.registry import SPECS
 from providers.spec import ActivitySet, BuildContext, load
-from runtime import connect
+from runtime import connect, missing_search_attributes
 from settings import Settings, SettingsError, get_settings
 from storage.db import create_engine
 from workflows.scheduler import Scheduler
@@ -136,17 +136,6 @@ async def build_worker(
             for close in part.closers:
                 await close()
         await engine.dispose()
-
-
-async def missing_search_attributes(client: Client) -> list[str]:
-    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
-
-    from runtime import SEARCH_ATTRIBUTES
-
-    found = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=client.namespace)
-    )
-    return [name for name in SEARCH_ATTRIBUTES if name not in found.custom_attributes]
 
 
 async def _serve() -> None:

@@ -204,7 +204,7 @@ async def setup_search_attributes(client: Client) -> list[str]:
     """Register Provider, Scope, SyncKind (Keyword) on this namespace; return what was added."""
     # Lazy: worker.py imports every provider's activities (about a second); only
     # `temporal setup` asks it which attributes are missing.
-    from worker import missing_search_attributes
+    from runtime import missing_search_attributes
 
     missing = await missing_search_attributes(client)
     if missing:

@@ -94,7 +94,7 @@ async def test_manual_add_during_a_large_running_sync_finishes_within_seconds(
 @session_loop
 async def test_temporal_setup_registers_the_search_attributes(client):
     from cli.scheduler import setup_search_attributes
-    from worker import missing_search_attributes
+    from runtime import missing_search_attributes
 
     await setup_search_attributes(client)  # idempotent on a server that has them
     assert await missing_search_attributes(client) == []
