@@ -31,6 +31,46 @@ def _require(payload: Any, key: str, entity: str) -> Any:
     return payload[key]
 
 
+def _drift(entity: str, key: str, expected: str, value: Any) -> BadPayload:
+    return BadPayload(
+        f"payload for {entity}: {key!r} should be {expected}, not {type(value).__name__}",
+        entity=entity,
+    )
+
+
+def _int(value: Any, key: str, entity: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _drift(entity, key, "an integer", value)
+    return value
+
+
+def _str(value: Any, key: str, entity: str) -> str:
+    if not isinstance(value, str):
+        raise _drift(entity, key, "a string", value)
+    return value
+
+
+def _opt(payload: dict[str, Any], key: str, entity: str, kinds: tuple[type, ...]) -> Any:
+    """An optional field: None when absent, else of one of ``kinds`` (never a bool)."""
+    value = payload.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise _drift(entity, key, names, value)
+    return value
+
+
+def _block(payload: dict[str, Any], key: str, entity: str) -> dict[str, Any]:
+    """An optional nested object: {} when absent."""
+    value = payload.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _drift(entity, key, "an object", value)
+    return value
+
+
 def _name_of(block: Any) -> str | None:
     if isinstance(block, dict):
         name = block.get("name")
@@ -42,20 +82,21 @@ def _name_of(block: Any) -> str | None:
 
 
 def _ms_to_datetime(value: Any) -> datetime | None:
-    if isinstance(value, int | float) and value > 0:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e14:
         return datetime.fromtimestamp(value / 1000, tz=UTC)
     return None
 
 
 def guild_columns(payload: Any, entity: str) -> dict[str, Any]:
-    realm = payload.get("realm") if isinstance(payload, dict) else None
+    """Every field we index is type-checked: a wrong type is schema drift (BadPayload)."""
+    bnet_id = _int(_require(payload, "id", entity), "id", entity)
     return {
-        "bnet_guild_id": int(_require(payload, "id", entity)),
-        "name": str(_require(payload, "name", entity)),
-        "realm_name": _name_of(realm),
-        "faction": (payload.get("faction") or {}).get("type"),
-        "member_count": payload.get("member_count"),
-        "achievement_points": payload.get("achievement_points"),
+        "bnet_guild_id": bnet_id,
+        "name": _str(_require(payload, "name", entity), "name", entity),
+        "realm_name": _name_of(_block(payload, "realm", entity)),
+        "faction": _opt(_block(payload, "faction", entity), "type", entity, (str,)),
+        "member_count": _opt(payload, "member_count", entity, (int,)),
+        "achievement_points": _opt(payload, "achievement_points", entity, (int,)),
     }
 
 
@@ -82,14 +123,16 @@ def roster_members(payload: Any, entity: str) -> list[RosterMember]:
     for member in members:
         char = _require(member, "character", entity)
         realm = _require(char, "realm", entity)
+        if not isinstance(char, dict):
+            raise _drift(entity, "character", "an object", char)
         out.append(
             RosterMember(
-                bnet_character_id=int(_require(char, "id", entity)),
-                name=str(_require(char, "name", entity)),
-                realm=str(_require(realm, "slug", entity)),
-                level=char.get("level"),
-                class_id=(char.get("playable_class") or {}).get("id"),
-                rank=int(member.get("rank", 0)),
+                bnet_character_id=_int(_require(char, "id", entity), "character.id", entity),
+                name=_str(_require(char, "name", entity), "character.name", entity),
+                realm=_str(_require(realm, "slug", entity), "realm.slug", entity),
+                level=_opt(char, "level", entity, (int,)),
+                class_id=_opt(_block(char, "playable_class", entity), "id", entity, (int,)),
+                rank=_opt(member, "rank", entity, (int,)) or 0,
                 raw=member,
             )
         )
@@ -97,24 +140,31 @@ def roster_members(payload: Any, entity: str) -> list[RosterMember]:
 
 
 def character_columns(profile: Any, entity: str) -> dict[str, Any]:
+    bnet_id = _int(_require(profile, "id", entity), "id", entity)
+    number = (int, float)
+    average = _opt(profile, "average_item_level", entity, number)
+    equipped = _opt(profile, "equipped_item_level", entity, number)
     return {
-        "bnet_character_id": int(_require(profile, "id", entity)),
-        "name": str(_require(profile, "name", entity)),
-        "level": profile.get("level"),
-        "character_class": _name_of(profile.get("character_class")),
-        "race": _name_of(profile.get("race")),
-        "faction": (profile.get("faction") or {}).get("type"),
-        "active_spec": _name_of(profile.get("active_spec")),
-        "average_item_level": profile.get("average_item_level"),
-        "equipped_item_level": profile.get("equipped_item_level"),
-        "achievement_points": profile.get("achievement_points"),
+        "bnet_character_id": bnet_id,
+        "name": _str(_require(profile, "name", entity), "name", entity),
+        "level": _opt(profile, "level", entity, (int,)),
+        "character_class": _name_of(_block(profile, "character_class", entity)),
+        "race": _name_of(_block(profile, "race", entity)),
+        "faction": _opt(_block(profile, "faction", entity), "type", entity, (str,)),
+        "active_spec": _name_of(_block(profile, "active_spec", entity)),
+        "average_item_level": None if average is None else round(average),
+        "equipped_item_level": None if equipped is None else round(equipped),
+        "achievement_points": _opt(profile, "achievement_points", entity, (int,)),
         "last_login_at": _ms_to_datetime(profile.get("last_login_timestamp")),
-        "guild_bnet_id": (profile.get("guild") or {}).get("id"),
+        "guild_bnet_id": _opt(_block(profile, "guild", entity), "id", entity, (int,)),
     }
 
 
 def mythic_rating(mythic: Any) -> float | None:
     if not isinstance(mythic, dict):
         return None
-    rating = (mythic.get("current_mythic_rating") or {}).get("rating")
-    return float(rating) if isinstance(rating, int | float) else None
+    current = mythic.get("current_mythic_rating")
+    rating = current.get("rating") if isinstance(current, dict) else None
+    if isinstance(rating, bool) or not isinstance(rating, int | float):
+        return None
+    return float(rating)

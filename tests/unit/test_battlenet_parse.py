@@ -278,3 +278,67 @@ def test_pvp_leaderboard_fixture_entries_have_the_documented_keys():
     assert ranks[0] == 1
     ratings = [e["rating"] for e in entries]
     assert ratings == sorted(ratings, reverse=True)
+
+
+# -- wrong-typed fields are schema drift, never a bare ValueError/AttributeError -----------------
+
+WRONG_PROFILES = [
+    {"id": "abc", "name": "Sheday"},
+    {"id": True, "name": "Sheday"},
+    {"id": 1, "name": 7},
+    {"id": 1, "name": "Sheday", "faction": "ALLIANCE"},
+    {"id": 1, "name": "Sheday", "level": "80"},
+    {"id": 1, "name": "Sheday", "guild": ["x"]},
+    {"id": 1, "name": "Sheday", "character_class": "Mage"},
+    {"id": 1, "name": "Sheday", "equipped_item_level": {"value": 1}},
+    "not an object",
+    ["a", "list"],
+]
+
+
+@pytest.mark.parametrize(
+    "payload", WRONG_PROFILES, ids=[str(i) for i in range(len(WRONG_PROFILES))]
+)
+def test_a_wrong_typed_profile_is_a_bad_payload_naming_the_character(payload):
+    with pytest.raises(BadPayload) as info:
+        character_columns(payload, "character eu/draenor/sheday")
+    assert "character eu/draenor/sheday" in str(info.value)
+    assert info.value.entity == "character eu/draenor/sheday"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"id": "abc", "name": "G"},
+        {"id": 1, "name": "G", "faction": "HORDE"},
+        {"id": 1, "name": "G", "realm": "draenor"},
+        {"id": 1, "name": "G", "member_count": "many"},
+    ],
+)
+def test_a_wrong_typed_guild_is_a_bad_payload(payload):
+    with pytest.raises(BadPayload):
+        guild_columns(payload, "guild eu/draenor/g")
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        "a string",
+        {"character": "a string", "rank": 1},
+        {"character": {"id": "x", "name": "a", "realm": {"slug": "r"}}, "rank": 1},
+        {"character": {"id": 1, "name": "a", "realm": {"slug": "r"}}, "rank": "first"},
+        {"character": {"id": 1, "name": "a", "realm": "r"}, "rank": 1},
+        {"character": {"id": 1, "name": "a", "realm": {"slug": "r"}, "playable_class": 3}},
+    ],
+)
+def test_a_wrong_typed_roster_member_is_a_bad_payload(member):
+    with pytest.raises(BadPayload):
+        roster_members({"members": [member]}, "roster eu/draenor/g")
+
+
+def test_float_item_levels_are_stored_as_integers():
+    columns = character_columns(
+        {"id": 1, "name": "S", "average_item_level": 480.6, "equipped_item_level": 479},
+        "character eu/draenor/s",
+    )
+    assert (columns["average_item_level"], columns["equipped_item_level"]) == (481, 479)

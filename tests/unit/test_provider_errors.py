@@ -581,3 +581,13 @@ async def test_api_errors_are_typed_and_never_carry_the_token(client, bnet, answ
     assert_no_secrets(info.value, token_value(1))
     if error is RateLimited:
         assert client.limiter.seconds_until_free() >= 1.9
+
+
+async def test_a_non_numeric_token_lifetime_is_a_bad_payload_not_a_value_error(client, bnet):
+    bnet.token_answer = lambda request: httpx.Response(
+        200, json={"access_token": "AccessToken-9999", "expires_in": "soon"}
+    )
+    with pytest.raises(BadPayload) as info:
+        await client.guild("eu", "stormrage", "avalerion")
+    assert "expires_in" in str(info.value)
+    assert_no_secrets(info.value, "AccessToken-9999")
