@@ -28,6 +28,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 auto_decompress=True,
                 skip_auto_headers=("User-Agent",),
             )
+            # aiohttp sends an idempotent request again by itself when a reused connection
+            # breaks (aio-libs/aiohttp#10790; this private flag is its only switch). That copy
+            # would reach the API outside our limiter: a hidden request in a full window is a
+            # 429. The client asks again itself, through the limiter (ProviderHTTP.retrying).
+            self._session._retry_connection = False
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

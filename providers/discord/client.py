@@ -104,30 +104,6 @@ ENDPOINTS: dict[str, Endpoint[Any]] = {
 }
 
 
-def _no_hidden_resends(transport: httpx.AsyncBaseTransport | None) -> None:
-    """Make sure every request reaches Discord once per limiter slot.
-
-    aiohttp re-sends an idempotent request once, by itself, when a reused connection breaks
-    (``ClientSession._retry_connection``, on by default, no public switch: aio-libs/aiohttp
-    #10790). That second request would reach Discord outside the limiter: a hidden extra
-    request in a full window is a 429. The client asks again itself, through the limiter
-    (``ProviderHTTP.retrying``). Until ``AiohttpTransport`` turns it off on its own, it is
-    turned off here on the session the transport makes.
-    """
-    make = getattr(transport, "_get_session", None)
-    if make is None or getattr(transport, "_resends_off", False):
-        return
-
-    def strict_session() -> Any:
-        session = make()
-        if getattr(session, "_retry_connection", False):
-            session._retry_connection = False
-        return session
-
-    setattr(transport, "_get_session", strict_session)  # noqa: B010
-    setattr(transport, "_resends_off", True)  # noqa: B010
-
-
 def _error_detail(response: httpx.Response) -> str:
     """Discord's ``{"message", "code"}`` as one short line, e.g. ``50001 Missing Access``."""
     try:
@@ -168,7 +144,6 @@ class DiscordClient(ProviderHTTP):
                 "Accept": "application/json",
             },
         )  # fmt: skip
-        _no_hidden_resends(transport)
         self.discord_limiter = limiter
         self.base_url = base_url.rstrip("/")
 
