@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import httpx
 
 from providers.errors import (
+    AuthFailed,
     BadPayload,
     Forbidden,
     MalformedBody,
@@ -169,29 +170,41 @@ class ProviderHTTP:
             await asyncio.sleep(random.uniform(0.5, 1.0) * RETRY_BACKOFF * 2**attempt)
         raise AssertionError("unreachable")
 
+    auth_hint = ""  # appended to a 401's message: which setting to check
+
+    def error_detail(self, response: httpx.Response) -> str:
+        """The API's own short reason for an error answer ("" when it gives none)."""
+        return ""
+
     def classify(self, response: httpx.Response, entity: str) -> None:
-        """Raise the typed error for a non-success status (401 is handled by the caller)."""
+        """The one status → typed error mapping of every provider (a 401 the caller could not
+        cure by a fresh token, a 429 that pauses the bucket, 403/404, 5xx, other 4xx)."""
         status = response.status_code
         if status < 400:
             return
+        p = self.provider
         if status == 429:
             self.rate_limited += 1
             retry_after = self.retry_after_of(response)
             paused = self.limiter.on_rate_limited(retry_after)
             raise RateLimited(
-                f"{self.provider}: 429 on {entity}; bucket paused {paused:.1f}s",
+                f"{p}: 429 on {entity}; bucket paused {paused:.1f}s",
                 retry_after=paused,
                 entity=entity,
             )
-        if status == 404:
-            raise NotFound(f"{self.provider}: {entity} not found (404)", entity=entity, status=404)
-        if status == 403:
-            raise Forbidden(
-                f"{self.provider}: no access to {entity} (403)", entity=entity, status=403
-            )
         if status >= 500 or status == 408:
-            raise Transient(f"{self.provider}: {status} on {entity}", entity=entity, status=status)
-        raise UnexpectedStatus(f"{self.provider}: unexpected {status} on {entity}", entity=entity,
+            raise Transient(f"{p}: {status} on {entity}", entity=entity, status=status)
+        detail = self.error_detail(response)
+        also = f", {detail}" if detail else ""
+        if status == 401:
+            raise AuthFailed(f"{p}: 401 Unauthorized on {entity}{self.auth_hint}",
+                             entity=entity, status=401)  # fmt: skip
+        if status == 404:
+            raise NotFound(f"{p}: {entity} not found (404{also})", entity=entity, status=404)
+        if status == 403:
+            raise Forbidden(f"{p}: no access to {entity} (403{also})", entity=entity, status=403)
+        reason = f" ({detail})" if detail else ""
+        raise UnexpectedStatus(f"{p}: unexpected {status} on {entity}{reason}", entity=entity,
                                status=status)  # fmt: skip
 
     def retry_after_of(self, response: httpx.Response) -> float | None:

@@ -27,11 +27,7 @@ from providers.discord.ratelimit import DiscordLimiter
 from providers.errors import (
     AuthFailed,
     BadPayload,
-    Forbidden,
-    NotFound,
     RateLimited,
-    Transient,
-    UnexpectedStatus,
 )
 from providers.http import ProviderHTTP
 from providers.ratelimit import Priority
@@ -189,31 +185,13 @@ class DiscordClient(ProviderHTTP):
                 retry_after=hit.retry_after,
                 entity=entity,
             )
-        self.raise_for_status(response, entity)
+        self.classify(response, entity)  # 429s were handled by the bucket above
         return response
 
-    def raise_for_status(self, response: httpx.Response, entity: str) -> None:
-        status = response.status_code
-        if status < 400:
-            return
-        detail = _error_detail(response)
-        suffix = f" ({detail})" if detail else ""
-        if status == 401:
-            raise AuthFailed(
-                f"discord: 401 Unauthorized on {entity} — check DISCORD_BOT_TOKEN",
-                entity=entity,
-                status=401,
-            )
-        if status == 403:
-            raise Forbidden(f"discord: 403 no access to {entity}{suffix}", entity=entity,
-                            status=403)  # fmt: skip
-        if status == 404:
-            raise NotFound(f"discord: {entity} not found (404{', ' + detail if detail else ''})",
-                           entity=entity, status=404)  # fmt: skip
-        if status >= 500 or status == 408:
-            raise Transient(f"discord: {status} on {entity}", entity=entity, status=status)
-        raise UnexpectedStatus(f"discord: {status} on {entity}{suffix}", entity=entity,
-                               status=status)  # fmt: skip
+    auth_hint = " — check DISCORD_BOT_TOKEN"
+
+    def error_detail(self, response: httpx.Response) -> str:
+        return _error_detail(response)
 
     # -- API --------------------------------------------------------------------------------
 
