@@ -106,8 +106,8 @@ def code_version() -> str:
 
 
 def _spread(values: list[float]) -> str:
-    lo, hi = min(values), max(values)
-    return f"+{lo:.1f}s" if hi - lo < 0.05 else f"+{lo:.1f}..+{hi:.1f}s"
+    lo, hi = f"{min(values):.1f}", f"{max(values):.1f}"
+    return f"+{lo}s" if lo == hi else f"+{lo}..+{hi}s"
 
 
 async def recovery_report(client: Client, queue: str, since: float) -> list[str]:
