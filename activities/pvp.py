@@ -261,9 +261,10 @@ class PvpActivities:
             batch = await db.entries_to_process(
                 conn, inp.leaderboard_id, inp.snapshot_at, inp.lo, inp.hi
             )
-        now = time.monotonic()
-        skipped = [e for e in batch if e.is_private or self._missing.get(e.character_id, 0) > now]
-        visible = [e for e in batch if not (e.is_private or e in skipped)]
+        now = time.monotonic()  # private, or found missing by this worker a moment ago
+        known = [e.is_private or self._missing.get(e.character_id, 0) > now for e in batch]
+        skipped = [e for e, k in zip(batch, known, strict=True) if k]
+        visible = [e for e, k in zip(batch, known, strict=True) if not k]
         step.private_skipped = len(skipped)
         with self._asking_for(visible, inp.priority) as asked:
             sorted_ = self._sort(
@@ -280,11 +281,10 @@ class PvpActivities:
         if sorted_.fatal:
             raise sorted_.fatal[0]  # after the progress is stored
         if step.remaining and not step.processed and step.resume_at is None:
-            first = sorted_.transient[0]
+            first = sorted_.transient[0] if sorted_.transient else None
             raise Transient(
-                f"no entry of the batch made progress ({len(sorted_.transient)} failed; "
-                f"first: {first})",
-                entity=first.entity,
+                f"no entry of the batch made progress ({step.remaining} left; first: {first})",
+                entity=first.entity if first is not None else None,
             )
 
     @contextmanager
