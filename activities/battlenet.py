@@ -232,8 +232,13 @@ class BattleNetActivities:
         async with self.engine.connect() as conn:
             refs = await db.load_characters(conn, inp.character_ids)
         pending = [r for r in refs if not _synced_since(r, inp.cutoff)]
+        done_before = len(refs) - len(pending)
         result = CharacterBatchResult(
-            position=len(refs) - len(pending), failed_attempts=attempt - 1
+            position=done_before,
+            failed_attempts=attempt - 1,
+            # what earlier calls of this batch did is in `inp.position`; the rest was stored by
+            # an attempt of this call that died before it could report it
+            recovered=max(0, done_before - inp.position),
         )
         activity.heartbeat(result.position)
         deferred: list[_Missing] = []

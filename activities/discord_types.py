@@ -20,7 +20,7 @@ class TenantSyncInput:
     priority: int = Priority.INCREMENTAL
     report_to: str | None = None
     state: TenantSyncState | None = None
-    heartbeat_timeout_seconds: float = 5.0
+    heartbeat_timeout_seconds: float = 3.0
 
 
 @dataclass
@@ -75,7 +75,7 @@ class ChannelSyncInput:
     priority: int = Priority.INCREMENTAL
     max_attempts: int = 5
     carried: ChannelSyncResult | None = None  # totals so far, across continue-as-new
-    heartbeat_timeout_seconds: float = 5.0
+    heartbeat_timeout_seconds: float = 3.0
 
 
 @dataclass

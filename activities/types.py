@@ -11,7 +11,7 @@ from datetime import datetime
 
 from providers.ratelimit import Priority
 
-HEARTBEAT_SECONDS = 5  # a looping activity's heartbeat timeout: a killed worker costs seconds
+HEARTBEAT_SECONDS = 3  # a looping activity's heartbeat timeout: a killed worker costs seconds
 
 
 @dataclass
@@ -101,6 +101,7 @@ class CharacterBatchResult:
     deferred: int = 0
     retry_at: datetime | None = None
     failed_attempts: int = 0  # attempts of this call that failed before it returned
+    recovered: int = 0  # stored by an attempt of this call that died (a killed worker)
 
     @property
     def done(self) -> bool:
@@ -108,7 +109,7 @@ class CharacterBatchResult:
 
     @property
     def progressed(self) -> bool:
-        return self.synced + self.not_modified + self.not_found + self.failed > 0
+        return self.synced + self.not_modified + self.not_found + self.failed + self.recovered > 0
 
 
 @dataclass

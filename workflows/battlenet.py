@@ -172,7 +172,7 @@ class BattleNetEntitySync:
                     inp.heartbeat_timeout_seconds, cutoff,
                 )
             )  # fmt: skip
-            result.characters += batch.synced + batch.not_modified
+            result.characters += batch.synced + batch.not_modified + batch.recovered
             result.not_found += batch.not_found
             result.requests += batch.requests
         if inp.kind == "character" and result.not_found:
@@ -207,7 +207,7 @@ class BattleNetEntitySync:
         result = EntitySyncResult(
             status="not_found" if batch.not_found else "completed",
             entity_id=added.entity_id,
-            characters=batch.synced + batch.not_modified,
+            characters=batch.synced + batch.not_modified + batch.recovered,
             not_found=batch.not_found,
             requests=batch.requests,
         )
@@ -221,6 +221,7 @@ def _add_batch(total: CharacterBatchResult, step: CharacterBatchResult) -> None:
     total.not_found += step.not_found
     total.failed += step.failed
     total.requests += step.requests
+    total.recovered += step.recovered
     total.deferred = step.deferred  # what the last call left: the earlier ones were retried
     if step.retry_at is not None:
         total.retry_at = max(total.retry_at or step.retry_at, step.retry_at)
@@ -389,7 +390,7 @@ class BattleNetSync:
         assert self._state is not None
         state = self._state
         counts = state.counts
-        counts.characters += result.synced + result.not_modified
+        counts.characters += result.synced + result.not_modified + result.recovered
         counts.characters_not_modified += result.not_modified
         counts.characters_not_found += result.not_found
         counts.failed += result.failed

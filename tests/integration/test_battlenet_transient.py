@@ -88,7 +88,7 @@ async def test_a_character_failing_transiently_is_deferred_never_dead_lettered_o
         ]
         for attrs in scheduled:
             if attrs.activity_type.name == "bnet_sync_characters":
-                assert timedelta(0) < attrs.heartbeat_timeout.ToTimedelta() <= timedelta(seconds=5)
+                assert timedelta(0) < attrs.heartbeat_timeout.ToTimedelta() <= timedelta(seconds=3)
             else:
                 assert attrs.start_to_close_timeout.ToTimedelta() <= timedelta(seconds=15)
 
@@ -147,7 +147,7 @@ async def test_a_manual_guild_add_resumes_after_a_budget_sleep(client, database_
         ]
         guild_calls = [a for a in scheduled if a.activity_type.name == "bnet_sync_guild"]
         assert guild_calls and all(
-            timedelta(0) < a.heartbeat_timeout.ToTimedelta() <= timedelta(seconds=5)
+            timedelta(0) < a.heartbeat_timeout.ToTimedelta() <= timedelta(seconds=3)
             for a in guild_calls
         )
         assert_matches_truth(await fetch_all(database_url), sb.url, "eu")
