@@ -42,6 +42,10 @@ class BucketState:
         # instead of waiting for the whole bucket to reset.
         self.period = 0.0
         self.answers: deque[float] = deque()
+        # Starts of a learned bucket are spread a period/limit apart instead of going in bursts
+        # of ``limit``: a burst leaves the server's window full for a whole period, and a worker
+        # that replaces one killed right after a burst (it cannot know of it) would meet a 429.
+        self.last_start = float("-inf")
 
     def __repr__(self) -> str:
         return (
@@ -74,12 +78,19 @@ class BucketState:
         if self.limit is None:
             return now
         self._roll(now)
+        paced = self._paced(now)
         if self.remaining > 0:
-            return now
+            return paced
         own = self._own_slot_free_at()
         if self.reset_at is not None:
-            return self.reset_at if own is None else max(now, min(self.reset_at, own))
-        return own  # None: all of the new window is in flight, wait for an answer
+            at = self.reset_at if own is None else max(now, min(self.reset_at, own))
+            return max(at, paced)
+        return None if own is None else max(own, paced)  # None: wait for an answer
+
+    def _paced(self, now: float) -> float:
+        if self.limit is None or self.period <= 0:
+            return now
+        return max(now, self.last_start + 0.98 * self.period / self.limit)
 
     def _own_slot_free_at(self) -> float | None:
         """When fewer than ``limit`` requests can still be inside the server's window.
@@ -105,8 +116,10 @@ class BucketState:
             and self.reset_at > now
         )
 
-    def start(self) -> None:
+    def start(self, now: float | None = None) -> None:
         self.in_flight += 1
+        if now is not None:
+            self.last_start = now
         if self.limited:
             self.remaining = max(0, self.remaining - 1)
 

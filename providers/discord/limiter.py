@@ -166,7 +166,7 @@ class DiscordLimiter:
 
         def admit(now: float) -> None:
             self.breaker.check(entity)
-            self.state(route, major).start()
+            self.state(route, major).start(now)
             if reset_wait:
                 self.stats_.reset_waits += 1
                 self.stats_.reset_wait_seconds += now - began

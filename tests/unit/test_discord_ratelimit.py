@@ -405,3 +405,27 @@ def test_stats_keys() -> None:
     } <= set(stats)  # fmt: skip
     assert stats["rate_limited_by_scope"] == {"user": 0, "global": 0, "shared": 0,
                                               "cloudflare": 0}  # fmt: skip
+
+
+def test_a_learned_bucket_spreads_its_starts_instead_of_bursting():
+    """After the first answer (5 per 5 s, 4 remaining) the next four do not go at once: a burst
+    would leave the server's window full for a whole period, and a worker that replaces one
+    killed right after it (knowing nothing of it) would meet a 429."""
+    from providers.discord.bucket import BucketState
+    from providers.discord.headers import RateHeaders
+
+    bucket = BucketState()
+    bucket.start(0.0)
+    bucket.finish()
+    bucket.update(0.05, RateHeaders(limit=5, remaining=4, reset_after=5.0, bucket="b"))
+    now, starts = 0.05, []
+    for _ in range(4):
+        ready = bucket.ready_at(now)
+        assert ready is not None
+        now = max(now, ready)
+        bucket.start(now)
+        bucket.finish()
+        starts.append(now)
+    gaps = [b - a for a, b in zip([0.0, *starts], starts, strict=False)]
+    assert all(gap >= 0.98 * 5.0 / 5 - 1e-9 for gap in gaps), gaps
+    assert starts[-1] < 5.0  # still within the window's budget: pacing, not a lower rate
