@@ -92,7 +92,8 @@ async def build_worker(
     resources they own (closed on exit)."""
     require_local_backend(settings)
     tune_gc()
-    engine = create_engine(database_url)  # connections open lazily; overflow covers bursts
+    # Connections open lazily; each provider says how many its activities may hold at once.
+    engine = create_engine(database_url, pool_size=sum(s.db_connections(settings) for s in SPECS))
     main_queue = task_queue or settings.TEMPORAL_TASK_QUEUE
     ctx = BuildContext(
         settings,

@@ -47,6 +47,8 @@ class ProviderSpec:
     plan: str  # "module:NAME" of its Scheduler plan class
     status: str  # "module:NAME" of ``async (conn) -> dict`` for `starter.py status`
     default_scope: str | None = None  # the Settings field holding the default scope, if any
+    # database connections its activities may hold at once, from the settings (pool sizing)
+    db_connections: Callable[[Any], int] = lambda settings: 5
     # "module:NAME" of its ``cli.commands.ProviderCommands``: the sub-commands and options only
     # this provider has (`track guild …`, `sync pvp …`), reached through the generic verbs
     cli: str | None = None

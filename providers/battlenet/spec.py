@@ -29,5 +29,6 @@ SPEC = ProviderSpec(
     activities="activities.battlenet_build:build",
     plan="workflows.plans:BattleNetPlan",
     status="storage.battlenet:status",
+    db_connections=lambda settings: max(5, settings.BNET_MAX_CONCURRENT // 2),
     cli="cli.battlenet:COMMANDS",
 )

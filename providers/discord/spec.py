@@ -22,5 +22,7 @@ SPEC = ProviderSpec(
     activities="activities.discord_build:build",
     plan="workflows.plans:DiscordPlan",
     status="storage.discord:status",
+    # a channel's page activity holds one connection for its whole call
+    db_connections=lambda settings: settings.SYNC_MAX_CHANNEL_WORKERS + 2,
     cli="cli.discord:COMMANDS",
 )
