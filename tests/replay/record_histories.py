@@ -23,6 +23,8 @@ import json
 import shutil
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +56,11 @@ from workflows.scheduler_types import SchedulerInput, SyncRequest
 HISTORIES = Path(__file__).resolve().parent / "histories"
 
 
-async def record(discord_only: bool = False) -> list[Path]:
+@asynccontextmanager
+async def _servers(*extra_args: str) -> AsyncIterator[tuple[Client, str]]:
+    """A fresh Postgres (migrated) and Temporal dev server for one recording."""
     data_dir = Path(tempfile.mkdtemp(prefix="ratesync-record-"))
     pg = runtime.start_postgres(data_dir, runtime.free_port())
-    written: list[Path] = []
     try:
         await asyncio.to_thread(upgrade, pg.url())
         env = await WorkflowEnvironment.start_local(
@@ -66,28 +69,34 @@ async def record(discord_only: bool = False) -> list[Path]:
             search_attributes=[
                 SearchAttributeKey.for_keyword(n) for n in runtime.SEARCH_ATTRIBUTES
             ],
+            dev_server_extra_args=list(extra_args),
         )
         async with env:
-            client = env.client
-            with battlenet_sandbox(
-                guilds_per_region=2, roster_min=30, roster_max=30, hidden_ratio=0.1,
-                guildless_characters=2, pvp_entries=60,
-            ) as sb:  # fmt: skip
-                await track_sandbox_guilds(pg.url(), sb.url)
-                queue = f"record-{uuid.uuid4().hex[:6]}"
-                settings = sandbox_settings(sb.url, TEMPORAL_TASK_QUEUE=queue)
-                picked = []
-                if not discord_only:
-                    async with build_worker(client, settings, pg.url(), queue) as parts:
-                        async with parts.worker:
-                            picked = await _master_runs(client, queue)
-                            picked += await _scheduler_runs(client, sb.url, settings)
-                            picked += await _pvp_runs(client, settings, queue)
-                written += await _write(client, picked, "")
-            written += await _write(client, await _discord_runs(client, pg.url()), "d")
+            yield env.client, pg.url()
     finally:
         pg.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def record(discord_only: bool = False) -> list[Path]:
+    written: list[Path] = []
+    async with _servers() as (client, database_url):
+        with battlenet_sandbox(
+            guilds_per_region=2, roster_min=30, roster_max=30, hidden_ratio=0.1,
+            guildless_characters=2, pvp_entries=60,
+        ) as sb:  # fmt: skip
+            await track_sandbox_guilds(database_url, sb.url)
+            queue = f"record-{uuid.uuid4().hex[:6]}"
+            settings = sandbox_settings(sb.url, TEMPORAL_TASK_QUEUE=queue)
+            picked = []
+            if not discord_only:
+                async with build_worker(client, settings, database_url, queue) as parts:
+                    async with parts.worker:
+                        picked = await _master_runs(client, queue)
+                        picked += await _scheduler_runs(client, sb.url, settings)
+                        picked += await _pvp_runs(client, settings, queue)
+            written += await _write(client, picked, "")
+        written += await _write(client, await _discord_runs(client, database_url), "d")
     return written
 
 
@@ -188,28 +197,11 @@ async def _discord_runs(client: Client, database_url: str) -> list[Any]:
 async def record_set(tag: str) -> list[Path]:
     """The kernel set, on a dev server that suggests continue-as-new early (so the Discord
     tenant continues-as-new with channels still pending)."""
-    data_dir = Path(tempfile.mkdtemp(prefix="ratesync-record-"))
-    pg = runtime.start_postgres(data_dir, runtime.free_port())
-    picked: list[Any] = []
-    try:
-        await asyncio.to_thread(upgrade, pg.url())
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=runtime.temporal_binary(),
-            data_converter=pydantic_data_converter,
-            search_attributes=[
-                SearchAttributeKey.for_keyword(n) for n in runtime.SEARCH_ATTRIBUTES
-            ],
-            dev_server_extra_args=[
-                "--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=60",
-            ],
-        )  # fmt: skip
-        async with env:
-            picked += await _battlenet_kernel_runs(env.client, pg.url())
-            picked += await _discord_kernel_runs(env.client, pg.url())
-            return await _write(env.client, picked, tag, keep=True)
-    finally:
-        pg.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+    suggest = ("--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=60")
+    async with _servers(*suggest) as (client, database_url):
+        picked = await _battlenet_kernel_runs(client, database_url)
+        picked += await _discord_kernel_runs(client, database_url)
+        return await _write(client, picked, tag, keep=True)
 
 
 async def _battlenet_kernel_runs(client: Client, database_url: str) -> list[Any]:
