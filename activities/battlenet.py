@@ -61,12 +61,14 @@ CONTINUATION_MAX_WAIT = 120.0  # seconds a started character may wait for its re
 
 class _Missing:
     """A character not synced: 404/403 or an unusable payload (recorded, re-checked slowly), or
-    a transient fault that outlasted the client's retries (``retryable``: deferred)."""
+    a transient fault that outlasted the client's retries (``transient``: deferred)."""
 
-    def __init__(
-        self, ref: db.CharacterRef, reason: str, detail: str, retryable: bool = False
-    ) -> None:
-        self.ref, self.reason, self.detail, self.retryable = ref, reason, detail, retryable
+    def __init__(self, ref: db.CharacterRef, reason: str, detail: str) -> None:
+        self.ref, self.reason, self.detail = ref, reason, detail
+
+    @property
+    def transient(self) -> bool:
+        return self.reason == "transient"
 
 
 def _synced_since(ref: db.CharacterRef, cutoff: datetime | None) -> bool:
@@ -312,7 +314,7 @@ class BattleNetActivities:
         except Forbidden as exc:
             return _Missing(ref, "forbidden", str(exc))
         except Transient as exc:  # still failing after the client's retries: defer, not drop
-            return _Missing(ref, "transient", str(exc), retryable=True)
+            return _Missing(ref, "transient", str(exc))
         except (BadPayload, UnexpectedStatus) as exc:  # the same on every attempt
             return _Missing(ref, "bad_payload", str(exc))
         fetched: dict[str, Fetched | None] = {
@@ -349,8 +351,8 @@ class BattleNetActivities:
         """Commit a chunk's rows, its permanent failures and the batch position in one
         transaction; return the characters that failed transiently (stored nowhere yet)."""
         found = [o for o in outcomes if isinstance(o, db.CharacterResult)]
-        missing = [o for o in outcomes if isinstance(o, _Missing) and not o.retryable]
-        transient = [o for o in outcomes if isinstance(o, _Missing) and o.retryable]
+        missing = [o for o in outcomes if isinstance(o, _Missing) and not o.transient]
+        transient = [o for o in outcomes if isinstance(o, _Missing) and o.transient]
         recheck = datetime.now(UTC) + self.recheck
         async with self.engine.begin() as conn:
             await db.store_characters(conn, found)

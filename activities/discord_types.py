@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from activities.types import HEARTBEAT_SECONDS
 from providers.ratelimit import Priority
 
 
@@ -20,7 +21,7 @@ class TenantSyncInput:
     priority: int = Priority.INCREMENTAL
     report_to: str | None = None
     state: TenantSyncState | None = None
-    heartbeat_timeout_seconds: float = 3.0
+    heartbeat_timeout_seconds: float = HEARTBEAT_SECONDS
 
 
 @dataclass
@@ -75,7 +76,7 @@ class ChannelSyncInput:
     priority: int = Priority.INCREMENTAL
     max_attempts: int = 5
     carried: ChannelSyncResult | None = None  # totals so far, across continue-as-new
-    heartbeat_timeout_seconds: float = 3.0
+    heartbeat_timeout_seconds: float = HEARTBEAT_SECONDS
 
 
 @dataclass

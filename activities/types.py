@@ -11,7 +11,7 @@ from datetime import datetime
 
 from providers.ratelimit import Priority
 
-HEARTBEAT_SECONDS = 3  # a looping activity's heartbeat timeout: a killed worker costs seconds
+HEARTBEAT_SECONDS = 3  # the most a looping activity gets: a killed worker costs seconds
 
 
 @dataclass

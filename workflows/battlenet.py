@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -34,12 +34,14 @@ with workflow.unsafe.imports_passed_through():
         GuildSyncInput,
         GuildSyncResult,
         GuildTarget,
+        PvpSyncInput,
         SelectCharactersInput,
         SelectGuildsInput,
         StartRunInput,
         SyncCounts,
         TrackInput,
     )
+    from providers.battlenet.spec import SPEC as BATTLENET
     from workflows.kernel import (
         CHECKPOINTED,
         WORK_DEADLINE,
@@ -51,6 +53,8 @@ with workflow.unsafe.imports_passed_through():
         heartbeat,
         run_until_done,
     )
+    from workflows.plans import ChildPlan
+    from workflows.scheduler_types import SyncRequest
     from workflows.visibility import reporting, search_attributes
 
 FINAL_PASS = "final-pass"  # histories recorded before it end without one
@@ -414,6 +418,55 @@ def _starter(
         )
 
     return start
+
+
+class BattleNetPlan:
+    """Scope = region. Kinds: `sync` (outdated, incremental), `full` (everything, bulk),
+    `pvp` (leaderboards of the current season, bulk), `character` / `guild` (one entity,
+    key `realm/name`: manual adds)."""
+
+    def default_priority(self, kind: str) -> int:
+        return BATTLENET.priority(kind)
+
+    def child(
+        self, provider: str, scope: str, request: SyncRequest, seq: int, now: datetime
+    ) -> ChildPlan:
+        if request.kind in ("sync", "full"):
+            full = request.kind == "full"
+            stamp = now.strftime("%Y%m%dT%H%M%SZ")
+            return ChildPlan(
+                workflow="BattleNetSync",
+                id=f"battlenet-sync/{scope}/{stamp}-{request.request_id}",
+                summary=f"Battle.net {'full' if full else 'outdated'} sync of {scope}",
+                build_arg=lambda report_to: BattleNetSyncInput(
+                    region=scope, full=full, priority=request.priority, report_to=report_to
+                ),
+            )
+        if request.kind == "pvp":
+            return ChildPlan(
+                workflow="PvpSync",
+                id=f"pvp-sync/{scope}/{now.strftime('%Y%m%dT%H%M%SZ')}-{request.request_id}",
+                summary=f"PvP leaderboards of {scope}",
+                build_arg=lambda report_to: PvpSyncInput(
+                    region=scope, priority=request.priority, report_to=report_to
+                ),
+            )
+        if request.kind in ("character", "guild"):
+            realm, _, name = request.key.partition("/")
+            return ChildPlan(
+                workflow="BattleNetEntitySync",
+                id=f"{request.kind}/{scope}/{realm}/{name.lower()}/{request.request_id}",
+                summary=f"{request.kind} {scope}/{realm}/{name} ({request.reason or 'manual'})",
+                build_arg=lambda report_to: EntitySyncInput(
+                    region=scope,
+                    kind=request.kind,
+                    realm=realm,
+                    name=name,
+                    priority=request.priority,
+                    report_to=report_to,
+                ),
+            )
+        raise ValueError(f"battlenet has no sync kind {request.kind!r}")
 
 
 WORKFLOWS = [BattleNetSync, GuildSync, CharacterBatchSync, BattleNetEntitySync]

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         TenantSyncResult,
         TenantSyncState,
     )
+    from providers.discord.spec import SPEC as DISCORD
     from workflows.kernel import (
         CHECKPOINTED,
         SlidingWindow,
@@ -42,6 +43,8 @@ with workflow.unsafe.imports_passed_through():
         heartbeat,
         run_until_done,
     )
+    from workflows.plans import ChildPlan
+    from workflows.scheduler_types import SyncRequest
     from workflows.visibility import reporting, search_attributes
 
 # Failures that mean "stop everything": retrying or moving on would only add invalid requests.
@@ -281,6 +284,34 @@ class DiscordTenantSync:
         if state.fatal:
             raise ApplicationError(state.fatal, type=state.fatal_type, non_retryable=True)
         return result
+
+
+class DiscordPlan:
+    """Scope = tenant (Discord guild id). Kinds: `sync` (new messages of every channel,
+    incremental) and `full` (every channel re-read from its start, bulk). One sync per tenant
+    at a time: the child id is the tenant's, so an overlapping request is refused by Temporal
+    rather than run twice over the same cursors."""
+
+    def default_priority(self, kind: str) -> int:
+        return DISCORD.priority(kind)
+
+    def child(
+        self, provider: str, scope: str, request: SyncRequest, seq: int, now: datetime
+    ) -> ChildPlan:
+        if DISCORD.kind(request.kind) is None:
+            raise ValueError(f"discord has no sync kind {request.kind!r}")
+        full = request.kind == "full"
+        return ChildPlan(
+            workflow="DiscordTenantSync",
+            id=f"discord-sync/{scope}",
+            summary=f"Discord {'full' if full else 'incremental'} sync of guild {scope}",
+            build_arg=lambda report_to: TenantSyncInput(
+                discord_guild_id=int(scope),
+                full=full,
+                priority=request.priority,
+                report_to=report_to,
+            ),
+        )
 
 
 WORKFLOWS = [DiscordTenantSync, ChannelSync]

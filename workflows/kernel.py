@@ -22,9 +22,7 @@ from typing import Any, Protocol, TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
-    ActivityError,
     ApplicationError,
-    ChildWorkflowError,
     FailureError,
 )
 from temporalio.exceptions import (
@@ -33,9 +31,9 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from activities.errors import NON_RETRYABLE
+    from activities.types import HEARTBEAT_SECONDS
 
 BACKOFF_CAP = timedelta(seconds=60)
-HEARTBEAT_TIMEOUT_SECONDS = 3  # the most a looping activity gets (BENCHMARKS: crash recovery)
 DB_CALL_TIMEOUT = timedelta(seconds=15)  # start-to-close of a database-only activity
 DB_CALL_DEADLINE = timedelta(minutes=10)  # schedule-to-close: a database down longer fails
 WORK_DEADLINE = timedelta(hours=6)  # schedule-to-close of a checkpointed activity (all attempts)
@@ -73,7 +71,7 @@ def db_call(**overrides: Any) -> dict[str, Any]:
 def heartbeat(seconds: int | float) -> timedelta:
     """A looping activity's heartbeat timeout: at most 3 s, so a killed worker costs seconds.
     (The background heartbeater beats every third of it; the SDK sends every 0.8 of it.)"""
-    return timedelta(seconds=min(float(seconds), HEARTBEAT_TIMEOUT_SECONDS))
+    return timedelta(seconds=min(float(seconds), HEARTBEAT_SECONDS))
 
 
 # -- failures -------------------------------------------------------------------------------
@@ -101,10 +99,6 @@ def cause_type(err: BaseException) -> str:
 def cause_message(err: BaseException) -> str:
     cause = root_cause(err)
     return str(cause.message if isinstance(cause, FailureError) else cause)
-
-
-def failed_call(err: BaseException) -> bool:
-    return isinstance(err, ActivityError | ChildWorkflowError)
 
 
 # -- run an activity until done -------------------------------------------------------------
@@ -262,12 +256,6 @@ class SlidingWindow:
             raise
         self._tasks.append(asyncio.create_task(body(handle)))
         return True
-
-    async def wait_any(self) -> None:
-        """Until at least one task has ended (or none runs)."""
-        pending = [t for t in self._tasks if not t.done()]
-        if pending:
-            await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
 
     async def drain(self) -> None:
         tasks, self._tasks = self._tasks, []

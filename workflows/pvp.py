@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import kernel
     from workflows.visibility import reporting, search_attributes
 
-HEARTBEAT = kernel.heartbeat(5)
+HEARTBEAT = kernel.heartbeat(kernel.HEARTBEAT_SECONDS)
 RESOLVE_TIMEOUT = timedelta(minutes=1)
 IMPORT_TIMEOUT = timedelta(minutes=5)
 EQUIPMENT_TIMEOUT = timedelta(minutes=10)

@@ -27,7 +27,7 @@ SPEC = ProviderSpec(
     ),
     workflows=("workflows.battlenet:WORKFLOWS", "workflows.pvp:WORKFLOWS"),
     activities="activities.battlenet_build:build",
-    plan="workflows.plans:BattleNetPlan",
+    plan="workflows.battlenet:BattleNetPlan",
     status="storage.battlenet:status",
     db_connections=lambda settings: max(5, settings.BNET_MAX_CONCURRENT // 2),
     cli="cli.battlenet:COMMANDS",

@@ -20,7 +20,7 @@ SPEC = ProviderSpec(
     ),
     workflows=("workflows.discord:WORKFLOWS",),
     activities="activities.discord_build:build",
-    plan="workflows.plans:DiscordPlan",
+    plan="workflows.discord:DiscordPlan",
     status="storage.discord:status",
     # a channel's page activity holds one connection for its whole call
     db_connections=lambda settings: settings.SYNC_MAX_CHANNEL_WORKERS + 2,
