@@ -14,6 +14,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+_DAY = 86400
+_YEAR = 366 * _DAY  # every *_SECONDS setting is bounded: a typo must not overflow a datetime
+
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
 
 
@@ -56,9 +59,9 @@ class Settings(BaseSettings):
     BNET_RATE_PER_HOUR: int = Field(36000, ge=1)
     BNET_MAX_CONCURRENT: int = Field(20, ge=1, le=500)
     BNET_CHARACTER_BATCH_SIZE: int = Field(50, ge=1, le=1000)
-    BNET_STALENESS_SECONDS: int = Field(6 * 3600, ge=0)
-    BNET_NOT_FOUND_RECHECK_SECONDS: int = Field(7 * 24 * 3600, ge=0)
-    BNET_HTTP_TIMEOUT_SECONDS: float = Field(15.0, gt=0)
+    BNET_STALENESS_SECONDS: int = Field(6 * 3600, ge=0, le=_YEAR)
+    BNET_NOT_FOUND_RECHECK_SECONDS: int = Field(7 * 24 * 3600, ge=0, le=_YEAR)
+    BNET_HTTP_TIMEOUT_SECONDS: float = Field(15.0, gt=0, le=600)
 
     # --- Discord ---------------------------------------------------------------------------
     DISCORD_BOT_TOKEN: SecretStr | None = None
@@ -68,8 +71,8 @@ class Settings(BaseSettings):
     SYNC_MESSAGE_FETCH_SIZE: int = Field(100, ge=1, le=100)
     SYNC_CHANNEL_MAX_ATTEMPTS: int = Field(5, ge=1, le=100)
     DISCORD_INVALID_REQUEST_BUDGET: int = Field(5000, ge=1, le=9999)
-    DISCORD_RECHECK_SECONDS: int = Field(24 * 3600, ge=0)
-    DISCORD_HTTP_TIMEOUT_SECONDS: float = Field(15.0, gt=0)
+    DISCORD_RECHECK_SECONDS: int = Field(24 * 3600, ge=0, le=_YEAR)
+    DISCORD_HTTP_TIMEOUT_SECONDS: float = Field(15.0, gt=0, le=600)
 
     # --- ZwiftRacing -----------------------------------------------------------------------
     ZWIFT_API_KEY: SecretStr | None = None
@@ -86,7 +89,7 @@ class Settings(BaseSettings):
     SCHEDULER_PVP_EVERY: str = "off"
     SCHEDULER_DISCORD_SYNC_EVERY: str = "15m"
     SCHEDULER_MAX_CONCURRENT: int = Field(4, ge=1, le=100)
-    SCHEDULER_AGEING_SECONDS: float = Field(60.0, gt=0)
+    SCHEDULER_AGEING_SECONDS: float = Field(60.0, gt=0, le=_DAY)
 
     # --- PvP and shared ----------------------------------------------------------------------
     PVP_SYNC_THREADS: int = Field(2, ge=1, le=64)
@@ -94,7 +97,9 @@ class Settings(BaseSettings):
     PVP_SYNC_TASK_QUEUE: str = "pvp-sync"
     PVP_PROCESSING_TASK_QUEUE: str = "pvp-processing"
     RATE_LIMIT_BACKEND: Literal["local", "postgres"] = "local"
-    RATE_LIMIT_MAX_WAIT_SECONDS: float = Field(30.0, gt=0)
+    # the most one response body may hold once decompressed; a bigger one is a BadPayload
+    HTTP_MAX_RESPONSE_BYTES: int = Field(32 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
+    RATE_LIMIT_MAX_WAIT_SECONDS: float = Field(30.0, gt=0, le=_DAY)
 
     @field_validator(
         "ZWIFT_RATE_CLUBS",

@@ -197,3 +197,30 @@ def test_secret_does_not_leak_into_an_error_about_another_variable(monkeypatch):
     with pytest.raises(SettingsError) as info:
         load_settings()
     assert "bnet-s3cr3t-value" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BNET_STALENESS_SECONDS", "100000000000"),  # 3,000 years: overflowed a datetime
+        ("BNET_NOT_FOUND_RECHECK_SECONDS", "99999999999"),
+        ("DISCORD_RECHECK_SECONDS", "40000000"),
+        ("BNET_HTTP_TIMEOUT_SECONDS", "1e9"),
+        ("DISCORD_HTTP_TIMEOUT_SECONDS", "inf"),
+        ("SCHEDULER_AGEING_SECONDS", "1e300"),
+        ("RATE_LIMIT_MAX_WAIT_SECONDS", "1e12"),
+        ("HTTP_MAX_RESPONSE_BYTES", "10"),
+    ],
+)
+def test_every_seconds_setting_is_bounded(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=f"^invalid setting {name}: .*less than|greater than"):
+        load_settings()
+
+
+def test_every_seconds_setting_has_an_upper_bound():
+    """A new `*_SECONDS` setting without `le=` would let a typo overflow a datetime again."""
+    for name, field in Settings.model_fields.items():
+        if name.endswith("_SECONDS"):
+            bounds = [m for m in field.metadata if hasattr(m, "le") or hasattr(m, "lt")]
+            assert bounds, f"{name} has no upper bound"
