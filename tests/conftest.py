@@ -29,7 +29,10 @@ TEMPLATE_DB = "ratesync_template"
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[runtime.EmbeddedPostgres]:
     data_dir = Path(tempfile.mkdtemp(prefix="ratesync-test-pg-"))
-    server = runtime.start_postgres(data_dir, runtime.free_port(), database=TEMPLATE_DB)
+    # fsync off etc.: a test database is thrown away, and it saves CI time (tests only).
+    server = runtime.start_postgres(
+        data_dir, runtime.free_port(), database=TEMPLATE_DB, fast_unsafe=True
+    )
     try:
         upgrade(server.url(TEMPLATE_DB))
         yield server
