@@ -16,16 +16,19 @@ from temporalio import activity
 from activities.errors import activity_errors, one_error_path
 from activities.heartbeat import heartbeating
 from activities.types import (
+    GUILD_PAGE_MAX,
     CharacterAddInput,
     CharacterAddResult,
     CharacterBatchInput,
     CharacterBatchResult,
     CharacterPage,
     FinishRunInput,
+    GuildPage,
     GuildSyncInput,
     GuildSyncResult,
     GuildTarget,
     SelectCharactersInput,
+    SelectGuildPageInput,
     SelectGuildsInput,
     StartRunInput,
     TrackInput,
@@ -88,6 +91,7 @@ class BattleNetActivities:
             self.bnet_start_run,
             self.bnet_finish_run,
             self.bnet_select_guilds,
+            self.bnet_select_guild_page,
             self.bnet_select_characters,
             self.bnet_sync_guild,
             self.bnet_sync_characters,
@@ -113,10 +117,35 @@ class BattleNetActivities:
     @activity.defn
     @one_error_path("battlenet select guilds")
     async def bnet_select_guilds(self, inp: SelectGuildsInput) -> list[GuildTarget]:
+        """Every outdated guild at once: only for runs that scheduled it before the guild
+        phase paged (``bnet_select_guild_page``); kept registered so they can finish."""
         async with self.engine.connect() as conn:
             ids = await db.outdated_guilds(conn, inp.region, inp.cutoff, datetime.now(UTC))
             refs = [await db.load_guild(conn, i) for i in ids]
         return [GuildTarget(r.id, r.region, r.realm, r.name_slug) for r in refs if r]
+
+    @activity.defn
+    @one_error_path("battlenet select guild page")
+    async def bnet_select_guild_page(self, inp: SelectGuildPageInput) -> GuildPage:
+        """One keyset page of outdated guilds, never more than GUILD_PAGE_MAX whatever the
+        input asks; ``more`` says whether another page follows (one row is read past it)."""
+        limit = max(1, min(inp.limit, GUILD_PAGE_MAX))
+        after = None
+        if inp.after_synced is not None and inp.after_id is not None:
+            after = (inp.after_synced, inp.after_id)
+        async with self.engine.connect() as conn:
+            rows = await db.outdated_guild_page(
+                conn, inp.region, inp.cutoff, datetime.now(UTC), after, limit + 1
+            )
+        more, rows = len(rows) > limit, rows[:limit]
+        if not rows:
+            return GuildPage()
+        return GuildPage(
+            [GuildTarget(r.id, r.region, r.realm, r.name_slug) for r in rows],
+            rows[-1].synced,
+            rows[-1].id,
+            more,
+        )
 
     @activity.defn
     @one_error_path("battlenet select characters")

@@ -20,8 +20,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.discord_types import (
+    CHANNEL_PAGE_MAX,
     BeginTenantInput,
     BeginTenantResult,
+    ChannelPage,
+    ChannelPageInput,
     ChannelPagesInput,
     ChannelPagesResult,
     ChannelTarget,
@@ -108,6 +111,7 @@ class DiscordActivities:
         return [
             self.discord_track_tenant,
             self.discord_begin_tenant_sync,
+            self.discord_channel_page,
             self.discord_sync_channel_pages,
             self.discord_park_channel,
             self.discord_finish_tenant_sync,
@@ -123,7 +127,11 @@ class DiscordActivities:
 
     @activity.defn
     async def discord_begin_tenant_sync(self, inp: BeginTenantInput) -> BeginTenantResult:
-        """List the guild's channels and threads, store them, open the run and its jobs."""
+        """List the guild's channels and threads, store them, open the run and its jobs.
+
+        ``paged``: the listing stays in Postgres (the run's jobs; the workflow reads them with
+        ``discord_channel_page``) and only counts come back. Runs that scheduled this before
+        the tenant sync paged get every channel in ``channels``."""
         gid = inp.discord_guild_id
         with activity_errors(f"discord: guild {gid}"):
             client = self.client
@@ -154,14 +162,31 @@ class DiscordActivities:
                 await db.abandon_stale_runs(conn, str(gid), run_key)
                 run_id = await syncdb.start_run(conn, PROVIDER, str(gid), kind, run_key)
                 await db.begin_run(conn, run_id, tenant, run_key, kind, [r.id for r in wanted])
+        targets = [ChannelTarget(r.id, r.discord_channel_id) for r in wanted]
         return BeginTenantResult(
             run_id=run_id,
-            channels=[ChannelTarget(r.id, r.discord_channel_id) for r in wanted],
+            channels=[] if inp.paged else targets,
+            channels_wanted=len(wanted),
             channels_listed=len(listed),
             skipped=len(listed) - len(wanted),
             max_workers=self.max_workers,
             fetch_size=self.fetch_size,
             max_attempts=self.max_attempts,
+        )
+
+    @activity.defn
+    async def discord_channel_page(self, inp: ChannelPageInput) -> ChannelPage:
+        """One keyset page of a run's channels, never more than CHANNEL_PAGE_MAX whatever the
+        input asks; ``more`` says whether another page follows (one row is read past it)."""
+        limit = max(1, min(inp.limit, CHANNEL_PAGE_MAX))
+        with activity_errors(f"discord: channels of run {inp.run_id}"):
+            async with self.engine.connect() as conn:
+                rows = await db.run_channel_page(conn, inp.run_id, inp.after_channel_id, limit + 1)
+        more, rows = len(rows) > limit, rows[:limit]
+        return ChannelPage(
+            channels=[ChannelTarget(row_id, discord_id) for row_id, discord_id in rows],
+            last_channel_id=rows[-1][0] if rows else inp.after_channel_id,
+            more=more,
         )
 
     async def _list_guild(

@@ -11,6 +11,9 @@ from datetime import datetime
 from activities.types import HEARTBEAT_SECONDS
 from providers.ratelimit import Priority
 
+# The most channels one page (one activity result, one master run) holds.
+CHANNEL_PAGE_MAX = 500
+
 
 @dataclass
 class TenantSyncInput:
@@ -22,6 +25,7 @@ class TenantSyncInput:
     report_to: str | None = None
     state: TenantSyncState | None = None
     heartbeat_timeout_seconds: float = HEARTBEAT_SECONDS
+    channel_page_size: int = CHANNEL_PAGE_MAX  # channels per page (and per run)
 
 
 @dataclass
@@ -46,6 +50,14 @@ class TenantSyncState:
     fatal: str | None = None
     fatal_type: str = ""
     started_at: datetime | None = None
+    # Paged runs (histories recorded before carry the whole listing in ``pending``): the
+    # channels to sync are the run's jobs in Postgres, read in keyset pages of ``page_size``;
+    # ``pending`` holds at most one page.
+    paged: bool = False
+    page_size: int = CHANNEL_PAGE_MAX
+    after_channel_id: int = 0  # channels.id of the last channel listed so far
+    listing_done: bool = False
+    channel_pages: int = 0
 
 
 @dataclass
@@ -54,17 +66,35 @@ class BeginTenantInput:
     full: bool = False
     workflow_id: str = ""
     priority: int = Priority.INCREMENTAL
+    paged: bool = False  # the channels stay in Postgres: ``channels`` comes back empty
 
 
 @dataclass
 class BeginTenantResult:
     run_id: int = 0
-    channels: list[ChannelTarget] = field(default_factory=list)
+    channels: list[ChannelTarget] = field(default_factory=list)  # empty when paged
+    channels_wanted: int = 0  # channels this run syncs (the run's jobs)
     channels_listed: int = 0
     skipped: int = 0  # channels not synced this run (no messages of their own, no access)
     max_workers: int = 10
     fetch_size: int = 100
     max_attempts: int = 5
+
+
+@dataclass
+class ChannelPageInput:
+    """A keyset page of a run's channels (its jobs), after ``channels.id`` ``after_channel_id``."""
+
+    run_id: int = 0
+    after_channel_id: int = 0
+    limit: int = CHANNEL_PAGE_MAX  # the activity never returns more than CHANNEL_PAGE_MAX
+
+
+@dataclass
+class ChannelPage:
+    channels: list[ChannelTarget] = field(default_factory=list)
+    last_channel_id: int = 0  # the cursor of the next page
+    more: bool = False  # channels lie past this page
 
 
 @dataclass

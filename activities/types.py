@@ -12,6 +12,9 @@ from datetime import datetime
 from providers.ratelimit import Priority
 
 HEARTBEAT_SECONDS = 3  # the most a looping activity gets: a killed worker costs seconds
+# The most guilds one page (one activity result, one master run) holds: a run starts at most
+# this many GuildSync children, so its history stays far below Temporal's limits.
+GUILD_PAGE_MAX = 500
 
 
 @dataclass
@@ -43,6 +46,25 @@ class GuildTarget:
 class SelectGuildsInput:
     region: str
     cutoff: datetime
+
+
+@dataclass
+class SelectGuildPageInput:
+    """A keyset page of outdated guilds, after ``(after_synced, after_id)``."""
+
+    region: str
+    cutoff: datetime
+    limit: int = GUILD_PAGE_MAX  # the activity never returns more than GUILD_PAGE_MAX
+    after_synced: datetime | None = None
+    after_id: int | None = None
+
+
+@dataclass
+class GuildPage:
+    targets: list[GuildTarget] = field(default_factory=list)
+    last_synced: datetime | None = None  # the cursor of the next page
+    last_id: int | None = None
+    more: bool = False  # outdated guilds lie past this page
 
 
 @dataclass
@@ -153,6 +175,11 @@ class BattleNetSyncInput:
     # the final pass over what is still outdated (characters deferred by transient faults)
     retry_at: datetime | None = None
     final_pass: bool = False
+    # the guild phase in keyset pages, one page per run (continue-as-new between pages)
+    guild_page_size: int = GUILD_PAGE_MAX
+    guild_after_synced: datetime | None = None
+    guild_after_id: int | None = None
+    guild_pages: int = 0
 
 
 @dataclass

@@ -81,6 +81,36 @@ async def outdated_guilds(
     return [int(r) for r in rows.scalars()]
 
 
+@dataclass(frozen=True)
+class OutdatedGuild:
+    id: int
+    region: str
+    realm: str
+    name_slug: str
+    synced: datetime  # last_synced_at, NEG_INF when never synced: the keyset's first column
+
+
+async def outdated_guild_page(
+    conn: AsyncConnection,
+    region: str,
+    cutoff: datetime,
+    now: datetime,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> list[OutdatedGuild]:
+    """A page of tracked outdated guilds, keyset-ordered by (last_synced_at NULLS FIRST, id),
+    the order of :func:`outdated_guilds`. As for characters: a guild synced while a run pages
+    moves past ``cutoff`` and drops out, so no guild is selected twice or skipped."""
+    synced = func.coalesce(guilds.c.last_synced_at, literal(NEG_INF))
+    stmt = select(guilds.c.id, guilds.c.region, guilds.c.realm, guilds.c.name_slug, synced).where(
+        guilds.c.region == region, guilds.c.tracked, _due(guilds, cutoff, now)
+    )
+    if after is not None:
+        stmt = stmt.where(tuple_(synced, guilds.c.id) > tuple_(literal(after[0]), after[1]))
+    rows = await conn.execute(stmt.order_by(synced, guilds.c.id).limit(limit))
+    return [OutdatedGuild(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+
 async def outdated_characters(
     conn: AsyncConnection,
     region: str,

@@ -217,6 +217,23 @@ async def begin_run(
         )
 
 
+async def run_channel_page(
+    conn: AsyncConnection, run_id: int, after_channel_id: int, limit: int
+) -> list[tuple[int, int]]:
+    """A keyset page of a run's channels (its jobs, made by :func:`begin_run`): (channels.id,
+    discord_channel_id) after ``after_channel_id``, by channels.id. The jobs are fixed when the
+    run begins, so the pages cover every one of them once, whatever their status meanwhile."""
+    j = channel_sync_jobs
+    rows = await conn.execute(
+        select(j.c.channel_id, channels.c.discord_channel_id)
+        .join(channels, channels.c.id == j.c.channel_id)
+        .where(j.c.sync_run_id == run_id, j.c.channel_id > after_channel_id)
+        .order_by(j.c.channel_id)
+        .limit(limit)
+    )
+    return [(int(r[0]), int(r[1])) for r in rows]
+
+
 async def abandon_stale_runs(conn: AsyncConnection, scope: str, run_key: str) -> None:
     """Close what an interrupted sync of this tenant left open (one sync per tenant runs at a
     time, so any other open run is dead): its run, progress row and unfinished jobs."""

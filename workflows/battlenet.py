@@ -1,9 +1,10 @@
 """Battle.net workflows: the `BattleNetSync` master and its `GuildSync` and `CharacterBatchSync`
 children.
 
-The master selects outdated guilds (then characters, which guild rosters may have discovered),
-fans out children in a bounded sliding window and continues-as-new between pages of characters,
-carrying only ids, cursors and counts.
+The master selects outdated guilds (then characters, which guild rosters may have discovered)
+in keyset pages, fans out children in a bounded sliding window and continues-as-new between
+pages (one page of guilds per run, a few pages of characters), carrying only cursors and counts:
+no activity result and no run's history grows with the number of guilds or characters.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         GuildTarget,
         PvpSyncInput,
         SelectCharactersInput,
+        SelectGuildPageInput,
         SelectGuildsInput,
         StartRunInput,
         SyncCounts,
@@ -58,6 +60,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.visibility import reporting, search_attributes
 
 FINAL_PASS = "final-pass"  # histories recorded before it end without one
+# The guild phase in keyset pages, one page per run (histories recorded before select every
+# outdated guild in one activity and start them all in one run).
+GUILD_PAGES = "guild-pages"
 
 
 @workflow.defn
@@ -268,7 +273,12 @@ class BattleNetSync:
             inp.cutoff = workflow.now() - staleness
         assert inp.cutoff is not None
         if inp.phase == "guilds":
-            await self._sync_guilds(inp)
+            if not workflow.patched(GUILD_PAGES):
+                await self._sync_guilds(inp)
+            elif await self._sync_guild_page(inp):
+                # More guilds lie past this page: the next run takes it (the window is drained).
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(inp)
             inp.phase = "characters"
         while inp.phase == "characters" and self._fatal is None:
             if not await self._sync_character_page(inp, wid):
@@ -308,7 +318,30 @@ class BattleNetSync:
             await workflow.sleep(inp.retry_at - workflow.now(), summary="deferred characters due")
         return True
 
+    async def _sync_guild_page(self, inp: BattleNetSyncInput) -> bool:
+        """Sync one keyset page of outdated guilds; True when more follow (and no child
+        failed on bad credentials)."""
+        assert inp.cutoff is not None and self._window is not None
+        page = await workflow.execute_activity_method(
+            BattleNetActivities.bnet_select_guild_page,
+            SelectGuildPageInput(
+                inp.region, inp.cutoff, inp.guild_page_size, inp.guild_after_synced,
+                inp.guild_after_id,
+            ),
+            **db_call(),
+        )  # fmt: skip
+        if page.targets:
+            inp.guild_pages += 1
+            inp.guild_after_synced, inp.guild_after_id = page.last_synced, page.last_id
+        workflow.set_current_details(
+            f"guild page {inp.guild_pages}: {len(page.targets)} guilds; "
+            f"{inp.counts.guilds} synced so far"
+        )
+        await self._start_guilds(inp, page.targets)
+        return page.more and self._fatal is None
+
     async def _sync_guilds(self, inp: BattleNetSyncInput) -> None:
+        """Every outdated guild in this run (histories recorded before GUILD_PAGES)."""
         assert inp.cutoff is not None and self._window is not None
         targets: list[GuildTarget] = await workflow.execute_activity_method(
             BattleNetActivities.bnet_select_guilds,
@@ -316,6 +349,11 @@ class BattleNetSync:
             **db_call(),
         )
         workflow.set_current_details(f"syncing {len(targets)} guilds")
+        await self._start_guilds(inp, targets)
+
+    async def _start_guilds(self, inp: BattleNetSyncInput, targets: list[GuildTarget]) -> None:
+        """A GuildSync child per target in the window; returns when all have ended."""
+        assert self._window is not None
         for target in targets:
             child_id = f"guild/{target.region}/{target.realm}/{target.name_slug}"
             child_input = GuildSyncInput(target.id, inp.priority, inp.heartbeat_timeout_seconds)

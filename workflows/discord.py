@@ -1,10 +1,12 @@
 """Discord workflows: `DiscordTenantSync` (one Discord server) → one `ChannelSync` per channel.
 
 The master keeps at most ``SYNC_MAX_CHANNEL_WORKERS`` channels running (a sliding window: a new
-channel starts as soon as any finishes). A channel that keeps failing is parked in
-``sync_failures`` by its own workflow and reported; it never fails the tenant. Only the
-invalid-request circuit breaker (and bad credentials) stop the whole run: continuing would risk
-Discord's ban.
+channel starts as soon as any finishes). The listing of channels goes to Postgres (the run's
+jobs); the master reads it back in keyset pages of channel ids and continues-as-new between
+pages, so neither an activity result nor a run's history grows with the number of channels.
+A channel that keeps failing is parked in ``sync_failures`` by its own workflow and reported;
+it never fails the tenant. Only the invalid-request circuit breaker (and bad credentials) stop
+the whole run: continuing would risk Discord's ban.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.discord import DiscordActivities
     from activities.discord_types import (
         BeginTenantInput,
+        ChannelPageInput,
         ChannelPagesInput,
         ChannelPagesResult,
         ChannelSyncInput,
@@ -50,6 +53,9 @@ with workflow.unsafe.imports_passed_through():
 # Failures that mean "stop everything": retrying or moving on would only add invalid requests.
 FATAL = ("CircuitOpen", "AuthFailed")
 LISTING_DEADLINE = timedelta(minutes=30)
+# The channel listing stays in Postgres and the master reads it in keyset pages, one page per
+# run (histories recorded before got every channel from the first activity and carried them).
+CHANNEL_PAGES = "channel-pages"
 
 
 @workflow.defn
@@ -140,7 +146,14 @@ class DiscordTenantSync:
         gid = inp.discord_guild_id
         # Children start inside their tasks: a window of them starts in one workflow task.
         window = SlidingWindow(state.max_workers, start_in_task=True)
-        while state.pending:
+        listed = False  # a page was read in this run
+        while state.pending or _unlisted(state):
+            if not state.pending:
+                if listed or state.fatal is not None:
+                    break  # one page per run: drain the window, then continue with the next
+                await self._next_page(state)
+                listed = True
+                continue
             if not await window.wait_for_room():
                 break  # the breaker is open (or bad credentials): start nothing new
             if workflow.info().is_continue_as_new_suggested():
@@ -152,7 +165,7 @@ class DiscordTenantSync:
             state.max_concurrent = max(state.max_concurrent, window.running)
             self._details(gid, state, window.running)
         await window.drain()
-        if state.pending and state.fatal is None:
+        if (state.pending or _unlisted(state)) and state.fatal is None:
             self._details(gid, state, 0)
             workflow.continue_as_new(dataclasses.replace(inp, state=state))
         return await self._finish(inp, state)
@@ -200,12 +213,25 @@ class DiscordTenantSync:
             **db_call(),
         )
 
+    async def _next_page(self, state: TenantSyncState) -> None:
+        """The next keyset page of the run's channels becomes ``pending``."""
+        page = await workflow.execute_activity_method(
+            DiscordActivities.discord_channel_page,
+            ChannelPageInput(state.run_id, state.after_channel_id, state.page_size),
+            **db_call(),
+        )
+        state.pending = list(page.channels)
+        state.after_channel_id = page.last_channel_id
+        state.listing_done = not page.more
+        state.channel_pages += 1
+
     async def _begin(self, inp: TenantSyncInput) -> TenantSyncState:
         workflow.set_current_details(f"listing the channels of guild {inp.discord_guild_id}")
+        paged = workflow.patched(CHANNEL_PAGES)
         begun = await workflow.execute_activity_method(
             DiscordActivities.discord_begin_tenant_sync,
             BeginTenantInput(
-                inp.discord_guild_id, inp.full, workflow.info().workflow_id, inp.priority
+                inp.discord_guild_id, inp.full, workflow.info().workflow_id, inp.priority, paged
             ),
             start_to_close_timeout=timedelta(minutes=5),
             schedule_to_close_timeout=LISTING_DEADLINE,
@@ -217,9 +243,11 @@ class DiscordTenantSync:
             max_workers=begun.max_workers,
             fetch_size=begun.fetch_size,
             max_attempts=begun.max_attempts,
-            channels=len(begun.channels),
+            channels=begun.channels_wanted if paged else len(begun.channels),
             skipped_before_start=begun.skipped,
             started_at=workflow.now(),
+            paged=paged,
+            page_size=inp.channel_page_size,
         )
 
     async def _start_channel(
@@ -243,9 +271,13 @@ class DiscordTenantSync:
         )
 
     def _details(self, gid: int, state: TenantSyncState, running: int) -> None:
+        finished = state.done + state.skipped + state.failed
+        waiting = len(state.pending)
+        if state.paged:  # the channels of later pages are waiting too
+            waiting = max(0, state.channels - finished - running)
         workflow.set_current_details(
-            f"guild {gid}: {state.done + state.skipped + state.failed}/{state.channels} channels "
-            f"finished, {running} running, {len(state.pending)} waiting; "
+            f"guild {gid}: {finished}/{state.channels} channels "
+            f"finished, {running} running, {waiting} waiting; "
             f"{state.failed} parked"
         )
 
@@ -315,6 +347,11 @@ class DiscordPlan:
 
 
 WORKFLOWS = [DiscordTenantSync, ChannelSync]
+
+
+def _unlisted(state: TenantSyncState) -> bool:
+    """Channels of the run's listing not read into the workflow yet (paged runs only)."""
+    return state.paged and not state.listing_done
 
 
 async def _nothing(_: object) -> None:
