@@ -12,7 +12,10 @@ one sleeping on a spent bucket), and writes one JSON history per workflow run in
 `--set k` records the kernel set instead (files `*-k<n>.json`): a manual guild add that sleeps
 on a spent budget, a Battle.net master with a failed child and character batches sleeping on
 the budget, a Scheduler that merges requests and meets an already-started child, and a Discord
-tenant that continues-as-new carrying its state. A recording never overwrites a file.
+tenant that continues-as-new carrying its state. `--bounded-set b` records the bounded set
+(files `*-b<n>.json`): a Battle.net master whose guild phase pages guilds and continues-as-new
+between pages, and a Discord tenant whose channels are paged from Postgres. A recording never
+overwrites a file.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from temporalio.testing import WorkflowEnvironment
 
 import runtime
 from activities.battlenet_build import pvp_queues
+from activities.discord_types import TenantSyncInput
 from activities.types import BattleNetSyncInput, EntitySyncInput, PvpSyncInput
 from cli.scheduler import add, start
 from storage.migrate import upgrade
@@ -49,6 +53,7 @@ from tests.integration.discord_support import (
 from tests.sandbox_helpers import admin, battlenet_sandbox, sandbox_settings
 from worker import build_worker
 from workflows.battlenet import BattleNetEntitySync, BattleNetSync
+from workflows.discord import DiscordTenantSync
 from workflows.pvp import PvpSync
 from workflows.scheduler import Scheduler
 from workflows.scheduler_types import SchedulerInput, SyncRequest
@@ -288,6 +293,46 @@ async def _discord_kernel_runs(client: Client, database_url: str) -> list[Any]:
     return scheduler + runs
 
 
+async def record_bounded_set(tag: str) -> list[Path]:
+    """Every run of a Battle.net master over 4 guilds in guild pages of 2 (it continues-as-new
+    after the first page) and of a Discord tenant of 4 channels in pages of 2 (likewise)."""
+    async with _servers() as (client, database_url):
+        picked = []
+        with battlenet_sandbox(
+            guilds_per_region=4, roster_min=3, roster_max=3, hidden_ratio=0
+        ) as sb:
+            await track_sandbox_guilds(database_url, sb.url)
+            queue = f"record-{uuid.uuid4().hex[:6]}"
+            settings = sandbox_settings(sb.url, TEMPORAL_TASK_QUEUE=queue)
+            master_id = "battlenet-sync/eu/recorded-bounded"
+            async with build_worker(client, settings, database_url, queue) as parts:
+                async with parts.worker:
+                    await client.execute_workflow(
+                        BattleNetSync.run,
+                        BattleNetSyncInput(region="eu", guild_page_size=2),
+                        id=master_id,
+                        task_queue=queue,
+                    )
+            picked += [wf async for wf in client.list_workflows(f'WorkflowId = "{master_id}"')]
+        with discord_server() as sandbox:
+            tenant = create_tenant(sandbox.url, name="Bounded", text_channels=[30, 0, 12, 5])
+            gid = int(tenant["guild_id"])
+            await track(database_url, gid)
+            queue = f"record-{uuid.uuid4().hex[:6]}"
+            settings = discord_settings(sandbox.url, TEMPORAL_TASK_QUEUE=queue)
+            tenant_id = f"discord-sync/{gid}"
+            async with build_worker(client, settings, database_url, queue) as parts:
+                async with parts.worker:
+                    await client.execute_workflow(
+                        DiscordTenantSync.run,
+                        TenantSyncInput(discord_guild_id=gid, channel_page_size=2),
+                        id=tenant_id,
+                        task_queue=queue,
+                    )
+            picked += [wf async for wf in client.list_workflows(f'WorkflowId = "{tenant_id}"')]
+        return await _write(client, picked, tag, keep=True)
+
+
 def _one_per_type(workflows: list[Any]) -> list[Any]:
     seen: dict[str, object] = {}
     for wf in workflows:
@@ -299,8 +344,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Record the replay-test histories.")
     parser.add_argument("--discord-only", action="store_true", help="only the Discord ones")
     parser.add_argument("--set", help="record the kernel set under this tag (e.g. k)")
+    parser.add_argument("--bounded-set", help="record the bounded set under this tag (e.g. b)")
     args = parser.parse_args()
     HISTORIES.mkdir(exist_ok=True)
-    paths = asyncio.run(record_set(args.set) if args.set else record(args.discord_only))
+    if args.bounded_set:
+        paths = asyncio.run(record_bounded_set(args.bounded_set))
+    else:
+        paths = asyncio.run(record_set(args.set) if args.set else record(args.discord_only))
     for path in paths:
         print(f"wrote {path.relative_to(HISTORIES.parent.parent.parent)}")
