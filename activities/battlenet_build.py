@@ -37,6 +37,7 @@ def bnet_client(settings: Settings, limiter: RateLimiter) -> BattleNetClient:
         locale=settings.BNET_LOCALE,
         timeout=settings.BNET_HTTP_TIMEOUT_SECONDS,
         max_connections=settings.BNET_MAX_CONCURRENT,
+        max_response_bytes=settings.HTTP_MAX_RESPONSE_BYTES,
     )
 
 

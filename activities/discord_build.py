@@ -41,6 +41,7 @@ class LazyDiscordClient:
                 timeout=timeout,
                 max_connections=connections,
                 transport=AiohttpTransport(timeout=timeout, max_connections=connections),
+                max_response_bytes=self.settings.HTTP_MAX_RESPONSE_BYTES,
             )
         return self.client
 

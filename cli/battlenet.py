@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from activities.types import BattleNetSyncInput, PvpSyncInput, PvpSyncResult, SyncCounts
 from cli.commands import AddCommand, ProviderCommands, Scope, SyncCommand, TrackCommand
 from cli.launch import Launch, Outcome
+from providers.battlenet.names import character_slug, slugify, valid_slug
 from settings import Settings
 from storage import battlenet as db
 from workflows.visibility import search_attributes
@@ -27,10 +28,32 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+def _checked(what: str, to_slug: Callable[[str], str]) -> Callable[[str], str]:
+    """argparse type: the value as typed, if its slug can be a path segment (``../x``, ``a/b``
+    and ``two words`` are usage errors: exit 2, one line)."""
+
+    def check(value: str) -> str:
+        if not valid_slug(to_slug(value)):
+            raise argparse.ArgumentTypeError(
+                f"{value[:40]!r} is not a valid {what} (letters, digits, spaces and hyphens; "
+                f"no '/', '.', '%', '?' or '#')"
+            )
+        return value
+
+    check.__name__ = what  # argparse names the type in its own messages
+    return check
+
+
 def _realm_and_name(entity: str) -> Callable[[argparse.ArgumentParser], None]:
+    name_slug = character_slug if entity == "character" else slugify
+
     def arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("realm", help="realm name or slug, e.g. stormrage or 'Area 52'")
-        parser.add_argument("name", help=f"{entity} name")
+        parser.add_argument(
+            "realm", type=_checked("realm", slugify),
+            help="realm name or slug, e.g. stormrage or 'Area 52'",
+        )  # fmt: skip
+        parser.add_argument("name", type=_checked(f"{entity} name", name_slug),
+                            help=f"{entity} name")  # fmt: skip
 
     return arguments
 
@@ -48,8 +71,8 @@ def _label(region: str, args: argparse.Namespace) -> str:
 
 
 def entity_key(args: argparse.Namespace) -> str:
-    """A scheduler request's key: ``realm-slug/Name``."""
-    return f"{args.realm.strip().lower().replace(' ', '-')}/{args.name.strip()}"
+    """A scheduler request's key: ``realm-slug/Name`` (neither part can hold a ``/``)."""
+    return f"{slugify(args.realm)}/{args.name.strip()}"
 
 
 def _track_command(entity: str) -> TrackCommand:

@@ -31,7 +31,8 @@ SNOWFLAKE_HINT = "a Discord id is 17 to 20 digits, e.g. 1168516062791340136"
 def snowflake_arg(value: str) -> int:
     """argparse type for Discord ids (a typo fails with exit 2 and this hint)."""
     text = value.strip()
-    if not text.isdigit() or not 17 <= len(text) <= 20 or int(text) >= 2**63:
+    ascii_digits = text.isascii() and text.isdigit()  # "١٢٣".isdigit() is True too
+    if not ascii_digits or not 17 <= len(text) <= 20 or int(text) >= 2**63:
         raise argparse.ArgumentTypeError(f"{value!r} is not a Discord id ({SNOWFLAKE_HINT})")
     return int(text)
 

@@ -4,12 +4,46 @@ httpx parses HTTP/1.1 in pure Python (h11): for Discord's ~85 KB message pages t
 1.9 ms of CPU per response against about 0.7 ms with aiohttp, and a 2-core worker storing
 thousands of pages per minute is CPU-bound. Behind this transport the provider client keeps
 httpx's API (requests, responses, error types), so error mapping and tests stay as they are.
+
+The body is not decompressed by aiohttp (which would inflate a whole network chunk at once: a
+gzip bomb): the response is handed on as a stream of the bytes as received, with its
+Content-Encoding, and ``ProviderHTTP`` decodes it in bounded steps under HTTP_MAX_RESPONSE_BYTES
+(``providers.http.read_capped``); httpx decodes it as usual for anyone else.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import aiohttp
 import httpx
+
+READ_CHUNK = 64 * 1024
+
+
+class _Body(httpx.AsyncByteStream):
+    """An aiohttp response's body as received, with aiohttp's errors as httpx's."""
+
+    def __init__(self, answer: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._answer = answer
+        self._request = request
+        self._done = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._answer.content.iter_chunked(READ_CHUNK):
+                yield chunk
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(f"timed out: {exc}", request=self._request) from exc
+        except aiohttp.ClientError as exc:  # reset, payload cut short, server gone
+            raise httpx.ReadError(f"{type(exc).__name__}: {exc}", request=self._request) from exc
+        self._done = True
+
+    async def aclose(self) -> None:
+        if self._done:
+            self._answer.release()  # read to the end: the connection can be reused
+        else:
+            self._answer.close()  # abandoned (over the cap, an error): never reuse it
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -25,7 +59,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
                 timeout=self._timeout,
-                auto_decompress=True,
+                auto_decompress=False,
                 skip_auto_headers=("User-Agent",),
             )
             # aiohttp sends an idempotent request again by itself when a reused connection
@@ -39,28 +73,23 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         session = self._get_session()
         body = request.content if request.method not in ("GET", "HEAD") else None
         try:
-            async with session.request(
+            answer = await session.request(
                 request.method,
                 str(request.url),
                 headers=list(request.headers.multi_items()),
                 data=body,
                 allow_redirects=False,
-            ) as answer:
-                content = await answer.read()
-                headers = [(k, v) for k, v in answer.raw_headers]
-                status = answer.status
+            )
         except TimeoutError as exc:
             raise httpx.ReadTimeout(f"timed out: {exc}", request=request) from exc
         except aiohttp.ClientConnectorError as exc:
             raise httpx.ConnectError(str(exc), request=request) from exc
-        except aiohttp.ClientError as exc:  # reset, payload cut short, server gone
+        except aiohttp.ClientError as exc:  # reset, server gone
             raise httpx.ReadError(f"{type(exc).__name__}: {exc}", request=request) from exc
-        # The body is already decoded: drop the headers that describe the encoded one, or httpx
-        # would decode it again.
-        headers = [
-            (k, v) for k, v in headers if k.lower() not in (b"content-encoding", b"content-length")
-        ]
-        return httpx.Response(status, headers=headers, content=content, request=request)
+        headers = [(k, v) for k, v in answer.raw_headers]
+        return httpx.Response(
+            answer.status, headers=headers, stream=_Body(answer, request), request=request
+        )
 
     async def aclose(self) -> None:
         if self._session is not None:

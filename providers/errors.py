@@ -11,6 +11,9 @@ Whether Temporal may retry is a property of the *class*, never flipped on an ins
     ├── Forbidden            403 (non-retryable)
     ├── AuthFailed           bad credentials (non-retryable)
     ├── BadPayload           parsed, but not the shape we need: schema drift (non-retryable)
+    │   └── BadInput         asked for something no valid request can be: a region outside
+    │                        us/eu/kr/tw/cn, a slug with '/' or '.', an id that is not digits,
+    │                        a URL off the configured host (non-retryable; nothing is sent)
     ├── UnexpectedStatus     another 4xx: it would recur on every attempt (non-retryable)
     └── CircuitOpen          sending more would risk a ban (non-retryable)
 """
@@ -84,6 +87,17 @@ class BadPayload(ProviderError):
     (schema drift): it would be the same on every attempt."""
 
     retryable = False
+
+
+class BadInput(BadPayload):
+    """What we were asked to fetch cannot be a valid request: a region that is not one of
+    us/eu/kr/tw/cn, a realm/guild/character slug that could leave its path segment (``/``,
+    ``.``, ``%``…), a Discord id that is not digits, a URL whose host is not the configured one.
+    Refused before anything is sent (no token leaves the process); the same on every attempt.
+
+    A subclass of :class:`BadPayload`, so a per-entity handler records a stored entity with an
+    unusable name as unusable (the run goes on); Temporal sees the type name ``BadInput``.
+    """
 
 
 class UnexpectedStatus(ProviderError):

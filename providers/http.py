@@ -4,6 +4,13 @@ Every request goes through ``ProviderHTTP.send``: it holds a limiter slot for ex
 time the request is on the wire, turns transport failures and statuses into the errors of
 ``providers.errors`` and pauses the whole bucket on a 429.
 
+Hostile answers and hostile input: every body is read as a stream and refused as
+:class:`BadPayload` once it grows past ``max_response_bytes`` (``HTTP_MAX_RESPONSE_BYTES``)
+*after decompression* — a gzip bomb of 1 GB of zeros in 1 MB never becomes more than the cap in
+memory (gzip and deflate are decoded here, in bounded steps). A client that names its
+``origins`` (the configured base URLs) sends nothing, no credential and no token, to any other
+scheme, host or port: :class:`BadInput`.
+
 Retries (README, "The retry contract"): an idempotent GET that fails transiently (5xx, reset,
 timeout, a body cut in transit) is asked again up to ``transient_retries`` times with jittered
 backoff, each time through the limiter (:meth:`ProviderHTTP.retrying`). What still fails is
@@ -16,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -26,6 +34,7 @@ import httpx
 
 from providers.errors import (
     AuthFailed,
+    BadInput,
     BadPayload,
     Forbidden,
     MalformedBody,
@@ -75,6 +84,106 @@ RETRY_BACKOFF = 0.2  # seconds, doubled per retry, with full jitter
 
 MAX_RETRY_AFTER = 3600.0  # a larger or non-finite hint is treated as an hour, never forever
 
+# Settings.HTTP_MAX_RESPONSE_BYTES' default; workers pass the setting (activities/*_build.py)
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+READ_STEP = 64 * 1024  # bytes decoded at a time: the most a body may overshoot the cap by
+ACCEPT_ENCODING = "gzip, deflate"  # what read_capped can decode in bounded steps
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Origin = tuple[str, str, int]
+
+
+def origin_of(url: str | httpx.URL) -> Origin:
+    """(scheme, host, port) of a URL, the port filled in when it is the scheme's default."""
+    parsed = httpx.URL(url)
+    return parsed.scheme, parsed.host, parsed.port or _DEFAULT_PORTS.get(parsed.scheme, 0)
+
+
+def _too_large(provider: str, entity: str, limit: int) -> BadPayload:
+    return BadPayload(
+        f"{provider}: the answer for {entity} is larger than HTTP_MAX_RESPONSE_BYTES "
+        f"({limit} bytes once decompressed); raise HTTP_MAX_RESPONSE_BYTES if it is genuine",
+        entity=entity,
+    )
+
+
+class _Inflater:
+    """gzip or deflate, decoded at most ``READ_STEP`` bytes at a time."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._wbits = 31 if encoding in ("gzip", "x-gzip") else 15
+        self._z = zlib.decompressobj(self._wbits)
+        self._started = False
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if not self._started and self._wbits == 15:
+            # "deflate" is meant to be zlib-wrapped; some servers send it raw (as httpx allows)
+            self._started = True
+            try:
+                probe = zlib.decompressobj(15)
+                probe.decompress(data[:64], 1)
+            except zlib.error:
+                self._z = zlib.decompressobj(-15)
+        self._started = True
+        while data and not self._z.eof:
+            out = self._z.decompress(data, READ_STEP)
+            data = self._z.unconsumed_tail
+            yield out
+            while len(out) == READ_STEP and not data and not self._z.eof:
+                out = self._z.decompress(b"", READ_STEP)  # output still held in the window
+                yield out
+
+
+async def read_capped(
+    response: httpx.Response, limit: int, provider: str, entity: str
+) -> httpx.Response:
+    """The response with its whole body, decoded; :class:`BadPayload` as soon as the decoded
+    body passes ``limit`` bytes (nothing more is read or decoded)."""
+    if response.is_stream_consumed:  # an in-memory answer (a test transport): already whole
+        if len(response.content) > limit:
+            raise _too_large(provider, entity, limit)
+        return response
+    codings = [
+        c.strip().lower()
+        for c in response.headers.get("content-encoding", "").split(",")
+        if c.strip().lower() not in ("", "identity")
+    ]
+    if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
+        shown = response.headers.get("content-encoding", "")[:40]
+        raise BadPayload(
+            f"{provider}: the answer for {entity} has Content-Encoding {shown!r}, which was not "
+            f"asked for (only {ACCEPT_ENCODING})",
+            entity=entity,
+        )
+    if not codings:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _too_large(provider, entity, limit)  # refused before a byte is read
+    inflater = _Inflater(codings[0]) if codings else None
+    parts: list[bytes] = []
+    size = 0
+    try:
+        async for raw in response.aiter_raw(READ_STEP):
+            for piece in inflater.feed(raw) if inflater is not None else (raw,):
+                size += len(piece)
+                if size > limit:
+                    raise _too_large(provider, entity, limit)
+                parts.append(piece)
+    except zlib.error as exc:
+        raise MalformedBody(
+            f"{provider}: the {codings[0]} body of {entity} does not decode ({exc})",
+            entity=entity,
+        ) from None
+    headers = [
+        (k, v)
+        for k, v in response.headers.multi_items()
+        if k.lower() not in ("content-encoding", "content-length")
+    ]
+    return httpx.Response(
+        response.status_code, headers=headers, content=b"".join(parts), request=response.request
+    )
+
 
 def _sane_delay(value: float) -> float | None:
     if value != value:  # NaN
@@ -105,8 +214,14 @@ class ProviderHTTP:
         transport: httpx.AsyncBaseTransport | None = None,
         headers: Mapping[str, str] | None = None,
         transient_retries: int = TRANSIENT_RETRIES,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        origins: Iterable[str] | None = None,
     ) -> None:
+        """``origins``: the base URLs requests may go to (None: any, for tests of the base);
+        ``max_response_bytes``: HTTP_MAX_RESPONSE_BYTES, the most a decoded body may hold."""
         self.limiter = limiter
+        self.max_response_bytes = max_response_bytes
+        self.origins = None if origins is None else frozenset(origin_of(o) for o in origins)
         self.requests_sent = 0
         self.rate_limited = 0
         self.transient_retries = transient_retries
@@ -117,7 +232,7 @@ class ProviderHTTP:
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
             transport=transport,
-            headers=dict(headers or {}),
+            headers={"Accept-Encoding": ACCEPT_ENCODING, **dict(headers or {})},
             follow_redirects=False,
         )
 
@@ -138,8 +253,17 @@ class ProviderHTTP:
         limited: bool = True,
         max_wait: float | None = None,
     ) -> httpx.Response:
-        """Send one request inside a limiter slot; raise Transient on transport failure."""
-        request = self._http.build_request(method, url, params=params, headers=headers, data=data)
+        """Send one request inside a limiter slot and read its body (capped at
+        ``max_response_bytes`` once decoded); raise Transient on transport failure, BadInput
+        (nothing sent) for a URL off the configured origins."""
+        try:
+            request = self._http.build_request(
+                method, url, params=params, headers=headers, data=data
+            )
+        except (httpx.InvalidURL, UnicodeError) as exc:
+            raise BadInput(f"{self.provider}: no valid URL for {entity} ({type(exc).__name__})",
+                           entity=entity) from None  # fmt: skip
+        self.check_origin(request.url, entity)
         try:
             if limited:
                 async with self.limiter.slot(priority, max_wait):
@@ -147,8 +271,8 @@ class ProviderHTTP:
                     box = _counter.get()
                     if box is not None:
                         box[0] += 1
-                    return await self._http.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT)
-            return await self._http.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT)
+                    return await self._exchange(request, auth, entity)
+            return await self._exchange(request, auth, entity)
         except httpx.TimeoutException as exc:
             raise Transient(f"{self.provider}: timeout on {entity}", entity=entity) from exc
         except httpx.TransportError as exc:
@@ -156,6 +280,33 @@ class ProviderHTTP:
                 f"{self.provider}: connection error on {entity} ({type(exc).__name__})",
                 entity=entity,
             ) from exc
+
+    origin_setting = "the configured base URL"  # named when a URL is refused
+
+    def check_origin(self, url: httpx.URL, entity: str) -> None:
+        """Refuse (BadInput) a URL whose scheme, host or port is not a configured origin's:
+        the credentials this client attaches go to those hosts only."""
+        if self.origins is None:
+            return
+        got = origin_of(url)
+        if got not in self.origins:
+            scheme, host, port = got
+            raise BadInput(
+                f"{self.provider}: refused to send {entity} to {scheme}://{host[:60]}:{port}, "
+                f"which is not the host of {self.origin_setting}",
+                entity=entity,
+            )
+
+    async def _exchange(
+        self, request: httpx.Request, auth: httpx.Auth | None, entity: str
+    ) -> httpx.Response:
+        response = await self._http.send(
+            request, auth=auth or httpx.USE_CLIENT_DEFAULT, stream=True
+        )
+        try:
+            return await read_capped(response, self.max_response_bytes, self.provider, entity)
+        finally:
+            await response.aclose()
 
     async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run one idempotent request (``call`` sends it through the limiter), asking again on

@@ -2,6 +2,12 @@
 
 The token is fetched once, cached, refreshed shortly before it expires and once more on a 401.
 It is sent only as an ``Authorization`` header and never appears in a message or a log line.
+
+Before a token is attached, the request is checked: the region is one of us/eu/kr/tw/cn (it
+is substituted into the API *host*), every path segment is a valid slug quoted whole
+(``safe=''``), and the final URL's scheme, host and port are those BNET_API_BASE_URL names
+for that region. Anything else is :class:`BadInput` and nothing is sent, not even to the
+token endpoint.
 """
 
 from __future__ import annotations
@@ -9,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 
-from providers.errors import AuthFailed, BadPayload, Transient
-from providers.http import Fetched, ProviderHTTP
+from providers.battlenet.names import REGIONS, character_slug, check_region, check_slug
+from providers.errors import AuthFailed, BadInput, BadPayload, Transient
+from providers.http import DEFAULT_MAX_RESPONSE_BYTES, Fetched, ProviderHTTP, origin_of
 from providers.ratelimit import Limiter, Priority
 
 # Character endpoints we mirror: name → path suffix under /profile/wow/character/{realm}/{name}
@@ -41,10 +48,13 @@ class BattleNetClient(ProviderHTTP):
         timeout: float = 15.0,
         max_connections: int = 50,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         super().__init__(
             limiter, timeout=timeout, max_connections=max_connections, transport=transport,
             headers={"Accept": "application/json", "User-Agent": "ratesync/0.1"},
+            max_response_bytes=max_response_bytes,
+            origins=[oauth_url, *(_base(api_base, r) for r in REGIONS)],
         )  # fmt: skip
         self._client_id = client_id
         self._client_secret = client_secret
@@ -56,8 +66,31 @@ class BattleNetClient(ProviderHTTP):
         self._token_lock = asyncio.Lock()
         self.token_fetches = 0
 
+    origin_setting = "BNET_API_BASE_URL or BNET_OAUTH_URL"
+
     def base_url(self, region: str) -> str:
-        return self._api_base.replace("{region}", region).rstrip("/")
+        return _base(self._api_base, check_region(region))
+
+    def api_url(self, region: str, path: str, entity: str) -> str:
+        """``path`` under the region's base URL, refused (BadInput) unless it stays there: a
+        path of its own segments only (no ``..``, ``?``, ``#``, ``\\``), on the same scheme,
+        host and port."""
+        base = self.base_url(region)
+        segments = path.split("/")
+        if (
+            segments[0] != ""
+            or any(c in path for c in "?#\\")
+            or any(unquote(seg) in (".", "..") or "/" in unquote(seg) for seg in segments[1:])
+        ):
+            raise BadInput(f"battlenet: refused the path of {entity}: it leaves its endpoint",
+                           entity=entity)  # fmt: skip
+        url = base + path
+        expected = httpx.URL(base)
+        got = httpx.URL(url)
+        if origin_of(got) != origin_of(expected) or not got.path.startswith(expected.path):
+            raise BadInput(f"battlenet: refused the URL of {entity}: not under BNET_API_BASE_URL",
+                           entity=entity)  # fmt: skip
+        return url
 
     # -- token ----------------------------------------------------------------------------
 
@@ -115,7 +148,7 @@ class BattleNetClient(ProviderHTTP):
 
         Transient failures (5xx, resets, timeouts, cut bodies) are asked again a few times,
         each through the limiter; a 429 is raised at once (the bucket is paused)."""
-        url = self.base_url(region) + path
+        url = self.api_url(region, path, entity)  # checked before any token is fetched
         params = {"namespace": f"{namespace}-{region}", "locale": self._locale}
 
         async def once() -> Fetched:
@@ -146,17 +179,32 @@ class BattleNetClient(ProviderHTTP):
         return await self.retrying(once)
 
     async def guild(self, region: str, realm: str, name_slug: str, **kw: Any) -> Fetched:
-        path = f"/data/wow/guild/{quote(realm)}/{quote(name_slug)}"
+        path = f"/data/wow/guild/{_segment(realm, 'realm')}/{_segment(name_slug, 'guild name')}"
         return await self.get(region, path, entity=f"guild {region}/{realm}/{name_slug}", **kw)
 
     async def roster(self, region: str, realm: str, name_slug: str, **kw: Any) -> Fetched:
-        path = f"/data/wow/guild/{quote(realm)}/{quote(name_slug)}/roster"
+        path = (
+            f"/data/wow/guild/{_segment(realm, 'realm')}/{_segment(name_slug, 'guild name')}/roster"
+        )
         return await self.get(region, path, entity=f"roster {region}/{realm}/{name_slug}", **kw)
 
     async def character(
         self, region: str, realm: str, name: str, endpoint: str = "profile", **kw: Any
     ) -> Fetched:
         suffix = CHARACTER_ENDPOINTS[endpoint]
-        path = f"/profile/wow/character/{quote(realm)}/{quote(name.lower(), safe='')}{suffix}"
-        entity = f"character {region}/{realm}/{name.lower()} {endpoint}"
+        slug = character_slug(name) if isinstance(name, str) else name
+        path = (
+            f"/profile/wow/character/{_segment(realm, 'realm')}/"
+            f"{_segment(slug, 'character name')}{suffix}"
+        )
+        entity = f"character {region}/{realm}/{slug} {endpoint}"
         return await self.get(region, path, entity=entity, **kw)
+
+
+def _base(api_base: str, region: str) -> str:
+    return api_base.replace("{region}", region).rstrip("/")
+
+
+def _segment(value: str, what: str) -> str:
+    """One path segment: a valid slug (BadInput otherwise), quoted whole."""
+    return quote(check_slug(value, what), safe="")

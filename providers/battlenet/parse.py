@@ -10,7 +10,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from providers.battlenet.names import character_slug, slugify, valid_slug
 from providers.errors import BadPayload
+
+__all__ = [
+    "CLASS_NAMES",
+    "Roster",
+    "RosterMember",
+    "character_columns",
+    "guild_columns",
+    "mythic_rating",
+    "roster_members",
+    "slugify",
+]
 
 # Roster members carry only the class id; these are the playable classes (static data).
 CLASS_NAMES = {
@@ -18,11 +30,6 @@ CLASS_NAMES = {
     7: "Shaman", 8: "Mage", 9: "Warlock", 10: "Monk", 11: "Druid", 12: "Demon Hunter",
     13: "Evoker",
 }  # fmt: skip
-
-
-def slugify(name: str) -> str:
-    """Guild/realm slug or character path name: lower-case, spaces to hyphens."""
-    return "-".join(name.strip().lower().replace("'", "").split())
 
 
 def _require(payload: Any, key: str, entity: str) -> Any:
@@ -115,27 +122,37 @@ class RosterMember:
         return CLASS_NAMES.get(self.class_id or 0)
 
 
-def roster_members(payload: Any, entity: str) -> list[RosterMember]:
+class Roster(list[RosterMember]):
+    """A guild's members as parsed; ``rejected`` counts the members left out because their
+    name or realm slug could not be a path segment (``../x``, ``a/b``): never stored."""
+
+    rejected: int = 0
+
+
+def roster_members(payload: Any, entity: str) -> Roster:
     members = _require(payload, "members", entity)
     if not isinstance(members, list):
         raise BadPayload(f"roster of {entity} has no member list", entity=entity)
-    out: list[RosterMember] = []
+    out = Roster()
     for member in members:
         char = _require(member, "character", entity)
         realm = _require(char, "realm", entity)
         if not isinstance(char, dict):
             raise _drift(entity, "character", "an object", char)
-        out.append(
-            RosterMember(
-                bnet_character_id=_int(_require(char, "id", entity), "character.id", entity),
-                name=_str(_require(char, "name", entity), "character.name", entity),
-                realm=_str(_require(realm, "slug", entity), "realm.slug", entity),
-                level=_opt(char, "level", entity, (int,)),
-                class_id=_opt(_block(char, "playable_class", entity), "id", entity, (int,)),
-                rank=_opt(member, "rank", entity, (int,)) or 0,
-                raw=member,
-            )
+        parsed = RosterMember(
+            bnet_character_id=_int(_require(char, "id", entity), "character.id", entity),
+            name=_str(_require(char, "name", entity), "character.name", entity),
+            realm=_str(_require(realm, "slug", entity), "realm.slug", entity),
+            level=_opt(char, "level", entity, (int,)),
+            class_id=_opt(_block(char, "playable_class", entity), "id", entity, (int,)),
+            rank=_opt(member, "rank", entity, (int,)) or 0,
+            raw=member,
         )
+        # Upstream names are input too: one that could escape its path segment is skipped.
+        if valid_slug(parsed.realm) and valid_slug(character_slug(parsed.name)):
+            out.append(parsed)
+        else:
+            out.rejected += 1
     return out
 
 

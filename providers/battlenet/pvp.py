@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from providers.battlenet.names import character_slug, valid_slug
 from providers.errors import BadPayload
 
 
@@ -32,6 +33,7 @@ class LeaderboardColumns:
     factions: list[str | None] = field(default_factory=list)
     tiers: list[int | None] = field(default_factory=list)
     entries_json: list[str] = field(default_factory=list)
+    rejected: int = 0  # entries left out: a name or realm slug that cannot be a path segment
 
     def __len__(self) -> int:
         return len(self.bnet_ids)
@@ -69,6 +71,9 @@ def leaderboard_columns(payload: Any, entity: str) -> LeaderboardColumns:
                 entity=entity,
             ) from None
         if bnet_id in seen:  # one row per character and snapshot
+            continue
+        if not (valid_slug(realm) and valid_slug(character_slug(name))):
+            out.rejected += 1  # upstream names are input too: never stored, never asked for
             continue
         seen.add(bnet_id)
         out.bnet_ids.append(bnet_id)

@@ -6,6 +6,9 @@ parameter (which makes the bucket), the name used in errors and the shape the an
 (``DiscordLimiter.slot``), then the global limit (``ProviderHTTP.send``), and its answer is fed
 back to the limiter before any error is raised; a transient failure is asked again through the
 limiter. The token is sent only as the ``Authorization`` header; no message or repr contains it.
+It goes to DISCORD_API_BASE_URL's scheme, host and port only, and an id put into a path is a
+snowflake of ASCII digits (:func:`check_snowflake`): anything else is :class:`BadInput`, and
+nothing is sent.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from providers.discord.parse import (
 from providers.discord.ratelimit import DiscordLimiter
 from providers.errors import (
     AuthFailed,
+    BadInput,
     BadPayload,
     RateLimited,
 )
-from providers.http import ProviderHTTP
+from providers.http import DEFAULT_MAX_RESPONSE_BYTES, ProviderHTTP
 from providers.ratelimit import Priority
 
 USER_AGENT = "DiscordBot (https://github.com/ratesync/ratesync, 0.1)"
@@ -100,6 +104,25 @@ ENDPOINTS: dict[str, Endpoint[Any]] = {
 }
 
 
+MAX_SNOWFLAKE = 2**64 - 1  # a snowflake is an unsigned 64-bit integer
+
+
+def check_snowflake(value: Any, what: str = "Discord id") -> int:
+    """A Discord id to put into a path: an int (not a bool) or a string of ASCII digits, in
+    0..2**64-1; anything else is :class:`BadInput` (nothing is sent)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
+        number = int(value)
+    else:
+        number = -1
+    if 0 <= number <= MAX_SNOWFLAKE:
+        return number
+    shown = repr(value)
+    shown = shown if len(shown) <= 48 else shown[:45] + "..."
+    raise BadInput(f"discord: {what} {shown} is not a Discord id (ASCII digits only)")
+
+
 def _error_detail(response: httpx.Response) -> str:
     """Discord's ``{"message", "code"}`` as one short line, e.g. ``50001 Missing Access``."""
     try:
@@ -125,6 +148,7 @@ class DiscordClient(ProviderHTTP):
         timeout: float = 15.0,
         max_connections: int = 50,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         token = (token or "").strip()
         if token.startswith("Bot "):
@@ -139,9 +163,13 @@ class DiscordClient(ProviderHTTP):
                 "User-Agent": USER_AGENT,
                 "Accept": "application/json",
             },
+            max_response_bytes=max_response_bytes,
+            origins=[base_url],
         )  # fmt: skip
         self.discord_limiter = limiter
         self.base_url = base_url.rstrip("/")
+
+    origin_setting = "DISCORD_API_BASE_URL"
 
     def __repr__(self) -> str:
         return f"DiscordClient(base_url={self.base_url!r})"
@@ -210,7 +238,7 @@ class DiscordClient(ProviderHTTP):
         A transient failure (5xx, reset, timeout, a body cut in transit) is asked again up to
         ``transient_retries`` times, each time through the limiter.
         """
-        ident = int(major)
+        ident = check_snowflake(major, endpoint.major)
         values = {endpoint.major: ident}
         path = endpoint.path.format(**values)
         entity = endpoint.entity.format(**values)
@@ -234,7 +262,7 @@ class DiscordClient(ProviderHTTP):
         max_wait: float | None = None,
     ) -> list[dict[str, Any]]:
         """All public archived threads of a channel, newest archived first (paged by time)."""
-        entity = ARCHIVED_THREADS.entity.format(channel_id=int(channel_id))
+        entity = ARCHIVED_THREADS.entity.format(channel_id=check_snowflake(channel_id))
         threads: list[dict[str, Any]] = []
         before: str | None = None
         while True:
@@ -265,7 +293,7 @@ class DiscordClient(ProviderHTTP):
         """
         limiter = self.discord_limiter
         now = limiter.clock()
-        ready = limiter.state(MESSAGES.route, str(int(channel_id))).ready_at(now)
+        ready = limiter.state(MESSAGES.route, str(check_snowflake(channel_id))).ready_at(now)
         return 0.0 if ready is None else max(0.0, ready - now)
 
     async def messages_page(
