@@ -96,6 +96,7 @@ class BattleNetSandbox:
         self.counters = Counters(endpoint.route for endpoint in ENDPOINTS)
         self.faults = Faults(seed=config.world.seed)
         self.tokens: dict[str, float] = {}
+        self.issued_tokens: list[str] = []  # every token ever issued (GET /_admin/tokens)
         self.token_requests = 0
         self.character_requests: Counter[int] = Counter()
 
@@ -160,6 +161,7 @@ class BattleNetSandbox:
     def issue_token(self) -> str:
         token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(34))
         self.tokens[token] = self.clock() + self.config.token_ttl
+        self.issued_tokens.append(token)
         return token
 
     def token_valid(self, authorization: str | None) -> bool:

@@ -1,5 +1,5 @@
 """Battle.net-specific admin routes: ground truth, touches, PvP snapshots, per-character request
-counts and token revocation.
+counts, the issued tokens and token revocation.
 
 Truth payloads come from the same builders the API uses, so they equal what the API serves at
 that moment. Admin routes are never rate limited and never counted as API requests.
@@ -45,6 +45,13 @@ def _entity_args(request: Request) -> tuple[str, str, str]:
 
 async def revoke_tokens(request: Request) -> Response:
     return JSONResponse({"revoked": _sandbox(request).revoke_tokens()})
+
+
+async def list_tokens(request: Request) -> Response:
+    """Every access token issued so far (a secret scan searches for each) and how many are
+    still valid."""
+    sandbox = _sandbox(request)
+    return JSONResponse({"issued": list(sandbox.issued_tokens), "active": len(sandbox.tokens)})
 
 
 async def truth_guilds(request: Request) -> Response:
@@ -199,6 +206,7 @@ def battlenet_admin_routes() -> list[Route]:
     entity = "{region}/{realm}/{name}"
     pvp = "{region}/{season}/{bracket}"
     return [
+        Route("/_admin/tokens", list_tokens, methods=["GET"]),
         Route("/_admin/tokens/revoke", revoke_tokens, methods=["POST"]),
         Route("/_admin/truth/guilds", truth_guilds, methods=["GET"]),
         Route("/_admin/truth/characters", truth_characters, methods=["GET"]),
