@@ -159,8 +159,10 @@ class Faults:
     truncate_rate: float = 0.0
     force_429: int = 0
     force_5xx: int = 0
+    throttle_seconds: float = 0.0  # every matching request answers 429 for this long from now
     match: str | None = None
     _rng: random.Random = field(init=False, repr=False, compare=False)
+    _throttle_until: float = field(default=0.0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(f"faults:{self.seed}")
@@ -173,6 +175,7 @@ class Faults:
         defaults = Faults(seed=self.seed)
         for name, value in defaults.to_dict().items():
             setattr(self, name, value)
+        self._throttle_until = 0.0
         self._rng = random.Random(f"faults:{self.seed}")
 
     def update(self, changes: Mapping[str, Any]) -> None:
@@ -186,6 +189,8 @@ class Faults:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
         for name, value in changes.items():
             setattr(self, name, _coerce_fault_field(name, value))
+        if "throttle_seconds" in changes:
+            self._throttle_until = time.monotonic() + self.throttle_seconds
         if "seed" in changes:
             self._rng = random.Random(f"faults:{self.seed}")
 
@@ -201,6 +206,8 @@ class Faults:
         delay = max(0.0, self.latency_ms + self.latency_jitter_ms * jitter) / 1000.0
         if self.force_429 > 0:
             self.force_429 -= 1
+            return FaultDecision("throttle", 429, delay)
+        if self._throttle_until and time.monotonic() < self._throttle_until:
             return FaultDecision("throttle", 429, delay)
         if self.force_5xx > 0:
             self.force_5xx -= 1
