@@ -16,6 +16,7 @@ from temporalio import activity
 from activities.errors import activity_errors, one_error_path
 from activities.heartbeat import heartbeating
 from activities.types import (
+    CHARACTER_PAGE_MAX,
     GUILD_PAGE_MAX,
     CharacterAddInput,
     CharacterAddResult,
@@ -150,12 +151,14 @@ class BattleNetActivities:
     @activity.defn
     @one_error_path("battlenet select characters")
     async def bnet_select_characters(self, inp: SelectCharactersInput) -> CharacterPage:
+        """One keyset page of outdated characters, never more than CHARACTER_PAGE_MAX ids."""
+        limit = max(1, min(inp.limit, CHARACTER_PAGE_MAX))
         after = None
         if inp.after_synced is not None and inp.after_id is not None:
             after = (inp.after_synced, inp.after_id)
         async with self.engine.connect() as conn:
             rows = await db.outdated_characters(
-                conn, inp.region, inp.cutoff, datetime.now(UTC), after, inp.limit
+                conn, inp.region, inp.cutoff, datetime.now(UTC), after, limit
             )
         if not rows:
             return CharacterPage([], None, None)
@@ -234,7 +237,12 @@ class BattleNetActivities:
                 counts = await db.store_roster(conn, guild, members)
             await syncdb.clear_failures(conn, PROVIDER, [guild.key])
         status = "not_modified" if data.not_modified and roster.not_modified else "synced"
-        return GuildSyncResult(status=status, requests=sent[0], **counts)
+        rejected = members.rejected if members is not None else 0
+        if rejected:  # skipped by the parser, never stored (providers.battlenet.valid_slug)
+            activity.logger.warning(
+                "roster members rejected", extra={"guild": guild.key, "rejected": rejected}
+            )
+        return GuildSyncResult(status=status, requests=sent[0], rejected=rejected, **counts)
 
     async def _guild_missing(self, guild: db.GuildRef, exc: ProviderError) -> None:
         recheck = datetime.now(UTC) + self.recheck

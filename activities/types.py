@@ -15,6 +15,7 @@ HEARTBEAT_SECONDS = 3  # the most a looping activity gets: a killed worker costs
 # The most guilds one page (one activity result, one master run) holds: a run starts at most
 # this many GuildSync children, so its history stays far below Temporal's limits.
 GUILD_PAGE_MAX = 500
+CHARACTER_PAGE_MAX = 2000  # likewise for one page of character ids (the default page size)
 
 
 @dataclass
@@ -97,6 +98,7 @@ class GuildSyncResult:
     discovered: int = 0
     left: int = 0
     requests: int = 0
+    rejected: int = 0  # roster members skipped: a name or realm slug no request can be made of
 
 
 @dataclass
@@ -159,7 +161,7 @@ class BattleNetSyncInput:
     full: bool = False
     staleness_seconds: int = 6 * 3600
     batch_size: int = 50
-    page_size: int = 2000
+    page_size: int = CHARACTER_PAGE_MAX
     window: int = 8
     priority: int = Priority.BULK
     heartbeat_timeout_seconds: int = HEARTBEAT_SECONDS

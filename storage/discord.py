@@ -8,7 +8,7 @@ rows it covers (and a replayed page is absorbed by the upsert on ``discord_messa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,14 @@ from storage.models import channel_sync_jobs, channels, sync_progress, sync_runs
 # stage. Categories, forums and media channels have no messages of their own (their posts are
 # threads, listed separately).
 MESSAGE_CHANNEL_TYPES = frozenset({0, 2, 5, 10, 11, 12, 13})
+# Rows (or ids) per statement: asyncpg takes at most 32,767 parameters, and a listing with its
+# archived threads can hold tens of thousands of channels.
+ROWS_PER_STATEMENT = 2000
+
+
+def _chunks(items: Sequence[Any], size: int = ROWS_PER_STATEMENT) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @dataclass(frozen=True)
@@ -92,23 +100,23 @@ async def store_channels(
     conn: AsyncConnection, tenant: int, listed: Sequence[dict[str, Any]]
 ) -> list[int]:
     """Upsert the listed channels (threads included); return their row ids in order."""
-    if not listed:
-        return []
-    stmt = insert(channels).values([channel_row(tenant, c) for c in listed])
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[channels.c.discord_channel_id],
-        set_={
-            "tenant_id": stmt.excluded.tenant_id,
-            "name": stmt.excluded.name,
-            "type": stmt.excluded.type,
-            "parent_id": stmt.excluded.parent_id,
-            "position": stmt.excluded.position,
-            "channel_json": stmt.excluded.channel_json,
-            "updated_at": func.now(),
-        },
-    )
-    rows = await conn.execute(stmt.returning(channels.c.id, channels.c.discord_channel_id))
-    by_discord = {int(r.discord_channel_id): int(r.id) for r in rows}
+    by_discord: dict[int, int] = {}
+    for chunk in _chunks(listed):
+        stmt = insert(channels).values([channel_row(tenant, c) for c in chunk])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[channels.c.discord_channel_id],
+            set_={
+                "tenant_id": stmt.excluded.tenant_id,
+                "name": stmt.excluded.name,
+                "type": stmt.excluded.type,
+                "parent_id": stmt.excluded.parent_id,
+                "position": stmt.excluded.position,
+                "channel_json": stmt.excluded.channel_json,
+                "updated_at": func.now(),
+            },
+        )
+        rows = await conn.execute(stmt.returning(channels.c.id, channels.c.discord_channel_id))
+        by_discord.update((int(r.discord_channel_id), int(r.id)) for r in rows)
     return [by_discord[int(c["id"])] for c in listed]
 
 
@@ -141,9 +149,11 @@ async def load_channel(conn: AsyncConnection, channel_id: int) -> ChannelRef | N
 
 
 async def load_channels(conn: AsyncConnection, channel_ids: Sequence[int]) -> list[ChannelRef]:
-    """Several channels in one query, in the order asked for."""
-    rows = await conn.execute(_CHANNEL_REF.where(channels.c.id.in_(list(channel_ids))))
-    by_id = {int(r.id): _channel_ref(r) for r in rows}
+    """Several channels (a query per ROWS_PER_STATEMENT of them), in the order asked for."""
+    by_id: dict[int, ChannelRef] = {}
+    for chunk in _chunks(channel_ids):
+        rows = await conn.execute(_CHANNEL_REF.where(channels.c.id.in_(list(chunk))))
+        by_id.update((int(r.id), _channel_ref(r)) for r in rows)
     return [by_id[i] for i in channel_ids if i in by_id]
 
 
@@ -203,18 +213,18 @@ async def begin_run(
     )
     if created.first() is None:
         return
-    if channel_ids:
+    for chunk in _chunks(channel_ids):
         await conn.execute(
             insert(channel_sync_jobs).values(
-                [{"sync_run_id": run_id, "channel_id": c, "mode": mode} for c in channel_ids]
+                [{"sync_run_id": run_id, "channel_id": c, "mode": mode} for c in chunk]
             )
         )
-    if mode == "full" and channel_ids:
-        await conn.execute(
-            update(channels)
-            .where(channels.c.id.in_(list(channel_ids)))
-            .values(last_message_id=None, updated_at=func.now())
-        )
+        if mode == "full":
+            await conn.execute(
+                update(channels)
+                .where(channels.c.id.in_(list(chunk)))
+                .values(last_message_id=None, updated_at=func.now())
+            )
 
 
 async def run_channel_page(
@@ -534,17 +544,16 @@ async def reset_cursors(
         raise LookupError(
             f"channel {discord_channel_id} is not a channel of tenant {discord_guild_id}"
         )
-    if ids:
+    removed = 0
+    for chunk in _chunks(ids):
         await conn.execute(
             update(channels)
-            .where(channels.c.id.in_(ids))
+            .where(channels.c.id.in_(list(chunk)))
             .values(last_message_id=None, last_synced_at=None, access="ok", recheck_at=None)
         )
-    removed = 0
-    if ids:
         removed += (
             await conn.execute(
-                channel_sync_jobs.delete().where(channel_sync_jobs.c.channel_id.in_(ids))
+                channel_sync_jobs.delete().where(channel_sync_jobs.c.channel_id.in_(list(chunk)))
             )
         ).rowcount or 0
     if discord_channel_id is None:

@@ -28,8 +28,10 @@ from activities.discord_types import (
     TenantSyncResult,
 )
 from activities.types import (
+    CHARACTER_PAGE_MAX,
     GUILD_PAGE_MAX,
     BattleNetSyncInput,
+    SelectCharactersInput,
     SelectGuildPageInput,
     SyncCounts,
 )
@@ -37,7 +39,7 @@ from settings import Settings
 from storage import discord as ddb
 from storage import sync as syncdb
 from storage.db import create_engine
-from storage.models import guilds
+from storage.models import characters, guilds
 from tests.integration.battlenet_support import assert_matches_truth, fetch_all
 from tests.integration.battlenet_support import track_sandbox_guilds as track_guilds
 from tests.integration.discord_support import (
@@ -189,6 +191,30 @@ async def test_guild_page_activity_never_returns_more_than_the_maximum(database_
     assert len(seen) == len(set(seen)) == total and seen == sorted(seen)
 
 
+async def test_character_page_activity_never_returns_more_than_the_maximum(database_url):
+    total = CHARACTER_PAGE_MAX + 3
+    engine = create_engine(database_url, pool_size=1)
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(characters),
+            [
+                {"region": "eu", "realm": "r", "name_slug": f"c{i}", "name": f"c{i}"}
+                for i in range(total)
+            ],
+        )
+    acts = BattleNetActivities(engine, client=None, not_found_recheck_seconds=60)  # type: ignore[arg-type]
+    env = ActivityEnvironment()
+    cutoff = datetime.now(UTC) - timedelta(hours=1)
+    page = await env.run(acts.bnet_select_characters, SelectCharactersInput("eu", cutoff, 10**6))
+    assert len(page.ids) == CHARACTER_PAGE_MAX
+    rest = await env.run(
+        acts.bnet_select_characters,
+        SelectCharactersInput("eu", cutoff, 10**6, page.last_synced, page.last_id),
+    )
+    await engine.dispose()
+    assert len(rest.ids) == 3 and not set(rest.ids) & set(page.ids)
+
+
 # -- Discord -----------------------------------------------------------------------------------
 
 
@@ -269,3 +295,26 @@ async def test_channel_page_activity_never_returns_more_than_the_maximum(databas
     assert sorted(seen) == sorted(row_ids) and seen == sorted(seen)
     discord_ids = {c.discord_channel_id for c in page.channels + rest.channels}
     assert discord_ids == {10_000 + i for i in range(total)}
+
+
+async def test_a_listing_of_many_thousand_channels_and_threads_is_stored_and_paged(database_url):
+    """Archived threads make a listing of thousands: it is stored (no statement over the
+    driver's 32,767 parameters) and its jobs are read back page by page, each once."""
+    total = 12_000
+    engine = create_engine(database_url, pool_size=1)
+    async with engine.begin() as conn:
+        tenant = await ddb.track_tenant(conn, 4343)
+        listed = [{"id": str(50_000 + i), "type": 11, "name": f"t{i}"} for i in range(total)]
+        row_ids = await ddb.store_channels(conn, tenant, listed)
+        assert len(row_ids) == total
+        run_id = await syncdb.start_run(conn, "discord", "4343", "full", "wf#big")
+        await ddb.begin_run(conn, run_id, tenant, "wf#big", "full", row_ids)
+    seen: list[int] = []
+    after = 0
+    async with engine.connect() as conn:
+        while page := await ddb.run_channel_page(conn, run_id, after, CHANNEL_PAGE_MAX):
+            assert len(page) <= CHANNEL_PAGE_MAX
+            seen += [row_id for row_id, _ in page]
+            after = page[-1][0]
+    await engine.dispose()
+    assert seen == sorted(row_ids)
