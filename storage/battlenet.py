@@ -15,16 +15,27 @@ from sqlalchemy import and_, func, literal, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from providers.battlenet import RosterMember, slugify
+from providers.battlenet import (
+    RosterMember,
+    character_slug,
+    check_region,
+    check_slug,
+    slugify,
+)
 from storage.models import characters, guild_members, guilds, ranks
 
 NEG_INF = datetime.min.replace(year=1)
 
 
 async def track_guild(conn: AsyncConnection, region: str, realm: str, name: str) -> int:
+    """Register a guild; a region or name no request could be made of is BadInput (a workflow
+    input is input too: nothing is stored that would later build another host or path)."""
+    region = check_region(region)
+    realm_slug = check_slug(slugify(realm), "realm")
+    name_slug = check_slug(slugify(name), "guild name")
     stmt = (
         insert(guilds)
-        .values(region=region, realm=slugify(realm), name_slug=slugify(name), name=name)
+        .values(region=region, realm=realm_slug, name_slug=name_slug, name=name)
         .on_conflict_do_update(
             index_elements=[guilds.c.region, guilds.c.realm, guilds.c.name_slug],
             set_={"tracked": True, "recheck_at": None},
@@ -35,7 +46,10 @@ async def track_guild(conn: AsyncConnection, region: str, realm: str, name: str)
 
 
 async def track_character(conn: AsyncConnection, region: str, realm: str, name: str) -> int:
-    realm_slug, name_slug = slugify(realm), name.strip().lower()
+    """Register a character; BadInput as for :func:`track_guild`."""
+    region = check_region(region)
+    realm_slug = check_slug(slugify(realm), "realm")
+    name_slug = check_slug(character_slug(name), "character name")
     existing = await conn.execute(
         update(characters)
         .where(
