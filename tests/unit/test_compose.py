@@ -1,15 +1,19 @@
 """The docker-compose stack, checked statically (no Docker engine here to run it).
 
 What the files promise: the services start in the right order, the app containers are configured
-only through settings.py names with values that validate, secrets come from the host, and the
-Temporal side (schema job, namespace job, dynamic config) matches what the worker expects.
+only through settings.py names with values that validate, credentials are compose secrets (files
+named by a required `${RATESYNC_SECRETS_DIR:?}`, never environment values or defaults), every
+service runs with least privilege on a pinned image, and the Temporal side (schema job,
+namespace job, dynamic config) matches what the worker expects.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,12 +37,20 @@ MANDATORY_SETTINGS = {
 }
 NAMED_SECRETS = {"BNET_CLIENT_SECRET", "DISCORD_BOT_TOKEN", "ZWIFT_API_KEY"}
 
-# Compose's `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `$VAR` and the `$$` escape.
+SECRETS_DIR = "RATESYNC_SECRETS_DIR"
+_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|PWD|SECRET|TOKEN|KEY", re.IGNORECASE)
+
+# Compose's `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:?error}`, `${VAR?error}`,
+# `$VAR` and the `$$` escape.
 _SUBSTITUTION = re.compile(
     r"\$(?:(?P<escaped>\$)"
-    r"|\{(?P<braced>[A-Za-z_]\w*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}"
+    r"|\{(?P<braced>[A-Za-z_]\w*)(?:(?P<op>:?[-?])(?P<default>[^}]*))?\}"
     r"|(?P<bare>[A-Za-z_]\w*))"
 )
+
+
+class MissingVariable(Exception):
+    """`${VAR:?message}` with VAR unset: compose refuses to start and prints the message."""
 
 
 def interpolate(value: str, environ: Mapping[str, str]) -> str:
@@ -52,9 +64,18 @@ def interpolate(value: str, environ: Mapping[str, str]) -> str:
             return environ.get(name) or match["default"]
         if match["op"] == "-":
             return environ.get(name, match["default"])
+        if match["op"] in (":?", "?"):
+            found = environ.get(name)
+            if found is None or (match["op"] == ":?" and not found):
+                raise MissingVariable(f"{name}: {match['default']}")
+            return found
         return environ.get(name, "")
 
     return _SUBSTITUTION.sub(replace, value)
+
+
+def substitutions(text: str) -> list[re.Match[str]]:
+    return [m for m in _SUBSTITUTION.finditer(text) if not m["escaped"]]
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +175,8 @@ def test_worker_restarts_unless_stopped_and_one_shot_jobs_do_not_loop(
 
 def test_app_database_is_separate_from_temporals(services: dict[str, Any]) -> None:
     app_db, temporal_db = services["app-db"], services["postgresql"]
-    assert app_db["image"] == temporal_db["image"] == "postgres:16"
+    assert app_db["image"] == temporal_db["image"]
+    assert re.fullmatch(r"postgres:16\.\d+-bookworm", app_db["image"])
     assert app_db["volumes"] != temporal_db["volumes"]
     assert services["temporal"]["environment"]["POSTGRES_SEEDS"] == "postgresql"
 
@@ -173,17 +195,57 @@ def test_migrate_and_worker_share_one_environment_block(compose: dict[str, Any])
 @pytest.mark.parametrize("service", APP_SERVICES)
 def test_app_environment_sets_only_settings_names(services: dict[str, Any], service: str) -> None:
     names = set(services[service]["environment"])
-    unknown = names - set(Settings.model_fields)
+    # NAME_FILE is NAME read from a secret file (deploy/secrets-env.sh); PGPASSWORD is asyncpg's
+    settings_names = {n.removesuffix("_FILE") for n in names} - {"PGPASSWORD"}
+    unknown = settings_names - set(Settings.model_fields)
     assert not unknown, f"{service}: not fields of settings.Settings: {sorted(unknown)}"
     assert names >= MANDATORY_SETTINGS
 
 
+def _secret_files(compose: dict[str, Any], secrets_dir: Path) -> dict[str, Path]:
+    """Where each compose secret comes from, with RATESYNC_SECRETS_DIR set to `secrets_dir`."""
+    return {
+        name: Path(interpolate(spec["file"], {SECRETS_DIR: str(secrets_dir)}))
+        for name, spec in compose["secrets"].items()
+    }
+
+
+def container_environment(
+    compose: dict[str, Any],
+    service: str,
+    host: Mapping[str, str],
+    secret_values: dict[str, str],
+    tmp_path: Path,
+) -> dict[str, str]:
+    """The environment the service's process gets: compose's substitutions from `host`, each
+    secret file under /run/secrets (here: files in tmp_path), then deploy/secrets-env.sh."""
+    spec = compose["services"][service]
+    run_secrets = tmp_path / "run-secrets"
+    run_secrets.mkdir(exist_ok=True)
+    for name in spec["secrets"]:
+        (run_secrets / name).write_text(secret_values.get(name, "") + "\n")
+    env = {
+        name: interpolate(str(value), host).replace("/run/secrets/", f"{run_secrets}/")
+        for name, value in spec["environment"].items()
+    }
+    entrypoint = spec["entrypoint"]
+    assert entrypoint[0] == "/bin/sh"
+    (mount,) = [v for v in spec["volumes"] if v.split(":")[1] == entrypoint[1]]
+    script = ROOT / mount.split(":")[0]
+    done = subprocess.run(
+        ["/bin/sh", str(script), "env", "-0"],
+        env={"PATH": os.environ["PATH"], **env}, capture_output=True, check=True,
+    )  # fmt: skip
+    pairs = [item.split("=", 1) for item in done.stdout.decode().split("\0") if "=" in item]
+    return {k: v for k, v in pairs if k != "PATH"}
+
+
 @pytest.mark.usefixtures("isolated_settings_env")
 def test_app_environment_with_compose_defaults_validates_as_settings(
-    app_env: dict[str, str], services: dict[str, Any]
+    compose: dict[str, Any], services: dict[str, Any], tmp_path: Path
 ) -> None:
-    env = {name: interpolate(value, {}) for name, value in app_env.items()}
-    settings = settings_from(env)
+    env = container_environment(compose, "worker", {}, {"ratesync_db_password": "pw"}, tmp_path)
+    settings = settings_from({k: v for k, v in env.items() if k != "PGPASSWORD"})
 
     assert settings.DATABASE_URL is not None
     db = urlsplit(settings.DATABASE_URL)
@@ -192,7 +254,12 @@ def test_app_environment_with_compose_defaults_validates_as_settings(
     assert (db.hostname, db.port) == ("app-db", 5432)
     assert db.path == "/" + app_db["POSTGRES_DB"]
     assert db.username == app_db["POSTGRES_USER"]
-    assert db.password == interpolate(app_db["POSTGRES_PASSWORD"], {})
+    # no password in the URL: asyncpg reads PGPASSWORD, set from the secret app-db uses too
+    assert db.password is None
+    assert env["PGPASSWORD"] == "pw"
+    assert services["worker"]["environment"]["PGPASSWORD_FILE"] == app_db["POSTGRES_PASSWORD_FILE"]
+    for name in NAMED_SECRETS:  # not configured: empty secret files leave them unset
+        assert getattr(settings, name) is None
 
     host, _, port = (settings.TEMPORAL_ADDRESS or "").partition(":")
     assert (host, port) == ("temporal", "7233")
@@ -200,24 +267,42 @@ def test_app_environment_with_compose_defaults_validates_as_settings(
 
 
 @pytest.mark.usefixtures("isolated_settings_env")
-def test_host_environment_reaches_the_app_settings(app_env: dict[str, str]) -> None:
-    host = {
-        "BNET_CLIENT_ID": "client-id",
-        "BNET_CLIENT_SECRET": "bnet-secret",
-        "BNET_REGION": "us",
-        "DISCORD_BOT_TOKEN": "discord-token",
-        "ZWIFT_API_KEY": "zwift-key",
-        "RATESYNC_DB_PASSWORD": "pw",
+def test_host_configuration_and_secret_files_reach_the_app_settings(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    host = {"BNET_CLIENT_ID": "client-id", "BNET_REGION": "us"}
+    values = {
+        "bnet_client_secret": "bnet-secret",
+        "discord_bot_token": "discord-token",
+        "zwift_api_key": "zwift-key",
+        "ratesync_db_password": "pw",
     }
-    settings = settings_from({name: interpolate(v, host) for name, v in app_env.items()})
+    env = container_environment(compose, "worker", host, values, tmp_path)
+    assert not [name for name in env if name.endswith("_FILE")]
+    settings = settings_from({k: v for k, v in env.items() if k != "PGPASSWORD"})
 
     assert settings.BNET_CLIENT_ID == "client-id"
     assert settings.BNET_REGION == "us"
-    for name in NAMED_SECRETS:
-        secret = getattr(settings, name)
-        assert isinstance(secret, SecretStr)
-        assert secret.get_secret_value() == host[name]
-    assert settings.DATABASE_URL == "postgresql://ratesync:pw@app-db:5432/ratesync"
+    for name, secret in {
+        "BNET_CLIENT_SECRET": "bnet-secret",
+        "DISCORD_BOT_TOKEN": "discord-token",
+        "ZWIFT_API_KEY": "zwift-key",
+    }.items():
+        value = getattr(settings, name)
+        assert isinstance(value, SecretStr)
+        assert value.get_secret_value() == secret
+    assert settings.DATABASE_URL == "postgresql://ratesync@app-db:5432/ratesync"
+    assert env["PGPASSWORD"] == "pw"
+
+
+def test_secrets_env_refuses_an_unreadable_secret_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["/bin/sh", str(ROOT / "deploy" / "secrets-env.sh"), "true"],
+        env={"PATH": os.environ["PATH"], "X_TOKEN_FILE": str(tmp_path / "missing")},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 78
+    assert done.stderr.count("\n") == 1 and "X_TOKEN_FILE" in done.stderr
 
 
 # --- (d) secrets ---------------------------------------------------------------------------
@@ -231,13 +316,91 @@ def _secret_fields() -> set[str]:
     }
 
 
-def test_secrets_are_host_substitutions_never_literal_values(app_env: dict[str, str]) -> None:
+def test_credentials_are_compose_secrets_never_environment_values(
+    compose: dict[str, Any], app_env: dict[str, str]
+) -> None:
     assert _secret_fields() >= NAMED_SECRETS
-    for name in _secret_fields() & set(app_env):
-        assert re.fullmatch(rf"\$\{{{name}(:?-)?\}}", app_env[name]), (
-            f"{name} must be ${{{name}:-}} (from the host, no default), not {app_env[name]!r}"
-        )
-    assert set(app_env) >= NAMED_SECRETS
+    for name in _secret_fields():
+        assert name not in app_env, f"{name} must come from a secret file, not the environment"
+    for name in NAMED_SECRETS:
+        path = app_env[f"{name}_FILE"]
+        secret = path.removeprefix("/run/secrets/")
+        assert path == f"/run/secrets/{secret}" and secret in compose["secrets"]
+        for service in APP_SERVICES:
+            assert secret in compose["services"][service]["secrets"]
+    for service_name, service in compose["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if _SECRET_NAME.search(key):
+                assert key.endswith("_FILE"), f"{service_name}: {key} holds a credential"
+                assert str(value).startswith("/run/secrets/"), (service_name, key)
+                assert str(value).removeprefix("/run/secrets/") in service["secrets"]
+
+
+def test_secret_files_come_from_a_required_directory_with_no_default(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    assert set(compose["secrets"]) >= {
+        "ratesync_db_password", "temporal_db_password", "bnet_client_secret",
+        "discord_bot_token", "zwift_api_key",
+    }  # fmt: skip
+    for name, spec in compose["secrets"].items():
+        assert set(spec) == {"file"}, name
+        (use,) = substitutions(spec["file"])
+        assert (use["braced"], use["op"]) == (SECRETS_DIR, ":?"), spec["file"]
+        assert "README" in use["default"]  # the error names where to read how
+        with pytest.raises(MissingVariable):
+            interpolate(spec["file"], {})
+    assert _secret_files(compose, tmp_path)["ratesync_db_password"] == (
+        tmp_path / "ratesync_db_password"
+    )
+
+
+def test_no_password_or_secret_has_a_default_anywhere() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    for use in substitutions(text):
+        name = use["braced"] or use["bare"]
+        if _SECRET_NAME.search(name):
+            assert use["op"] in (":?", "?"), f"${{{name}}} must be ${{{name}:?...}}"
+    assert ":-ratesync}" not in text and ":-temporal}" not in text
+
+
+# --- least privilege ---------------------------------------------------------------------------
+
+
+def test_every_service_drops_all_capabilities_and_cannot_gain_privileges(
+    services: dict[str, Any],
+) -> None:
+    for name, service in services.items():
+        assert service.get("cap_drop") == ["ALL"], name
+        assert not service.get("cap_add"), name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert not service.get("privileged"), name
+
+
+def test_services_that_write_only_their_volumes_have_read_only_root_file_systems(
+    services: dict[str, Any],
+) -> None:
+    for name in ("postgresql", "app-db", "temporal-admin-tools", "temporal-create-namespace",
+                 *APP_SERVICES):  # fmt: skip
+        assert services[name].get("read_only") is True, name
+    for name in ("postgresql", "app-db"):
+        assert services[name]["user"] == "999:999"  # Postgres's own user: no capability needed
+
+
+def test_published_ports_are_on_loopback_only(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_every_image_is_pinned_to_an_exact_version(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        image = service["image"]
+        if "build" in service:
+            assert image == "ratesync:local"
+            continue
+        _, _, tag = image.partition(":")
+        assert re.fullmatch(r"\d+\.\d+(\.\d+)?(-[a-z0-9]+)?", tag), f"{name}: {image}"
 
 
 # --- (e) namespace job ---------------------------------------------------------------------
@@ -359,12 +522,17 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
 
 def test_app_image_runs_the_worker_by_default_as_a_non_root_user() -> None:
     instructions = _dockerfile_instructions()
-    assert instructions[0] == ("FROM", "python:3.11-slim")
+    keyword, base = instructions[0]
+    assert keyword == "FROM" and re.fullmatch(r"python:3\.11\.\d+-slim-bookworm", base), base
     cmds = [rest for keyword, rest in instructions if keyword == "CMD"]
     assert [json.loads(cmd) for cmd in cmds] == [["python", "worker.py"]]
     users = [rest for keyword, rest in instructions if keyword == "USER"]
     assert users and users[-1] not in {"root", "0"}
-    assert any(keyword == "RUN" and "pip install ." in rest for keyword, rest in instructions)
+    runs = [rest for keyword, rest in instructions if keyword == "RUN"]
+    # dependencies only from the runtime lock, hash-checked; the project itself with no deps
+    assert any("--require-hashes -r requirements/runtime.txt" in run for run in runs)
+    assert any(re.search(r"pip install --no-deps\b.* \.(\s|$)", run) for run in runs)
+    assert not any(re.search(r"pip install(?!.*--no-deps)(?!.*--require-hashes)", r) for r in runs)
 
 
 def test_migrate_upgrades_the_database_and_worker_runs_worker_py(
