@@ -6,6 +6,7 @@ optional block gives NULL, a missing id is schema drift (BadPayload).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -156,11 +157,32 @@ def roster_members(payload: Any, entity: str) -> Roster:
     return out
 
 
+INT32_MAX = 2**31 - 1  # the item-level columns are Postgres integer
+
+
+def _item_level(profile: dict[str, Any], key: str, entity: str) -> int | None:
+    """An optional item level, rounded. A non-finite one (``Infinity``, ``NaN``, ``1e400``),
+    an integer beyond a double, or one outside the integer column is schema drift
+    (BadPayload), never an OverflowError or a value Postgres would refuse."""
+    value = _opt(profile, key, entity, (int, float))
+    if value is None:
+        return None
+    try:
+        level = float(value)
+    except OverflowError:  # an integer beyond a double
+        level = math.inf
+    if not (math.isfinite(level) and abs(level) <= INT32_MAX):
+        raise BadPayload(
+            f"payload for {entity}: {key!r} should be a finite integer-sized number",
+            entity=entity,
+        )
+    return round(level)
+
+
 def character_columns(profile: Any, entity: str) -> dict[str, Any]:
     bnet_id = _int(_require(profile, "id", entity), "id", entity)
-    number = (int, float)
-    average = _opt(profile, "average_item_level", entity, number)
-    equipped = _opt(profile, "equipped_item_level", entity, number)
+    average = _item_level(profile, "average_item_level", entity)
+    equipped = _item_level(profile, "equipped_item_level", entity)
     return {
         "bnet_character_id": bnet_id,
         "name": _str(_require(profile, "name", entity), "name", entity),
@@ -169,8 +191,8 @@ def character_columns(profile: Any, entity: str) -> dict[str, Any]:
         "race": _name_of(_block(profile, "race", entity)),
         "faction": _opt(_block(profile, "faction", entity), "type", entity, (str,)),
         "active_spec": _name_of(_block(profile, "active_spec", entity)),
-        "average_item_level": None if average is None else round(average),
-        "equipped_item_level": None if equipped is None else round(equipped),
+        "average_item_level": average,
+        "equipped_item_level": equipped,
         "achievement_points": _opt(profile, "achievement_points", entity, (int,)),
         "last_login_at": _ms_to_datetime(profile.get("last_login_timestamp")),
         "guild_bnet_id": _opt(_block(profile, "guild", entity), "id", entity, (int,)),
@@ -184,4 +206,8 @@ def mythic_rating(mythic: Any) -> float | None:
     rating = current.get("rating") if isinstance(current, dict) else None
     if isinstance(rating, bool) or not isinstance(rating, int | float):
         return None
-    return float(rating)
+    try:
+        value = float(rating)
+    except OverflowError:  # an integer beyond a double
+        return None
+    return value if math.isfinite(value) else None

@@ -342,3 +342,22 @@ def test_float_item_levels_are_stored_as_integers():
         "character eu/draenor/s",
     )
     assert (columns["average_item_level"], columns["equipped_item_level"]) == (481, 479)
+
+
+@pytest.mark.parametrize(
+    "level",
+    [float("inf"), float("-inf"), float("nan"), 10**400, 1e300, 2**31, -(2**31)],
+    ids=["inf", "-inf", "nan", "int-beyond-a-double", "1e300", "2**31", "-2**31"],
+)
+@pytest.mark.parametrize("key", ["average_item_level", "equipped_item_level"])
+def test_an_item_level_no_integer_column_holds_is_a_bad_payload(key, level):
+    with pytest.raises(BadPayload) as info:
+        character_columns({"id": 1, "name": "S", key: level}, "character eu/draenor/s")
+    assert "character eu/draenor/s" in str(info.value) and key in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "rating", [10**400, float("inf"), float("nan")], ids=["int-beyond-a-double", "inf", "nan"]
+)
+def test_a_mythic_rating_that_is_no_finite_double_is_none(rating):
+    assert mythic_rating({"current_mythic_rating": {"rating": rating}}) is None
