@@ -33,7 +33,9 @@ class LeaderboardColumns:
     factions: list[str | None] = field(default_factory=list)
     tiers: list[int | None] = field(default_factory=list)
     entries_json: list[str] = field(default_factory=list)
-    rejected: int = 0  # entries left out: a name or realm slug that cannot be a path segment
+    # entries left out: a name or realm slug that cannot be a path segment, an integer beyond
+    # its column (rating 2**40, an id beyond 64 bits) or a NUL character in the entry
+    rejected: int = 0
 
     def __len__(self) -> int:
         return len(self.bnet_ids)
@@ -72,8 +74,18 @@ def leaderboard_columns(payload: Any, entity: str) -> LeaderboardColumns:
             ) from None
         if bnet_id in seen:  # one row per character and snapshot
             continue
-        if not (valid_slug(realm) and valid_slug(character_slug(name))):
-            out.rejected += 1  # upstream names are input too: never stored, never asked for
+        text = json_text(entry)
+        if not (
+            valid_slug(realm)
+            and valid_slug(character_slug(name))
+            and _fits(bnet_id, 64)
+            and all(_fits(v, 32) for v in (rank, rating, played, won, lost, tier))
+            and _storable_text(name, realm, text)
+        ):
+            # upstream values are input too: a name or realm that cannot be a path segment,
+            # an integer beyond its integer/bigint column, a NUL Postgres text/JSONB refuses:
+            # never stored, never asked for
+            out.rejected += 1
             continue
         seen.add(bnet_id)
         out.bnet_ids.append(bnet_id)
@@ -86,8 +98,18 @@ def leaderboard_columns(payload: Any, entity: str) -> LeaderboardColumns:
         out.lost.append(lost)
         out.factions.append(faction)
         out.tiers.append(tier)
-        out.entries_json.append(json_text(entry))
+        out.entries_json.append(text)
     return out
+
+
+def _fits(value: int | None, bits: int) -> bool:
+    """None, or an integer a signed ``bits``-bit Postgres column holds (integer: 32, bigint: 64)."""
+    return value is None or -(2 ** (bits - 1)) <= value < 2 ** (bits - 1)
+
+
+def _storable_text(*texts: str | None) -> bool:
+    """No NUL, raw or as the JSON escape ``\\u0000``: Postgres text and JSONB refuse both."""
+    return not any(t is not None and ("\x00" in t or "\\u0000" in t) for t in texts)
 
 
 def json_text(value: Any) -> str:
@@ -183,6 +205,16 @@ def equipped_items(payload: Any, entity: str) -> list[EquippedItem]:
             )
         except (KeyError, TypeError, ValueError):
             raise BadPayload(f"equipment of {entity}: malformed item", entity=entity) from None
+        parsed = out[-1]
+        strings = (parsed.slot, parsed.name, parsed.quality, parsed.inventory_type)
+        if not (
+            _fits(parsed.bnet_item_id, 64)
+            and _fits(parsed.item_level, 32)
+            and _storable_text(*strings, parsed.item_class, json_text(item))
+        ):
+            raise BadPayload(
+                f"equipment of {entity}: an item value its column cannot hold", entity=entity
+            )
     return out
 
 

@@ -158,11 +158,6 @@ def _fits(value: Any, bits: int) -> bool:
         "entries": [{**SMALL_LEADERBOARD["entries"][0], "rating": 2**40}],
     }
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="leaderboard_columns promises no value Postgres would refuse, but passes integers "
-    "beyond the integer/bigint columns (rating 2**40, a 2**64 id) and NUL characters in text",
-)
 def test_pvp_columns_fit_their_postgres_columns(doc):
     """leaderboard_columns' docstring: never a value Postgres would refuse later."""
     entity = "eu/37/2v2"

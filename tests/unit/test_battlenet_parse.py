@@ -18,6 +18,7 @@ from providers.battlenet.parse import (
     roster_members,
     slugify,
 )
+from providers.battlenet.pvp import equipped_items, leaderboard_columns
 from providers.errors import BadPayload
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "blizzard"
@@ -361,3 +362,68 @@ def test_an_item_level_no_integer_column_holds_is_a_bad_payload(key, level):
 )
 def test_a_mythic_rating_that_is_no_finite_double_is_none(rating):
     assert mythic_rating({"current_mythic_rating": {"rating": rating}}) is None
+
+
+# -- pvp values Postgres would refuse: skipped and counted (entries) or BadPayload (equipment) ----
+
+
+def _with(entry: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    entry = json.loads(json.dumps(entry))
+    node = entry
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return entry
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("rating",), 2**40),
+        (("rank",), -(2**31) - 1),
+        (("season_match_statistics", "played"), 2**31),
+        (("tier", "id"), 2**32),
+        (("character", "id"), 2**63),
+        (("character", "id"), 2**64),
+        (("character", "name"), "Sh\x00eday"),
+        (("character", "realm", "name"), "Dra\x00enor"),
+        (("season_match_statistics", "note"), "\x00"),
+    ],
+    ids=["rating", "rank", "played", "tier", "id-2**63", "id-2**64", "nul-name", "nul-nested",
+         "nul-extra"],
+)  # fmt: skip
+def test_a_pvp_entry_postgres_would_refuse_is_rejected_and_counted(path, value):
+    board = load("pvp_leaderboard_2v2_season27_first50.json")
+    entries = board["entries"][:3]
+    bad = _with(entries[1], path, value)
+    columns = leaderboard_columns({**board, "entries": [entries[0], bad, entries[2]]}, "eu/27/2v2")
+    assert columns.rejected == 1
+    assert columns.bnet_ids == [entries[0]["character"]["id"], entries[2]["character"]["id"]]
+    assert all("\\u0000" not in text for text in columns.entries_json)
+
+
+def test_pvp_entries_at_the_column_bounds_are_kept():
+    board = load("pvp_leaderboard_2v2_season27_first50.json")
+    entry = _with(
+        _with(board["entries"][0], ("rating",), 2**31 - 1), ("character", "id"), 2**63 - 1
+    )
+    columns = leaderboard_columns({**board, "entries": [entry]}, "eu/27/2v2")
+    assert (columns.rejected, columns.ratings, columns.bnet_ids) == (0, [2**31 - 1], [2**63 - 1])
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("level", "value"), 2**40),
+        (("item", "id"), 2**64),
+        (("name",), "Hel\x00m"),
+        (("slot", "name"), "\x00"),
+    ],
+    ids=["item-level", "item-id", "nul-name", "nul-nested"],
+)
+def test_an_equipped_item_postgres_would_refuse_is_a_bad_payload(path, value):
+    equipment = load("character_equipment.json")
+    items = [_with(equipment["equipped_items"][0], path, value)]
+    with pytest.raises(BadPayload) as info:
+        equipped_items({**equipment, "equipped_items": items}, "character eu/draenor/sheday")
+    assert "character eu/draenor/sheday" in str(info.value)
