@@ -365,12 +365,16 @@ class ProviderHTTP:
             return header
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to be an answer
             return None
         if isinstance(body, dict):
             for key in ("retry_after", "retryAfter"):
-                if isinstance(body.get(key), int | float):
-                    return _sane_delay(float(body[key]))
+                value = body.get(key)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    try:
+                        return _sane_delay(float(value))
+                    except OverflowError:  # an integer beyond a double: the longest wait
+                        return MAX_RETRY_AFTER
         return None
 
     @staticmethod

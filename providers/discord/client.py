@@ -127,13 +127,19 @@ def _error_detail(response: httpx.Response) -> str:
     """Discord's ``{"message", "code"}`` as one short line, e.g. ``50001 Missing Access``."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply: no detail
         return ""
     if not isinstance(body, dict):
         return ""
-    code = body.get("code")
-    message = " ".join(str(body.get("message", "")).split())[:160]
-    return " ".join(str(part) for part in (code, message) if part not in (None, ""))
+    parts = [_scalar(body.get("code")), " ".join(_scalar(body.get("message")).split())[:160]]
+    return " ".join(part for part in parts if part)
+
+
+def _scalar(value: Any) -> str:
+    """A string or number as text; a container (a nested body) is no detail."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return ""
+    return str(value)[:160]
 
 
 class DiscordClient(ProviderHTTP):

@@ -34,6 +34,13 @@ def _float(value: str | None) -> float | None:
     return number if number == number and abs(number) != float("inf") else None
 
 
+def _one_line(value: Any) -> str:
+    """A body's ``message`` as one line: a string or number, never a container's repr."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return ""
+    return " ".join(str(value).split())
+
+
 @dataclass(frozen=True)
 class RateHeaders:
     """What a response's ``X-RateLimit-*`` headers say about its bucket."""
@@ -89,7 +96,7 @@ def parse_429(headers: Mapping[str, str], body: bytes) -> RateLimitHit:
     data: Any = None
     try:
         data = json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to be Discord's
         data = None
     payload = data if isinstance(data, dict) else {}
     discord_headers = any(k.startswith("x-ratelimit-") for k in h)
@@ -99,7 +106,7 @@ def parse_429(headers: Mapping[str, str], body: bytes) -> RateLimitHit:
         retry_after = _float(str(body_retry))
     if retry_after is None:
         retry_after = parse_retry_after(h.get("retry-after"))
-    message = str(payload.get("message", ""))[:200]
+    message = _one_line(payload.get("message"))[:200]
     if not discord_headers and "retry_after" not in payload:
         return RateLimitHit("cloudflare", retry_after or 0.0, message)
     retry = min(MAX_RETRY_AFTER, max(0.0, retry_after if retry_after is not None else 1.0))

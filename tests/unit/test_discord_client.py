@@ -28,6 +28,7 @@ from providers.discord.client import (
     GUILD_CHANNELS,
     MESSAGES,
 )
+from providers.discord.headers import parse_429
 from providers.errors import (
     AuthFailed,
     BadPayload,
@@ -40,7 +41,7 @@ from providers.errors import (
     Transient,
     UnexpectedStatus,
 )
-from providers.http import count_requests
+from providers.http import MAX_RETRY_AFTER, count_requests
 from providers.ratelimit import BudgetExhausted
 
 TOKEN = "MTE2OTk5.SECRET-token.value_xyz"
@@ -536,3 +537,63 @@ async def test_a_reset_connection_is_never_sent_again_behind_the_limiter() -> No
         stats = admin(sandbox.url, "stats")
     assert resets > 0 and stats["faults_injected"]["reset"] == resets
     assert stats["requests"] == client.requests_sent == 40
+
+
+# -- hostile error bodies: deeply nested, containers where text belongs, beyond a double -----------
+
+DEEP_BODY = b'{"message": "x", "code": ' + b"[" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(404, NotFound), (403, Forbidden), (400, UnexpectedStatus)],
+    ids=["404", "403", "400"],
+)
+async def test_a_deeply_nested_error_body_is_classified_without_detail(status, kind) -> None:
+    error = await assert_error(reply(status, DEEP_BODY), kind, "channel 123", str(status))
+    assert "\n" not in str(error) and "[" not in str(error)
+
+
+async def test_an_error_body_with_containers_for_code_and_message_has_no_detail() -> None:
+    body = {"code": {"nested": 1}, "message": [["Missing", "Access"]]}
+    error = await assert_error(reply(404, body), NotFound, "channel 123")
+    assert "nested" not in str(error) and "Missing" not in str(error)
+    error = await assert_error(reply(403, {"code": 50001, "message": "Missing\nAccess"}),
+                               Forbidden, "50001 Missing Access")  # fmt: skip
+    assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("body", "scope", "message"),
+    [
+        (b'{"retry_after": ' + b"[" * 100_000, "user", ""),
+        (json.dumps({"retry_after": 1, "message": [["x"] * 3]}).encode(), "user", ""),
+        (json.dumps({"retry_after": 1, "message": "rate\nlimited\r"}).encode(), "user",
+         "rate limited"),
+    ],
+    ids=["deep", "container-message", "multi-line-message"],
+)  # fmt: skip
+def test_parse_429_of_a_hostile_body_is_classified_with_a_one_line_message(
+    body, scope, message
+) -> None:
+    hit = parse_429({"X-RateLimit-Scope": "user"}, body)
+    assert (hit.scope, hit.message) == (scope, message)
+
+
+@pytest.mark.parametrize(
+    ("body", "delay"),
+    [
+        (b'{"retry_after": ' + b"[" * 100_000, None),
+        (b'{"retry_after": 1' + b"0" * 400 + b"}", MAX_RETRY_AFTER),
+        (b'{"retryAfter": 1' + b"0" * 400 + b"}", MAX_RETRY_AFTER),
+        (b'{"retry_after": true}', None),
+        (b'{"retry_after": 2.5}', 2.5),
+    ],
+    ids=["deep", "int-beyond-a-double", "camel-int-beyond-a-double", "bool", "plain"],
+)
+async def test_retry_after_of_a_hostile_429_body_is_none_or_a_bounded_delay(body, delay) -> None:
+    client = make_client(lambda request: reply(200, {}))
+    try:
+        assert client.retry_after_of(httpx.Response(429, content=body)) == delay
+    finally:
+        await client.aclose()
