@@ -13,6 +13,7 @@ token endpoint.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 from urllib.parse import quote, unquote
@@ -126,7 +127,12 @@ class BattleNetClient(ProviderHTTP):
         expires_in = body.get("expires_in", 3600)
         if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
             raise BadPayload("battlenet: token endpoint answered a non-numeric expires_in")
-        ttl = float(expires_in)
+        try:
+            ttl = float(expires_in)
+        except OverflowError:  # an integer beyond a double
+            ttl = math.inf
+        if not math.isfinite(ttl):  # inf would cache the token forever, NaN never
+            raise BadPayload("battlenet: token endpoint answered an expires_in that is not finite")
         # Refresh early: 10% of the lifetime, at least a minute, never a negative lifetime.
         self._token_expires = time.monotonic() + max(1.0, ttl - max(60.0, ttl * 0.1))
         return token

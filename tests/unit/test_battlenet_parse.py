@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from providers.battlenet.client import BattleNetClient
 from providers.battlenet.parse import (
     CLASS_NAMES,
     RosterMember,
@@ -20,6 +22,7 @@ from providers.battlenet.parse import (
 )
 from providers.battlenet.pvp import equipped_items, leaderboard_columns
 from providers.errors import BadPayload
+from providers.ratelimit import RateLimiter, Window
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "blizzard"
 
@@ -427,3 +430,29 @@ def test_an_equipped_item_postgres_would_refuse_is_a_bad_payload(path, value):
     with pytest.raises(BadPayload) as info:
         equipped_items({**equipment, "equipped_items": items}, "character eu/draenor/sheday")
     assert "character eu/draenor/sheday" in str(info.value)
+
+
+# -- the token endpoint's expires_in: a lifetime that is no finite number is a BadPayload ---------
+
+
+@pytest.mark.parametrize(
+    "expires_in",
+    [b"1" + b"0" * 400, b"Infinity", b"-Infinity", b"NaN", b"1e400"],
+    ids=["int-beyond-a-double", "inf", "-inf", "nan", "1e400"],
+)
+async def test_a_token_lifetime_that_is_no_finite_number_is_a_bad_payload(expires_in):
+    body = b'{"access_token": "AccessToken-9999", "expires_in": ' + expires_in + b"}"
+    client = BattleNetClient(
+        client_id="id", client_secret="secret-value", api_base="https://{region}.bnet.test",
+        oauth_url="https://oauth.bnet.test/token",
+        limiter=RateLimiter("battlenet", [Window(100, 1.0)], max_wait=0.5),
+        transport=httpx.MockTransport(lambda request: httpx.Response(200, content=body)),
+    )  # fmt: skip
+    try:
+        with pytest.raises(BadPayload) as info:
+            await client._bearer()
+    finally:
+        await client.aclose()
+    message = str(info.value)
+    assert "expires_in" in message and "\n" not in message
+    assert "AccessToken-9999" not in message and "secret-value" not in message
