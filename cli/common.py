@@ -29,7 +29,15 @@ class Parser(argparse.ArgumentParser):
     """A usage error is one line naming the fix, exit 2 (README, "CLI reference")."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"error: {message} (see `{self.prog} --help`)\n")
+        # argparse quotes what was typed ("unrecognized arguments: a\nb"): a newline, CR or
+        # escape sequence in it would make the error several lines or rewrite the terminal
+        line = printable(f"error: {message} (see `{self.prog} --help`)")
+        self.exit(EXIT_USAGE, line + "\n")
+
+
+def printable(text: str) -> str:
+    """``text`` with each non-printable character escaped as in a repr (``\\n``, ``\\x1b``)."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def json_option(parser: argparse.ArgumentParser) -> None:

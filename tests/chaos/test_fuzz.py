@@ -535,11 +535,6 @@ def test_hostile_values_and_dumps_cover_what_they_claim():
     [pytest.param("a\nb", id="newline"), pytest.param("x\ry", id="cr"),
      pytest.param("\x1b[2Jfake prompt", id="escape")],
 )  # fmt: skip
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli.common.Parser.error prints argparse's 'unrecognized arguments: %s' unescaped: "
-    "a newline or control character in an argument makes the usage error several lines",
-)
 def test_an_unrecognized_argument_with_control_characters_is_still_one_line(junk, tmp_path):
     done = run_cli(["status", junk], tmp_path / "data")
     assert done.code == 2
