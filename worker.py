@@ -25,7 +25,7 @@ from providers.spec import ActivitySet, BuildContext, load
 from runtime import connect, missing_search_attributes
 from settings import Settings, SettingsError, get_settings
 from storage.db import create_engine
-from workflows.scheduler import Scheduler
+from workflows.scheduler import Scheduler, child_states
 
 WORKFLOWS: list[Any] = [Scheduler] + [w for spec in SPECS for p in spec.workflows for w in load(p)]
 log = logging.getLogger("ratesync.worker")
@@ -114,7 +114,8 @@ async def build_worker(
             client,
             task_queue=main_queue,
             workflows=WORKFLOWS,
-            activities=[a for part in built.values() for a in part.main],
+            # the Scheduler's look at children of its earlier runs, then every provider's
+            activities=[child_states, *(a for part in built.values() for a in part.main)],
             max_concurrent_activities=sum(part.concurrency for part in built.values()),
             **common,
         )

@@ -8,24 +8,58 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
+from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from tests.fakes import FakePlan, FakeSync
-from workflows.plans import register_plan
-from workflows.scheduler import Scheduler
-from workflows.scheduler_types import SchedulerInput
+from tests.fakes import FakePlan, FakeSync, FakeSyncInput
+from workflows.plans import ChildPlan, ProviderPlan, register_plan
+from workflows.scheduler import Scheduler, child_states
+from workflows.scheduler_types import SchedulerInput, SyncRequest
+
+
+class FakeOf:
+    """A real provider's plan (its kinds, keys, scope rules, ids and inputs, built as it builds
+    them) whose children are FakeSync stand-ins taking ``seconds``."""
+
+    def __init__(self, real: Any, seconds: float = 0.2) -> None:
+        self.real, self.seconds = real, seconds
+
+    def default_priority(self, kind: str) -> int:
+        return int(self.real.default_priority(kind))
+
+    def check(self, scope: str, request: SyncRequest) -> None:
+        self.real.check(scope, request)
+
+    def child(
+        self, provider: str, scope: str, request: SyncRequest, seq: int, now: datetime
+    ) -> ChildPlan:
+        real = self.real.child(provider, scope, request, seq, now)
+
+        def build(report_to: str) -> FakeSyncInput:
+            real.build_arg(report_to)  # whatever the real input would raise, it raises
+            return FakeSyncInput(self.seconds, report_to)
+
+        return ChildPlan("FakeSync", real.id, real.summary, build)
 
 
 @asynccontextmanager
 async def fake_scheduler(
-    client: Client, durations: dict[str, float] | None = None, **fields: Any
+    client: Client,
+    durations: dict[str, float] | None = None,
+    *,
+    plan: ProviderPlan | None = None,
+    scope: str = "eu",
+    **fields: Any,
 ) -> AsyncIterator[WorkflowHandle[Scheduler, None]]:
+    """A Scheduler over FakeSync children: ``FakePlan(durations)``, or ``plan``."""
     provider = f"fake-{uuid.uuid4().hex[:6]}"
-    register_plan(provider, FakePlan(durations))
+    register_plan(provider, plan or FakePlan(durations))
     queue = f"sched-{uuid.uuid4().hex[:6]}"
-    inp = SchedulerInput(provider=provider, scope="eu", visibility=False, **fields)
-    async with Worker(client, task_queue=queue, workflows=[Scheduler, FakeSync]):
+    inp = SchedulerInput(provider=provider, scope=scope, visibility=False, **fields)
+    async with Worker(
+        client, task_queue=queue, workflows=[Scheduler, FakeSync], activities=[child_states]
+    ):
         handle = await client.start_workflow(
             Scheduler.run, inp, id=f"scheduler/{provider}/eu", task_queue=queue
         )
@@ -56,3 +90,27 @@ async def started_children(handle: WorkflowHandle[Any, Any]) -> list[tuple[str, 
 def key_of(child_id: str) -> str:
     """fake/<scope>/<kind>/<realm>/<name>/<request id> → <name>."""
     return child_id.split("/")[4]
+
+
+async def task_failures(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The failed workflow tasks of every run of ``handle`` (a poisoned scheduler has them).
+
+    Not counted: the server's UnhandledCommand (a signal arrived while a task that would
+    continue-as-new was completing; the workflow sees it in the next task), which is normal."""
+    unhandled = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
+    out: list[str] = []
+    client = handle._client
+    run_id: str | None = handle.first_execution_run_id or handle.result_run_id
+    while run_id:
+        run = client.get_workflow_handle(handle.id, run_id=run_id)
+        run_id = None
+        async for event in run.fetch_history_events():
+            if event.HasField("workflow_task_failed_event_attributes"):
+                failed = event.workflow_task_failed_event_attributes
+                if failed.cause != unhandled:
+                    cause = WorkflowTaskFailedCause.Name(failed.cause)
+                    out.append(f"{cause}: {failed.failure.message}")
+            if event.HasField("workflow_execution_continued_as_new_event_attributes"):
+                can = event.workflow_execution_continued_as_new_event_attributes
+                run_id = can.new_execution_run_id
+    return out

@@ -461,10 +461,48 @@ def _starter(
 class BattleNetPlan:
     """Scope = region. Kinds: `sync` (outdated, incremental), `full` (everything, bulk),
     `pvp` (leaderboards of the current season, bulk), `character` / `guild` (one entity,
-    key `realm/name`: manual adds)."""
+    key `realm/name`: manual adds).
+
+    A key splits one way only: the realm is a slug (letters, digits, `-`, `'`) and the name has
+    no `/`, so `realm/with` + `slash` is refused rather than read as realm `realm`."""
+
+    REGIONS = ("us", "eu", "kr", "tw", "cn")
+    SCOPE_KINDS = ("sync", "full", "pvp")
+    ENTITY_KINDS = ("character", "guild")
+    MAX_PART = 64  # realm slug, entity name (WoW names are far shorter)
 
     def default_priority(self, kind: str) -> int:
         return BATTLENET.priority(kind)
+
+    def check(self, scope: str, request: SyncRequest) -> None:
+        if scope not in self.REGIONS:
+            raise ValueError(
+                f"battlenet scope {scope[:20]!r} is no region ({', '.join(self.REGIONS)})"
+            )
+        if request.kind in self.SCOPE_KINDS:
+            if request.key:
+                raise ValueError(f"a battlenet {request.kind} request has no key")
+            return
+        if request.kind not in self.ENTITY_KINDS:
+            known = ", ".join(self.SCOPE_KINDS + self.ENTITY_KINDS)
+            raise ValueError(f"battlenet has no sync kind {request.kind[:40]!r} ({known})")
+        self.split_key(request.kind, request.key)
+
+    @classmethod
+    def split_key(cls, kind: str, key: str) -> tuple[str, str]:
+        """``realm-slug/Name`` → (realm, name); ValueError (one line) unless unambiguous."""
+        realm, slash, name = key.partition("/")
+        if not slash or not realm or not name.strip():
+            raise ValueError(f"a {kind} key is 'realm-slug/name', not {key[:60]!r}")
+        if "/" in name:
+            raise ValueError(
+                f"a {kind} key has one '/': realm slug and name carry none ({key[:60]!r})"
+            )
+        if len(realm) > cls.MAX_PART or not all(c.isalnum() or c in "-'" for c in realm):
+            raise ValueError(f"realm slug {realm[:40]!r} is letters, digits, '-' and \"'\" only")
+        if len(name) > cls.MAX_PART or not name.isprintable() or set(name) <= {"."}:
+            raise ValueError(f"a {kind} name is at most {cls.MAX_PART} printable characters")
+        return realm, name
 
     def child(
         self, provider: str, scope: str, request: SyncRequest, seq: int, now: datetime
@@ -490,7 +528,7 @@ class BattleNetPlan:
                 ),
             )
         if request.kind in ("character", "guild"):
-            realm, _, name = request.key.partition("/")
+            realm, name = self.split_key(request.kind, request.key)
             return ChildPlan(
                 workflow="BattleNetEntitySync",
                 id=f"{request.kind}/{scope}/{realm}/{name.lower()}/{request.request_id}",
@@ -504,7 +542,7 @@ class BattleNetPlan:
                     report_to=report_to,
                 ),
             )
-        raise ValueError(f"battlenet has no sync kind {request.kind!r}")
+        raise ValueError(f"battlenet has no sync kind {request.kind[:40]!r}")
 
 
 WORKFLOWS = [BattleNetSync, GuildSync, CharacterBatchSync, BattleNetEntitySync]

@@ -327,11 +327,18 @@ class DiscordPlan:
     def default_priority(self, kind: str) -> int:
         return DISCORD.priority(kind)
 
+    def check(self, scope: str, request: SyncRequest) -> None:
+        if not (scope.isascii() and scope.isdigit() and len(scope) <= 20 and int(scope) < 2**63):
+            raise ValueError(f"discord scope {scope[:30]!r} is no guild id (a number)")
+        if DISCORD.kind(request.kind) is None:
+            raise ValueError(f"discord has no sync kind {request.kind[:40]!r}")
+        if request.key:
+            raise ValueError(f"a discord {request.kind} request has no key")
+
     def child(
         self, provider: str, scope: str, request: SyncRequest, seq: int, now: datetime
     ) -> ChildPlan:
-        if DISCORD.kind(request.kind) is None:
-            raise ValueError(f"discord has no sync kind {request.kind!r}")
+        self.check(scope, request)
         full = request.kind == "full"
         return ChildPlan(
             workflow="DiscordTenantSync",

@@ -3,9 +3,17 @@
 It keeps, per sync kind, a cadence and its next due time (durable timers), a priority queue of
 sync requests with ageing (a request gains one priority level per `ageing_seconds` waited, so
 nothing starves), and the set of running children. Manual adds arrive by signal (`enqueue`) or
-update (`enqueue_and_wait`, which returns when that request's sync finished). Children are
-started with ParentClosePolicy.ABANDON and report back by signal, so the scheduler can
-continue-as-new at any time, carrying its queue and running set.
+update (`submit`, which answers at once with the request id and the child workflow id it will
+use; the caller waits on that workflow, never inside the update). `enqueue_and_wait` (an update
+held until the sync finished) is kept for callers of older versions. Children are started with
+ParentClosePolicy.ABANDON and report back by signal, so the scheduler can continue-as-new at any
+time, carrying its queue, running set and recent outcomes; a child started by an earlier run
+that ends without reporting (terminated, reset away) is found by a periodic look
+(`scheduler_child_states`) and frees its slot.
+
+Nothing a message carries can fail a workflow task: every signal and update input is checked
+(kind, key, lengths, cadence range, the plan's own rules, a dry run of the plan); what is refused
+is recorded as a rejection, visible in `status`, and the queue is bounded (`max_queue`).
 
 What a request *does* is the provider's plan (`workflows.plans`); this module is generic.
 """
@@ -17,31 +25,74 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from temporalio import workflow
+from temporalio import activity, workflow
 from temporalio.common import Priority as TaskPriority
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 with workflow.unsafe.imports_passed_through():
     from providers.ratelimit import Priority
     from workflows.kernel import SlidingWindow, cause_message
-    from workflows.plans import plan_for
+    from workflows.plans import ProviderPlan, plan_for, plan_problem
     from workflows.scheduler_types import (
         AGEING_STEP,
+        MAX_ID_BYTES,
         ChildDone,
         KindState,
+        Rejection,
         RequestOutcome,
+        RequestState,
         RunningChild,
         SchedulerInput,
         SchedulerStatus,
+        Submitted,
         SyncRequest,
+        check_kind,
+        check_request,
+        one_line,
         parse_cadence,
     )
     from workflows.visibility import search_attributes
 
 HOUR = timedelta(hours=1)
 MAX_WAIT_SAMPLES = 200
-MAX_OUTCOMES = 200
+MAX_OUTCOMES = 200  # kept (and carried through continue-as-new) for `request` and `status`
+MAX_REJECTIONS = 20
 MIN_EVENT_BUDGET = 20
+MAX_EVENT_BUDGET = 50_000  # below the server's history limit (51,200 events)
+MIN_CHECK_SECONDS = 1.0
+# Patches (histories recorded before them keep replaying):
+CHILD_CHECK = "scheduler-child-check"  # look at children of earlier runs that never reported
+IDS_AT_ENQUEUE = "scheduler-ids-at-enqueue"  # a request's child id is fixed when it is queued
+CLOSED = {
+    "COMPLETED": "completed",
+    "FAILED": "failed",
+    "CANCELED": "canceled",
+    "TERMINATED": "terminated",
+    "TIMED_OUT": "timeout",
+    "NOT_FOUND": "failed",
+}
+
+
+@activity.defn(name="scheduler_child_states")
+async def child_states(child_ids: list[str]) -> dict[str, str]:
+    """Each workflow's status (its latest run), e.g. RUNNING, TERMINATED, or NOT_FOUND.
+
+    Only the ids of a scheduler's running set (at most its ``max_concurrent``): one cheap
+    describe each, from the worker's own client."""
+    client = activity.client()
+    found: dict[str, str] = {}
+    for child_id in child_ids:
+        try:
+            status = (await client.get_workflow_handle(child_id).describe()).status
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            found[child_id] = "NOT_FOUND"
+            continue
+        found[child_id] = status.name if status is not None else "UNKNOWN"
+    return found
 
 
 def _task_priority(priority: int) -> TaskPriority:
@@ -66,9 +117,12 @@ class Scheduler:
         # State exists before the first signal is handled (signals can precede `run`).
         self._state = inp
         self._wake = False
-        self._outcomes: dict[str, RequestOutcome] = {}
-        self._aliases: dict[str, list[str]] = {}
+        self._outcomes: dict[str, RequestOutcome] = {o.request_id: o for o in inp.outcomes}
+        self._aliases: dict[str, list[str]] = inp.aliases
         self._watchers: list[asyncio.Task[None]] = []
+        self._watched: set[str] = set()  # running children this run awaits itself
+        self._checks = False  # CHILD_CHECK (decided when `run` starts)
+        self._ids_fixed: bool | None = None  # IDS_AT_ENQUEUE (decided at the first request)
 
     # -- messages -------------------------------------------------------------------------
 
@@ -77,15 +131,41 @@ class Scheduler:
         self._add(request)
 
     @workflow.update
+    def submit(self, request: SyncRequest) -> Submitted:
+        """Queue ``request`` and answer at once: its id, and the child workflow id that will
+        serve it (``merged_into`` when an equal request was waiting). A request id the caller
+        chose (``add-…``) makes a retried submit harmless (state ``known``)."""
+        rid = request.request_id
+        if rid and self._knows(rid):
+            return Submitted(rid, "known", child_id=self._child_of(rid))
+        rid, merged = self._add(request)
+        return Submitted(
+            rid, "merged" if merged else "queued", merged_into=merged, child_id=self._child_of(rid)
+        )
+
+    @submit.validator
+    def _check_submit(self, request: SyncRequest) -> None:
+        if request.request_id and self._knows(request.request_id):
+            return
+        problem = self._problem(request)
+        if problem is None and len(self._state.queue) >= self._state.max_queue:
+            problem = self._full()
+        if problem:
+            raise ValueError(problem)
+
+    @workflow.update
     async def enqueue_and_wait(self, request: SyncRequest) -> RequestOutcome:
-        rid = self._add(request)
+        """Kept for callers of earlier versions: held open until the request's sync ended
+        (which counts against the server's 10 in-flight updates; use `submit`)."""
+        rid, _ = self._add(request)
         await workflow.wait_condition(lambda: rid in self._outcomes)
         return self._outcomes[rid]
 
     @enqueue_and_wait.validator
     def _check_request(self, request: SyncRequest) -> None:
-        if not request.kind:
-            raise ValueError("a request needs a kind")
+        problem = self._problem(request)
+        if problem:
+            raise ValueError(problem)
 
     @workflow.signal
     def pause(self) -> None:
@@ -99,7 +179,13 @@ class Scheduler:
 
     @workflow.signal
     def run_now(self, kind: str) -> None:
-        state = self._state.kinds.setdefault(kind, KindState())
+        problem = self._kind_problem(kind)
+        if problem:
+            self._reject(f"run_now {str(kind)[:40]}", problem)
+            return
+        state = self._state.kinds.get(kind)
+        if state is None:
+            state = self._state.kinds[kind] = KindState(priority=self._default_priority(kind))
         state.next_due = workflow.now()
         self._wake = True
 
@@ -108,9 +194,15 @@ class Scheduler:
         try:
             every = parse_cadence(spec)
         except ValueError as exc:
-            workflow.logger.warning("ignored set_cadence: %s", exc)
+            self._reject(f"set_cadence {str(kind)[:40]}", one_line(exc))
             return
-        state = self._state.kinds.setdefault(kind, KindState())
+        problem = self._kind_problem(kind)
+        if problem:
+            self._reject(f"set_cadence {str(kind)[:40]}", problem)
+            return
+        state = self._state.kinds.get(kind)
+        if state is None:
+            state = self._state.kinds[kind] = KindState(priority=self._default_priority(kind))
         state.every_seconds = every
         state.next_due = workflow.now() + timedelta(seconds=every) if every else None
         self._wake = True
@@ -121,29 +213,59 @@ class Scheduler:
 
         At least MIN_EVENT_BUDGET, so a fresh run never continues-as-new at once (a loop).
         """
+        if isinstance(events, bool) or not isinstance(events, int):
+            self._reject("set_event_budget", f"an event budget is a number, not {events!r:.40}")
+            return
+        events = min(events, MAX_EVENT_BUDGET)
         self._state.event_budget = max(MIN_EVENT_BUDGET, events) if events > 0 else 0
         self._wake = True
 
     @workflow.signal
     def child_done(self, done: ChildDone) -> None:
-        self._finish(done.child_id, done.status, done.detail)
+        if not isinstance(done, ChildDone) or not isinstance(done.child_id, str):
+            return
+        self._finish(done.child_id, str(done.status)[:20], str(done.detail))
 
     @workflow.query
     def status(self) -> SchedulerStatus:
         return self._status()
+
+    @workflow.query
+    def request(self, request_id: str) -> RequestState:
+        """Where one request is: queued, running (in ``child_id``), done, or unknown."""
+        if request_id in self._outcomes:
+            done = self._outcomes[request_id]
+            return RequestState(request_id, "done", done.child_id, done)
+        target = self._target_of(request_id)
+        for queued in self._state.queue:
+            if queued.request_id == target:
+                return RequestState(request_id, "queued", queued.child_id)
+        for running in self._state.running:
+            if running.request.request_id == target:
+                return RequestState(request_id, "running", running.child_id)
+        return RequestState(request_id, "unknown")
 
     # -- main loop ------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, inp: SchedulerInput) -> None:
         inp = self._state
+        self._checks = workflow.patched(CHILD_CHECK)
         if not inp.started:
             inp.started = True
             for kind, spec in inp.cadences.items():
-                every = parse_cadence(spec)
+                try:
+                    every = parse_cadence(spec)
+                except ValueError as exc:
+                    self._reject(f"cadence {str(kind)[:40]}", one_line(exc))
+                    continue
+                problem = self._kind_problem(kind)
+                if problem:
+                    self._reject(f"cadence {str(kind)[:40]}", problem)
+                    continue
                 inp.kinds[kind] = KindState(
                     every_seconds=every,
-                    priority=plan_for(inp.provider).default_priority(kind),
+                    priority=self._default_priority(kind),
                     next_due=workflow.now() if every else None,
                 )
         while True:
@@ -151,8 +273,10 @@ class Scheduler:
             if not inp.paused:
                 self._enqueue_due(now)
                 await self._dispatch()
+            await self._check_children(now)
             self._describe(now)
             if self._should_continue_as_new() and workflow.all_handlers_finished():
+                self._carry()
                 workflow.continue_as_new(inp)
             self._wake = False
             timeout = self._next_wakeup(now)
@@ -165,27 +289,140 @@ class Scheduler:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _add(self, request: SyncRequest) -> str:
+    def _add(self, request: SyncRequest) -> tuple[str, str]:
+        """Queue ``request`` (or merge it into an equal one waiting): (its id, the id it merged
+        into or ""). A request that cannot be planned, or one beyond ``max_queue``, is recorded
+        as rejected instead: nothing a sender puts in a request can fail a workflow task."""
         state = self._state
+        problem = self._problem(request)
         state.seq += 1
+        rid = request.request_id if isinstance(request, SyncRequest) else ""
+        if problem is None and len(state.queue) >= state.max_queue:
+            problem = self._full()
+        if problem is not None:
+            self._reject_request(request, rid or f"r{state.seq}", problem)
+            return rid or f"r{state.seq}", ""
         request = replace(
             request,
-            request_id=request.request_id or f"r{state.seq}",
+            request_id=rid or f"r{state.seq}",
             enqueued_at=request.enqueued_at or workflow.now(),
+            child_id="",  # never the sender's: the plan names it
         )
         for queued in state.queue:  # same work already waiting: keep one, the more urgent
             if queued.kind == request.kind and queued.key == request.key and not request.reason:
                 queued.priority = max(queued.priority, request.priority)
                 self._alias(request.request_id, queued.request_id)
                 self._wake = True
-                return request.request_id
+                return request.request_id, queued.request_id
+        if self._fix_ids():
+            plan = self._plan()
+            assert plan is not None  # else _problem said so
+            child = plan.child(state.provider, state.scope, request, state.seq, workflow.now())
+            request.child_id = child.id
         state.queue.append(request)
         self._wake = True
-        return request.request_id
+        return request.request_id, ""
+
+    def _full(self) -> str:
+        return f"the queue is full ({self._state.max_queue} requests wait): try again later"
+
+    def _fix_ids(self) -> bool:
+        if self._ids_fixed is None:
+            self._ids_fixed = workflow.patched(IDS_AT_ENQUEUE)
+        return self._ids_fixed
+
+    def _plan(self) -> ProviderPlan | None:
+        try:
+            return plan_for(self._state.provider)
+        except ValueError:
+            return None
+
+    def _problem(self, request: SyncRequest) -> str | None:
+        """Why ``request`` cannot be served (one line), or None."""
+        plan = self._plan()
+        if plan is None:
+            return f"no scheduler plan for provider {self._state.provider[:40]!r}"
+        state = self._state
+        try:
+            check_request(request)  # as sent: a sender's id may not look like r<seq>
+        except ValueError as exc:
+            return one_line(exc)
+        planned = replace(request, request_id=request.request_id or f"r{state.seq + 1}")
+        return plan_problem(
+            plan, state.provider, state.scope, planned, workflow.now(), state.seq + 1,
+            workflow.info().workflow_id,
+        )  # fmt: skip
+
+    def _kind_problem(self, kind: str) -> str | None:
+        """Why a scope-wide request of ``kind`` (run_now, a cadence) cannot be served."""
+        try:
+            check_kind(kind)
+        except ValueError as exc:
+            return one_line(exc)
+        return self._problem(SyncRequest(kind=kind, priority=self._default_priority(kind)))
+
+    def _default_priority(self, kind: str) -> int:
+        plan = self._plan()
+        try:
+            priority = int(plan.default_priority(kind)) if plan is not None else None
+        except Exception:
+            priority = None
+        if priority is None or not min(Priority) <= priority <= max(Priority):
+            return Priority.INCREMENTAL
+        return priority
+
+    def _reject_request(self, request: object, rid: str, reason: str) -> None:
+        if isinstance(request, SyncRequest):
+            kind, key = str(request.kind)[:40], str(request.key)[:60]
+        else:
+            kind, key = type(request).__name__, ""
+        self._reject(f"request {rid[:64]} {kind} {key}".rstrip(), reason)
+        outcome = RequestOutcome(rid[:64], kind, key, "rejected", detail=reason[:200])
+        self._outcomes[outcome.request_id] = outcome
+        self._trim_outcomes()
+
+    def _reject(self, what: str, reason: str) -> None:
+        state = self._state
+        workflow.logger.warning("scheduler rejected %s: %s", what, reason)
+        state.rejections.append(Rejection(workflow.now(), what[:120], reason[:200]))
+        del state.rejections[:-MAX_REJECTIONS]
+        state.rejected_total += 1
+
+    def _knows(self, rid: str) -> bool:
+        state = self._state
+        return (
+            rid in self._outcomes
+            or any(r.request_id == rid for r in state.queue)
+            or any(c.request.request_id == rid for c in state.running)
+            or any(rid in merged for merged in self._aliases.values())
+        )
+
+    def _target_of(self, rid: str) -> str:
+        return next((t for t, merged in self._aliases.items() if rid in merged), rid)
+
+    def _child_of(self, rid: str) -> str:
+        """The workflow id that serves (or will serve, or served) request ``rid``."""
+        if rid in self._outcomes:
+            return self._outcomes[rid].child_id
+        target = self._target_of(rid)
+        for queued in self._state.queue:
+            if queued.request_id == target:
+                return queued.child_id
+        for running in self._state.running:
+            if running.request.request_id == target:
+                return running.child_id
+        return ""
 
     def _alias(self, rid: str, target: str) -> None:
         """A merged request finishes when the one it merged into does."""
         self._aliases.setdefault(target, []).append(rid)
+
+    def _carry(self) -> None:
+        """What the next run needs of this one's memory: recent outcomes, live merges."""
+        state = self._state
+        state.outcomes = list(self._outcomes.values())[-MAX_OUTCOMES:]
+        live = {r.request_id for r in state.queue} | {c.request.request_id for c in state.running}
+        state.aliases = {t: m for t, m in self._aliases.items() if t in live}
 
     def _enqueue_due(self, now: datetime) -> None:
         state = self._state
@@ -207,12 +444,13 @@ class Scheduler:
         """
         assert request.enqueued_at is not None
         waited = (now - request.enqueued_at).total_seconds()
-        aged = request.priority + AGEING_STEP * int(waited // self._state.ageing_seconds)
+        step = max(self._state.ageing_seconds, 0.001)
+        aged = request.priority + AGEING_STEP * int(waited // step)
         return min(aged, max(request.priority, Priority.MANUAL))
 
     async def _dispatch(self) -> None:
         state = self._state
-        plan = plan_for(state.provider)
+        plan = self._plan()
         window = SlidingWindow(state.max_concurrent, count=lambda: len(state.running))
         # Handlers can run while a child start is awaited: re-check pause and time each round.
         while state.queue and window.has_room() and not state.paused:
@@ -222,9 +460,19 @@ class Scheduler:
                 key=lambda r: (self._effective(r, now), -(r.enqueued_at or now).timestamp()),
             )
             state.queue.remove(best)
-            child = plan.child(state.provider, state.scope, best, state.seq, now)
-            child_id = child.id
             report_to = workflow.info().workflow_id
+            try:  # checked when queued; a plan may still refuse (or break): a rejection
+                if plan is None:
+                    raise ValueError(f"no scheduler plan for provider {state.provider[:40]!r}")
+                child = plan.child(state.provider, state.scope, best, state.seq, now)
+                child_id = best.child_id or child.id
+                if len(child_id.encode()) > MAX_ID_BYTES:
+                    raise ValueError(f"its workflow id would be over {MAX_ID_BYTES} bytes long")
+                arg = child.build_arg(report_to)
+            except Exception as exc:
+                self._reject_request(best, best.request_id, one_line(exc))
+                self._forget_aliases(best.request_id, "rejected", one_line(exc))
+                continue
             # Count it as running before the start is awaited: a fast child can report done
             # (by signal) before the start call returns, and that report must find it.
             running = RunningChild(child_id, best, now)
@@ -232,7 +480,7 @@ class Scheduler:
             try:
                 handle = await workflow.start_child_workflow(
                     child.workflow,
-                    child.build_arg(report_to),
+                    arg,
                     id=child_id,
                     static_summary=child.summary,
                     parent_close_policy=workflow.ParentClosePolicy.ABANDON,
@@ -256,6 +504,50 @@ class Scheduler:
             if running in state.running:  # not already reported done
                 self._watch(handle, child_id)
 
+    def _forget_aliases(self, rid: str, status: str, detail: str) -> None:
+        """Requests merged into a rejected one end with it."""
+        for merged in self._aliases.pop(rid, []):
+            outcome = RequestOutcome(merged, "", "", status, detail=detail[:200])
+            self._outcomes[merged] = outcome
+        self._trim_outcomes()
+
+    async def _check_children(self, now: datetime) -> None:
+        """Children an earlier run started report by signal; one that ended without a word
+        (terminated, reset away, lost) would hold its slot and kind for ever. Every
+        ``check_seconds`` the ones this run does not await are looked up."""
+        state = self._state
+        if not self._checks:
+            return
+        orphans = [c.child_id for c in state.running if c.child_id not in self._watched]
+        if not orphans:
+            state.next_check = None
+            return
+        every = timedelta(seconds=max(MIN_CHECK_SECONDS, state.check_seconds))
+        if state.next_check is None:
+            state.next_check = now + every
+        if now < state.next_check:
+            return
+        try:
+            found = await workflow.execute_activity(
+                child_states,
+                orphans,
+                start_to_close_timeout=timedelta(seconds=10),
+                schedule_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary="look at children of earlier runs",
+            )
+        except ActivityError as exc:  # the next look tries again
+            workflow.logger.warning("could not look at children %s: %s", orphans, exc)
+            found = {}
+        for child_id, status in found.items():
+            if status != "RUNNING":
+                self._finish(
+                    child_id,
+                    CLOSED.get(status, "failed"),
+                    f"{child_id} ended ({status.lower()}) without reporting to the scheduler",
+                )
+        state.next_check = workflow.now() + every
+
     def _watch(self, handle: Any, child_id: str) -> None:
         """Children of this run are awaited too, so a terminated child is noticed."""
 
@@ -268,6 +560,7 @@ class Scheduler:
 
         self._watchers = [t for t in self._watchers if not t.done()]
         self._watchers.append(asyncio.create_task(watch()))
+        self._watched.add(child_id)
 
     def _finish(self, child_id: str, status: str, detail: str) -> None:
         state = self._state
@@ -275,12 +568,13 @@ class Scheduler:
         if found is None:
             return  # already reported (signal and handle both arrive)
         state.running.remove(found)
+        self._watched.discard(child_id)
         now = workflow.now()
         ks = state.kinds.setdefault(found.request.kind, KindState())
         ks.last_status, ks.last_finished_at, ks.last_detail = status, now, detail[:200]
         assert found.request.enqueued_at is not None
         waited = (found.started_at - found.request.enqueued_at).total_seconds()
-        self._record(found.request, status, waited, detail, (now - found.started_at))
+        self._record(found.request, status, waited, detail, now - found.started_at, child_id)
         self._wake = True
 
     def _record(
@@ -290,19 +584,27 @@ class Scheduler:
         waited: float,
         detail: str,
         ran: timedelta = timedelta(),
+        child_id: str = "",
     ) -> None:
         outcome = RequestOutcome(
             request.request_id, request.kind, request.key, status, waited,
-            ran.total_seconds(), detail[:200],
+            ran.total_seconds(), detail[:200], child_id,
         )  # fmt: skip
         for rid in [request.request_id, *self._aliases.pop(request.request_id, [])]:
             self._outcomes[rid] = replace(outcome, request_id=rid)
+        self._trim_outcomes()
+
+    def _trim_outcomes(self) -> None:
         while len(self._outcomes) > MAX_OUTCOMES:
             self._outcomes.pop(next(iter(self._outcomes)))
 
     def _next_wakeup(self, now: datetime) -> timedelta | None:
         dues = [k.next_due for k in self._state.kinds.values() if k.next_due is not None]
-        if self._state.paused or not dues:
+        if self._state.paused:
+            dues = []
+        if self._checks and self._state.next_check is not None:
+            dues.append(self._state.next_check)
+        if not dues:
             return None
         return max(timedelta(milliseconds=10), min(dues) - now)
 
@@ -348,4 +650,9 @@ class Scheduler:
             },
             last_result={k: v.last_status for k, v in state.kinds.items()},
             dispatched_total=state.dispatched,
+            rejected_total=state.rejected_total,
+            rejected=[
+                f"{r.at.isoformat(timespec='seconds')} {r.what}: {r.reason}"
+                for r in state.rejections[-10:]
+            ],
         )
