@@ -5,11 +5,12 @@ priority signal (cli/scheduler.py), which syncs it ahead of any backlog."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from cli.commands import add_scope_argument, each
-from cli.common import Verbs, add_verb, temporal
+from cli.common import EXIT_USAGE, Verbs, add_verb, temporal
 from cli.launch import start_and_maybe_wait
-from cli.scheduler import manual_add
+from cli.scheduler import BadRequest, manual_add
 from providers.ratelimit import Priority
 from settings import Settings
 
@@ -43,5 +44,10 @@ def register(verbs: Verbs) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        launch = manual_add(args, settings)  # checked before anything is sent
+    except BadRequest as exc:
+        print(f"error: {exc} (see `python starter.py add {args.entity} --help`)", file=sys.stderr)
+        return EXIT_USAGE
     async with temporal(settings) as (_, client):
-        return await start_and_maybe_wait(args, client, settings, manual_add(args, settings))
+        return await start_and_maybe_wait(args, client, settings, launch)

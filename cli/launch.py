@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from temporalio.client import (
 )
 from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from cli import CliError
 from cli.common import EXIT_FAILED, EXIT_OK, emit
@@ -36,6 +38,13 @@ from workflows.kernel import cause_message
 
 PICKUP_SECONDS = 5.0  # a polling worker takes a new workflow's first task well within this
 NO_POLLER = " (no worker is polling yet: run `python worker.py`)"
+RETRIED = (
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.ABORTED,
+    RPCStatusCode.FAILED_PRECONDITION,
+)
+MAX_NOT_READY = 5
 
 
 @dataclass
@@ -71,6 +80,8 @@ class Launch:
     already_running: str = ""  # the one-line error when `conflict` is FAIL and it is running
     signal: tuple[str, Any] | None = None  # sent with the start (signal-with-start)
     update: tuple[Any, Any] | None = None  # (update method, arg): a wait waits for it instead
+    # after the update answered (at once): wait for what it names, e.g. the child workflow
+    follow: Callable[[Client, Any], Awaitable[Any]] | None = None
     timeout: float | None = None  # a wait longer than this fails (exit 1)
     waiting_for: str = ""  # what the timeout message says was awaited
     look: str = ""  # where to look after a timeout, e.g. a status command
@@ -176,22 +187,43 @@ async def start_and_maybe_wait(
 
 
 async def _update_with_start(client: Client, task_queue: str, launch: Launch) -> Any:
+    """Update-with-start, then ``launch.follow`` (both within ``launch.timeout``). An update
+    that answers at once still meets the server's 10 in-flight updates per workflow when many
+    callers arrive together: that refusal is retried until the timeout, never shown."""
     assert launch.update is not None
     update, arg = launch.update
     options = _options(launch, task_queue)
     del options["result_type"]
-    operation = WithStartWorkflowOperation(launch.workflow, launch.arg, **options)
+
+    async def send() -> Any:
+        pause, not_ready = 0.05, 0
+        while True:
+            operation = WithStartWorkflowOperation(launch.workflow, launch.arg, **options)
+            try:
+                return await client.execute_update_with_start_workflow(
+                    update, arg, start_workflow_operation=operation
+                )
+            except RPCError as exc:
+                # Not applied, so sent again: too many updates in flight, the workflow
+                # continued-as-new before it took this one ("workflow update was aborted"), or
+                # the task that carried it was refused ("... unexpected workflow task failure",
+                # FAILED_PRECONDITION: a few times only, it may mean something else).
+                not_ready += exc.status == RPCStatusCode.FAILED_PRECONDITION
+                if exc.status not in RETRIED or not_ready > MAX_NOT_READY:
+                    raise
+            await asyncio.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, 1.0)
+
+    async def send_and_follow() -> Any:
+        answer = await send()
+        return answer if launch.follow is None else await launch.follow(client, answer)
+
     try:
-        return await asyncio.wait_for(
-            client.execute_update_with_start_workflow(
-                update, arg, start_workflow_operation=operation
-            ),
-            timeout=launch.timeout,
-        )
+        return await asyncio.wait_for(send_and_follow(), timeout=launch.timeout)
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
         raise CliError(_timed_out(launch)) from None
     except WorkflowUpdateFailedError as exc:
-        raise CliError(f"{launch.id} failed: {_one_line(exc)}") from None
+        raise CliError(f"{launch.id} refused it: {_one_line(exc)}") from None
 
 
 @asynccontextmanager

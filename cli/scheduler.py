@@ -11,15 +11,19 @@ same workflow, not a back door.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from cli import CliError
 from cli.commands import AddCommand, add_scope_option, commands, each, scope_dest, scope_of
@@ -30,10 +34,13 @@ from providers import registry
 from providers.ratelimit import Priority
 from providers.spec import ProviderSpec
 from settings import Settings
+from workflows.kernel import cause_message
+from workflows.plans import plan_for, plan_problem
 from workflows.scheduler import Scheduler, scheduler_id
 from workflows.scheduler_types import (
     RequestOutcome,
     SchedulerInput,
+    Submitted,
     SyncRequest,
     parse_cadence,
 )
@@ -129,21 +136,96 @@ def _added(scheduler: str, done: RequestOutcome) -> Outcome:
     return Outcome(done.status == "completed", key_values(data), data)
 
 
+class BadRequest(ValueError):
+    """A manual add its scheduler would refuse (exit 2, one line): nothing was sent."""
+
+
+def checked_request(spec: ProviderSpec, scope: str, request: SyncRequest) -> SyncRequest:
+    """``request`` if the scope's scheduler would accept it (the same checks as its handlers and
+    update validator: kind, key, lengths, the plan's rules); else BadRequest naming why."""
+    problem = plan_problem(
+        plan_for(spec.name), spec.name, scope, request, datetime.now(UTC), 0,
+        scheduler_id(spec.name, scope),
+    )  # fmt: skip
+    if problem:
+        raise BadRequest(f"add {request.kind}: {problem}")
+    return request
+
+
+def _follow(
+    scheduler: str, request: SyncRequest
+) -> Callable[[Client, Submitted], Awaitable[RequestOutcome]]:
+    """After `submit` answered: wait for the child that serves the request (it exists once the
+    scheduler dispatched it), then for its end, and read the scheduler's outcome. Waiting is
+    the client's: no update stays open, so any number of adds may wait at once and the
+    scheduler continues-as-new as it needs."""
+
+    async def follow(client: Client, submitted: Submitted) -> RequestOutcome:
+        handle = client.get_workflow_handle(scheduler)
+        rid, child_id = submitted.request_id, submitted.child_id
+        pause, asked = 0.05, 0.0
+        while True:  # until the child exists (or the request ended without one)
+            if child_id and await _exists(client, child_id):
+                break
+            if time.monotonic() - asked >= (2.0 if child_id else 0.5):
+                asked = time.monotonic()
+                state = await handle.query(Scheduler.request, rid)
+                if state.state == "done" and state.outcome is not None:
+                    return state.outcome
+                child_id = child_id or state.child_id
+            await asyncio.sleep(pause)
+            pause = min(pause * 1.5, 1.0)
+        failure = ""
+        try:
+            await client.get_workflow_handle(child_id).result()
+        except WorkflowFailureError as exc:
+            failure = " ".join(cause_message(exc.cause or exc).split())[:200]
+        for _ in range(50):  # the scheduler hears of the end as the child ends
+            state = await handle.query(Scheduler.request, rid)
+            if state.state == "done" and state.outcome is not None:
+                return state.outcome
+            await asyncio.sleep(0.1)
+        return RequestOutcome(
+            rid, request.kind, request.key, "failed" if failure else "completed",
+            detail=failure, child_id=child_id,
+        )  # fmt: skip
+
+    return follow
+
+
+async def _exists(client: Client, workflow_id: str) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
 def manual_add(args: argparse.Namespace, settings: Settings) -> Launch:
     """Signal-with-start the scope's Scheduler with the request; with --wait, update-with-start
-    it and wait (up to --timeout) until the entity's rows are stored."""
+    it (`submit`, answered at once) and wait (up to --timeout) on the child workflow that syncs
+    the entity until its rows are stored. A request the scheduler would refuse is BadRequest."""
     spec, command = entity_command(args.entity)
     scope = str(getattr(args, scope_dest(spec)))
-    request = SyncRequest(
-        kind=args.entity,
-        key=command.key(args),
-        priority=Priority[args.priority.upper()],
-        reason="manual add",
+    request = checked_request(
+        spec,
+        scope,
+        SyncRequest(
+            kind=args.entity,
+            key=command.key(args),
+            priority=Priority[args.priority.upper()],
+            reason="manual add",
+            request_id=f"add-{uuid.uuid4().hex[:16]}",  # a retried send is harmless
+        ),
     )
+    sid = scheduler_id(spec.name, scope)
     return replace(
         scheduler_launch(spec, scope, settings),
         signal=("enqueue", request),
-        update=(Scheduler.enqueue_and_wait, request),
+        update=(Scheduler.submit, request),
+        follow=_follow(sid, request),
         timeout=args.timeout,
         waiting_for=f"{args.entity} {scope}/{request.key}",
         look=f"{PROG} scheduler status {spec.name} {spec.scope_option} {scope}",

@@ -8,10 +8,12 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+import runtime
 from cli import CliError
 from cli.scheduler import add, start
 from tests.integration.battlenet_support import fetch_all, track_sandbox_guilds
@@ -125,11 +127,90 @@ def test_cli_add_timeout_exits_1_with_one_line(temporal_env, database_url, task_
         "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
         "TEMPORAL_TASK_QUEUE": task_queue,  # nobody polls it: the update cannot finish
     }
-    done = subprocess.run(
-        [sys.executable, "starter.py", "add", "character", "eu", "draenor", "Foo",
-         "--wait", "--timeout", "1"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    try:
+        done = subprocess.run(
+            [sys.executable, "starter.py", "add", "character", "eu", "draenor", "Foo",
+             "--wait", "--timeout", "1"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:  # the scheduler it started on a queue nobody polls would serve no later test
+        subprocess.run(
+            [runtime.temporal_binary(), "workflow", "terminate", "--workflow-id",
+             "scheduler/battlenet/eu", "--address", env["TEMPORAL_ADDRESS"], "--reason", "over"],
+            capture_output=True, timeout=60,
+        )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().startswith("error: timed out after 1s")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@session_loop
+async def test_fifty_concurrent_add_waits_all_succeed_while_the_scheduler_continues_as_new(
+    client, database_url, task_queue
+):
+    """`add --wait` used to hold a workflow update open for the whole sync: the 11th at once
+    was refused ("limit on number of concurrent in-flight updates has been reached (10)") and
+    the open updates kept the scheduler from continuing-as-new. Now the update answers at once
+    and each caller waits on its own child workflow."""
+    # 20 requests/s: the 50 syncs take ~15 s, longer than a client retries a refused update
+    world = {"guilds_per_region": 2, "roster_min": 30, "roster_max": 30,
+             "guildless_characters": 0, "hidden_ratio": 0.0, "per_second": 20}  # fmt: skip
+    with battlenet_sandbox(**world) as sb:
+        settings = sandbox_settings(sb.url, TEMPORAL_TASK_QUEUE=task_queue, BNET_RATE_PER_SECOND=20)
+        # region us: its scheduler is this test's alone (the other tests here use eu's)
+        characters = admin(sb.url, "truth/characters?region=us")[:50]
+        assert len(characters) == 50
+        async with build_worker(client, settings, database_url, task_queue) as parts:
+            async with parts.worker:
+                handle = await start(client, "battlenet", "us", settings, every="off")
+                try:
+                    await handle.signal(Scheduler.set_event_budget, 20)  # continue-as-new often
+                    outcomes = await asyncio.gather(
+                        *(
+                            add(client, _add_args("us", c["realm_slug"], c["name"], timeout=120.0),
+                                settings)
+                            for c in characters
+                        ),
+                        return_exceptions=True,
+                    )  # fmt: skip
+                    done_at = datetime.now(UTC)
+                    continued, held = await _runs(client, handle)
+                finally:
+                    await handle.terminate("test over")
+    errors = [o for o in outcomes if not isinstance(o, dict)]
+    assert errors == [], [(getattr(e, "status", None), e) for e in errors[:3]]
+    added = [o for o in outcomes if isinstance(o, dict)]
+    assert [o["status"] for o in added] == ["completed"] * 50, added[:3]
+    assert held == [], f"updates held open across workflow tasks (events apart): {held[:5]}"
+    assert continued and min(continued) < done_at, "it did not continue-as-new meanwhile"
+    assert len({o["child_id"] for o in added}) == 50
+    rows = await fetch_all(database_url)
+    synced = {c["bnet_character_id"] for c in rows["characters"] if c["last_synced_at"]}
+    assert {c["id"] for c in characters} <= synced
+
+
+async def _runs(client, handle) -> tuple[list[datetime], list[int]]:
+    """When each run of the scheduler continued-as-new, and how many events each update that
+    was not completed in the task that accepted it stayed open."""
+    continued: list[datetime] = []
+    held: list[int] = []
+    run_id = handle.first_execution_run_id or handle.result_run_id
+    while run_id:
+        run = client.get_workflow_handle(handle.id, run_id=run_id)
+        run_id = None
+        accepted: dict[str, int] = {}
+        async for event in run.fetch_history_events():
+            if event.HasField("workflow_execution_update_accepted_event_attributes"):
+                attrs = event.workflow_execution_update_accepted_event_attributes
+                accepted[attrs.protocol_instance_id] = event.event_id
+            if event.HasField("workflow_execution_update_completed_event_attributes"):
+                meta = event.workflow_execution_update_completed_event_attributes.meta
+                opened = accepted.pop(meta.update_id, event.event_id)
+                if event.event_id - opened > 3:
+                    held.append(event.event_id - opened)
+            if event.HasField("workflow_execution_continued_as_new_event_attributes"):
+                continued.append(event.event_time.ToDatetime().replace(tzinfo=UTC))
+                can = event.workflow_execution_continued_as_new_event_attributes
+                run_id = can.new_execution_run_id
+        held.extend(-1 for _ in accepted)  # accepted and never completed in that run
+    return continued, held
