@@ -14,8 +14,11 @@ on a spent budget, a Battle.net master with a failed child and character batches
 the budget, a Scheduler that merges requests and meets an already-started child, and a Discord
 tenant that continues-as-new carrying its state. `--bounded-set b` records the bounded set
 (files `*-b<n>.json`): a Battle.net master whose guild phase pages guilds and continues-as-new
-between pages, and a Discord tenant whose channels are paged from Postgres. A recording never
-overwrites a file.
+between pages, and a Discord tenant whose channels are paged from Postgres.
+`--scheduler-set s` records the hardened Scheduler (files `Scheduler-s<n>.json`, one per run):
+bad signals recorded as rejections, manual adds through the `submit` update (child ids fixed
+when queued), a child carried through continue-as-new and terminated, found by the periodic
+look (`scheduler_child_states`) and its slot freed. A recording never overwrites a file.
 """
 
 from __future__ import annotations
@@ -340,14 +343,66 @@ def _one_per_type(workflows: list[Any]) -> list[Any]:
     return list(seen.values())
 
 
+async def record_scheduler_set(tag: str) -> list[Path]:
+    async with _servers() as (client, database_url):
+        world = {"guilds_per_region": 1, "roster_min": 6, "roster_max": 6, "hidden_ratio": 0}
+        with battlenet_sandbox(**world, per_second=2) as sb:
+            queue = f"record-{uuid.uuid4().hex[:6]}"
+            settings = sandbox_settings(sb.url, TEMPORAL_TASK_QUEUE=queue, BNET_RATE_PER_SECOND=2)
+            members = admin(sb.url, "truth/characters?region=eu")
+            async with build_worker(client, settings, database_url, queue) as parts:
+                async with parts.worker:
+                    sched = await client.start_workflow(
+                        Scheduler.run,
+                        SchedulerInput(provider="battlenet", scope="eu", max_concurrent=1,
+                                       check_seconds=1.0, cadences={"sync": "3000000d"}),
+                        id="scheduler/battlenet/eu", task_queue=queue,
+                    )  # fmt: skip
+                    await sched.signal(Scheduler.run_now, "bogus")
+                    bad = SyncRequest(kind="character", key="realm/with/slash")
+                    await sched.signal(Scheduler.enqueue, bad)
+                    first = argparse.Namespace(
+                        entity="character", region="eu", realm=members[0]["realm_slug"],
+                        name=members[0]["name"], priority="manual", wait=True, timeout=120.0,
+                    )  # fmt: skip
+                    await add(client, first, settings)  # submit, then the child's result
+                    slow = members[1]  # 2 requests/s: it runs for a few seconds
+                    key = f"{slow['realm_slug']}/{slow['name']}"
+                    await sched.signal(Scheduler.enqueue, SyncRequest(kind="character", key=key))
+                    for _ in range(100):
+                        status = await sched.query(Scheduler.status)
+                        if status.running:
+                            break
+                        await asyncio.sleep(0.05)
+                    child = status.running[0]
+                    await sched.signal(Scheduler.set_event_budget, 20)
+                    for _ in range(100):  # it continues-as-new, carrying the running child
+                        if (await sched.describe()).run_id != sched.first_execution_run_id:
+                            break
+                        await sched.signal(Scheduler.resume)
+                        await asyncio.sleep(0.1)
+                    await sched.signal(Scheduler.set_event_budget, 0)
+                    await client.get_workflow_handle(child).terminate("recorded")
+                    for _ in range(100):  # the look finds it ended and frees the slot
+                        if not (await sched.query(Scheduler.status)).running:
+                            break
+                        await asyncio.sleep(0.1)
+                    await sched.terminate("recorded")
+        runs = [wf async for wf in client.list_workflows('WorkflowId = "scheduler/battlenet/eu"')]
+        return await _write(client, runs, tag, keep=True)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Record the replay-test histories.")
     parser.add_argument("--discord-only", action="store_true", help="only the Discord ones")
     parser.add_argument("--set", help="record the kernel set under this tag (e.g. k)")
     parser.add_argument("--bounded-set", help="record the bounded set under this tag (e.g. b)")
+    parser.add_argument("--scheduler-set", help="record the scheduler set under this tag (s)")
     args = parser.parse_args()
     HISTORIES.mkdir(exist_ok=True)
-    if args.bounded_set:
+    if args.scheduler_set:
+        paths = asyncio.run(record_scheduler_set(args.scheduler_set))
+    elif args.bounded_set:
         paths = asyncio.run(record_bounded_set(args.bounded_set))
     else:
         paths = asyncio.run(record_set(args.set) if args.set else record(args.discord_only))
