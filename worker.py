@@ -20,6 +20,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.clock import ClockInterceptor
 from providers.registry import SPECS
 from providers.spec import ActivitySet, BuildContext, load
 from runtime import connect, missing_search_attributes
@@ -108,6 +109,8 @@ async def build_worker(
     common: dict[str, Any] = {
         "graceful_shutdown_timeout": timedelta(seconds=5),
         "sticky_queue_schedule_to_start_timeout": STICKY_SCHEDULE_TO_START,
+        # times handed to workflows or stored are on the server's clock, not this host's
+        "interceptors": [ClockInterceptor()],
     }
     workers = [
         Worker(

@@ -7,12 +7,13 @@ Constructed once per worker with its database engine, API client and settings
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
+from activities.clock import server_now, server_time
 from activities.errors import activity_errors, one_error_path
 from activities.heartbeat import heartbeating
 from activities.types import (
@@ -121,7 +122,7 @@ class BattleNetActivities:
         """Every outdated guild at once: only for runs that scheduled it before the guild
         phase paged (``bnet_select_guild_page``); kept registered so they can finish."""
         async with self.engine.connect() as conn:
-            ids = await db.outdated_guilds(conn, inp.region, inp.cutoff, datetime.now(UTC))
+            ids = await db.outdated_guilds(conn, inp.region, inp.cutoff, server_now())
             refs = [await db.load_guild(conn, i) for i in ids]
         return [GuildTarget(r.id, r.region, r.realm, r.name_slug) for r in refs if r]
 
@@ -136,7 +137,7 @@ class BattleNetActivities:
             after = (inp.after_synced, inp.after_id)
         async with self.engine.connect() as conn:
             rows = await db.outdated_guild_page(
-                conn, inp.region, inp.cutoff, datetime.now(UTC), after, limit + 1
+                conn, inp.region, inp.cutoff, server_now(), after, limit + 1
             )
         more, rows = len(rows) > limit, rows[:limit]
         if not rows:
@@ -158,7 +159,7 @@ class BattleNetActivities:
             after = (inp.after_synced, inp.after_id)
         async with self.engine.connect() as conn:
             rows = await db.outdated_characters(
-                conn, inp.region, inp.cutoff, datetime.now(UTC), after, limit
+                conn, inp.region, inp.cutoff, server_now(), after, limit
             )
         if not rows:
             return CharacterPage([], None, None)
@@ -245,7 +246,7 @@ class BattleNetActivities:
         return GuildSyncResult(status=status, requests=sent[0], rejected=rejected, **counts)
 
     async def _guild_missing(self, guild: db.GuildRef, exc: ProviderError) -> None:
-        recheck = datetime.now(UTC) + self.recheck
+        recheck = server_now() + self.recheck
         async with self.engine.begin() as conn:
             await db.mark_guild_missing(conn, guild.id, recheck)
             reason = "not_found" if isinstance(exc, NotFound) else "forbidden"
@@ -317,9 +318,9 @@ class BattleNetActivities:
         resume: datetime | None = None
         for error in answers:
             if isinstance(error, BudgetExhausted):
-                at = datetime.fromtimestamp(error.resume_at, UTC)
+                at = server_time(error.resume_at)
             elif isinstance(error, RateLimited):  # the bucket is paused: a budget wait
-                at = datetime.now(UTC) + timedelta(seconds=max(1.0, error.retry_after))
+                at = server_now() + timedelta(seconds=max(1.0, error.retry_after))
             elif isinstance(error, BaseException):
                 raise error
             else:
@@ -390,7 +391,7 @@ class BattleNetActivities:
         found = [o for o in outcomes if isinstance(o, db.CharacterResult)]
         missing = [o for o in outcomes if isinstance(o, _Missing) and not o.transient]
         transient = [o for o in outcomes if isinstance(o, _Missing) and o.transient]
-        recheck = datetime.now(UTC) + self.recheck
+        recheck = server_now() + self.recheck
         async with self.engine.begin() as conn:
             await db.store_characters(conn, found)
             for miss in missing:
@@ -418,7 +419,7 @@ class BattleNetActivities:
     async def _defer(self, deferred: list[_Missing]) -> datetime:
         """Characters that kept failing transiently: due again soon, never marked fresh and
         never dead-lettered (a fault is not a fact about the character)."""
-        retry_at = datetime.now(UTC) + TRANSIENT_RECHECK
+        retry_at = server_now() + TRANSIENT_RECHECK
         async with self.engine.begin() as conn:
             await db.mark_character_due_at(conn, [m.ref.id for m in deferred], retry_at)
         activity.logger.info(

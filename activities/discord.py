@@ -11,7 +11,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.clock import server_now, server_time
 from activities.discord_types import (
     CHANNEL_PAGE_MAX,
     BeginTenantInput,
@@ -269,7 +270,7 @@ class DiscordActivities:
                     while True:
                         wait = client.messages_wait(ref.discord_channel_id)
                         if wait >= WAITING_SHOWN_AFTER:  # visible as "waiting" in status --tenant
-                            until = datetime.now(UTC) + timedelta(seconds=wait)
+                            until = server_now() + timedelta(seconds=wait)
                             await self._waiting(inp, ref, until, 0, 0)
                         page = await client.messages_page(
                             ref.discord_channel_id,
@@ -294,13 +295,13 @@ class DiscordActivities:
                 await self._skip_channel(inp, ref, exc, sent[0] - result.pages)
                 result.done, result.status, result.detail = True, "skipped", str(exc)
             except BudgetExhausted as exc:
-                resume = datetime.fromtimestamp(exc.resume_at, UTC)
+                resume = server_time(exc.resume_at)
                 await self._waiting(inp, ref, resume, 0, sent[0] - result.pages)
                 result.resume_at = resume
             except RateLimited as exc:
                 # A budget wait, not a failure: the bucket is paused; the workflow sleeps on a
                 # durable timer until then and calls again, no attempt spent.
-                until = datetime.now(UTC) + timedelta(seconds=exc.retry_after)
+                until = server_now() + timedelta(seconds=exc.retry_after)
                 await self._waiting(inp, ref, until, 1, sent[0] - result.pages)
                 result.resume_at = until
             except ProviderError as exc:
@@ -341,7 +342,7 @@ class DiscordActivities:
     ) -> None:
         """403 Missing Access / 404 Unknown Channel: recorded, re-checked on a slow cadence."""
         reason = "forbidden" if isinstance(exc, Forbidden) else "not_found"
-        recheck = datetime.now(UTC) + self.recheck
+        recheck = server_now() + self.recheck
         async with self.engine.begin() as conn:
             await db.count_api_calls(conn, inp.run_id, ref.id, calls)
             await db.set_channel_access(conn, ref.id, reason, recheck)
@@ -377,5 +378,5 @@ class DiscordActivities:
                     _entity(inp.discord_channel_id),
                     inp.error_type or "failed",
                     inp.error,
-                    datetime.now(UTC) + timedelta(hours=1),
+                    server_now() + timedelta(hours=1),
                 )

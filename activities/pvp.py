@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.clock import server_now, server_time
 from activities.errors import activity_errors
 from activities.heartbeat import heartbeating
 from activities.types import (
@@ -120,7 +121,7 @@ def _snapshot_time(last_modified: str | None) -> datetime:
             return parsedate_to_datetime(last_modified).astimezone(UTC)
         except (TypeError, ValueError):
             pass
-    return datetime.now(UTC).replace(microsecond=0)
+    return server_now().replace(microsecond=0)
 
 
 def _bad_input(message: str) -> ApplicationError:
@@ -276,7 +277,7 @@ class PvpActivities:
         step.remaining = len(batch) - len(sorted_.done)
         step.deferred = len(sorted_.transient)
         if sorted_.waits and step.remaining:
-            step.resume_at = datetime.fromtimestamp(max(sorted_.waits), UTC)
+            step.resume_at = server_time(max(sorted_.waits))
             step.budget_waits = 1
         if sorted_.fatal:
             raise sorted_.fatal[0]  # after the progress is stored
@@ -368,7 +369,7 @@ class PvpActivities:
 
     async def _store(self, out: _Sorted, step: PvpEquipmentStep) -> None:
         """Everything the batch finished, in one transaction."""
-        recheck = datetime.now(UTC) + self.recheck
+        recheck = server_now() + self.recheck
         async with self.engine.begin() as conn:
             step.processed = await db.store_equipment(conn, out.fresh, out.reused, out.done)
             flagged = await db.mark_missing(

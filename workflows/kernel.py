@@ -22,8 +22,10 @@ from typing import Any, Protocol, TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
+    ActivityError,
     ApplicationError,
     FailureError,
+    TimeoutType,
 )
 from temporalio.exceptions import (
     TimeoutError as TemporalTimeoutError,
@@ -154,14 +156,27 @@ async def run_until_done(
     progress are counted across calls and the retry policy gets only what is left, so a
     failing entity cannot loop on budget waits; without it, Temporal retries until the
     activity's schedule-to-close timeout. Raises the ActivityError of a call that gave up.
+
+    A call whose last attempt timed out (its worker was killed or lost: no heartbeat, no
+    answer) is the worker's fault, not the entity's: it is called again without counting, up
+    to ``LOST_WORKER_ALLOWANCE`` times ``max_failures`` per call of this function.
     """
+    lost = 0
     while True:
         left = (
             0 if max_failures is None else max(1, max_failures - attempts.failures_without_progress)
         )
         if describe is not None:
             describe()
-        step = await call(retry_policy(maximum_attempts=left))
+        try:
+            step = await call(retry_policy(maximum_attempts=left))
+        except ActivityError as err:
+            allowance = LOST_WORKER_ALLOWANCE * (max_failures or 0)
+            if _worker_lost(err) and lost < allowance and workflow.patched(WORKER_LOST):
+                lost += 1
+                workflow.logger.info("activity lost with its worker; called again, uncounted")
+                continue
+            raise
         on_step(step)
         if step.progressed:
             attempts.failures_without_progress = 0
@@ -177,6 +192,19 @@ async def run_until_done(
             await workflow.sleep(wait, summary="rate budget exhausted")
         if continue_as_new is not None and workflow.info().is_continue_as_new_suggested():
             continue_as_new()
+
+
+# A killed or lost worker ends an attempt with a heartbeat or start-to-close timeout.
+WORKER_LOST = "worker-lost-uncounted"
+LOST_WORKER_ALLOWANCE = 4
+
+
+def _worker_lost(err: ActivityError) -> bool:
+    cause = err.cause
+    return isinstance(cause, TemporalTimeoutError) and cause.type in (
+        TimeoutType.HEARTBEAT,
+        TimeoutType.START_TO_CLOSE,
+    )
 
 
 # -- the sliding window ---------------------------------------------------------------------

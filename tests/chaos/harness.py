@@ -55,6 +55,7 @@ from tests.integration.discord_support import TOKEN, discord_server
 from tests.sandbox_helpers import admin, battlenet_sandbox
 from workflows.battlenet import BattleNetSync
 from workflows.discord import DiscordTenantSync
+from workflows.kernel import cause_message
 from workflows.pvp import PvpSync
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -581,6 +582,7 @@ class RunReport:
     seconds: float
     events: list[str]
     stats: dict[str, Any]  # the sandbox's counters at the end of the run
+    longest_sleep: float = 0.0  # the longest durable timer any of the run's workflows started
 
 
 async def run_job(
@@ -590,6 +592,7 @@ async def run_job(
     *,
     timeout: float = 300.0,
     before: Callable[[Job], None] | None = None,
+    env: dict[str, str] | None = None,
 ) -> RunReport:
     """Run one sync of ``provider`` with ``action`` running alongside it."""
     job = JOBS[provider](stack)
@@ -599,7 +602,7 @@ async def run_job(
     await job.prepare(database_url)
     task_queue = f"chaos-{uuid.uuid4().hex[:8]}"
     run = Run(stack, job, database_url, task_queue, stack.root / f"worker-{task_queue}.log")
-    run.env = stack.worker_env(database_url, task_queue)
+    run.env = {**stack.worker_env(database_url, task_queue), **(env or {})}
     if before is not None:
         before(job)
     started = time.monotonic()
@@ -612,7 +615,7 @@ async def run_job(
         result = await asyncio.wait_for(_result(stack, handle), timeout)
         failure = job.finished(result)
     except Exception as err:
-        failure = f"{type(err).__name__}: {err}"[:300]
+        failure = f"{type(err).__name__}: {cause_message(err)}"[:300]
     finally:
         if side is not None:
             if not side.done():
@@ -627,7 +630,21 @@ async def run_job(
     if provider != "discord":
         admin(sandbox.url, "limits", {"per_second": BNET_RATE})
     verdict = await job.verify(database_url)
-    return RunReport(verdict, failure, answered, seconds, run.events, stats)
+    longest = await _longest_sleep(stack, task_queue)
+    return RunReport(verdict, failure, answered, seconds, run.events, stats, longest)
+
+
+async def _longest_sleep(stack: Stack, task_queue: str) -> float:
+    """The longest timer in the histories of the workflows that ran on ``task_queue``."""
+    client = await stack.client()
+    longest = 0.0
+    async for wf in client.list_workflows(f'TaskQueue = "{task_queue}"'):
+        history = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+        for event in history.events:
+            if event.HasField("timer_started_event_attributes"):
+                timeout = event.timer_started_event_attributes.start_to_fire_timeout
+                longest = max(longest, timeout.ToTimedelta().total_seconds())
+    return longest
 
 
 async def _result(stack: Stack, handle: WorkflowHandle[Any, Any]) -> Any:
@@ -772,6 +789,9 @@ class Scenario:
     natural_429: int = 0  # the most 429s the sandbox's own limits may answer per run
     expects: Callable[[bool, RunReport], str | None] = lambda long, r: None  # why it is vacuous
     max_injected_429: Callable[[bool], int | None] = lambda long: None  # how hard we may push
+    env: dict[str, str] = field(default_factory=dict)  # for the worker processes
+    max_sleep: float | None = None  # the longest durable sleep a run may take, in seconds
+    timeout: float = 300.0  # seconds a run may take
 
     def describe(self, long: bool) -> str:
         return self.injected.format(kills=10 if long else 2, storm=30 if long else 5)
@@ -780,6 +800,10 @@ class Scenario:
 def _events(report: RunReport, name: str, count: int) -> str | None:
     done = report.events.count(name)
     return None if done >= count else f"only {done} of {count} '{name}' happened before the end"
+
+
+def _slept(report: RunReport) -> str | None:
+    return None if report.longest_sleep > 0 else "no durable budget sleep happened"
 
 
 def _injected(report: RunReport, *kinds: str) -> str | None:
@@ -792,6 +816,22 @@ def _injected(report: RunReport, *kinds: str) -> str | None:
 # its first 13 requests (tests/chaos/test_chaos.py checks it), so every kind happens in a quick
 # run; the long form draws a new seed per run.
 QUICK_SEED = 1
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"  # Debian's `faketime`
+
+
+def skewed_clock_env(offset: str) -> dict[str, str]:
+    """Environment that runs a process with its wall clock ``offset`` (e.g. ``+30s``) off and
+    its monotonic clock true (libfaketime; `.ci/run` installs it)."""
+    if not Path(FAKETIME_LIB).exists():
+        raise RuntimeError(f"{FAKETIME_LIB} is missing: apt-get install faketime")
+    return {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": offset, "DONT_FAKE_MONOTONIC": "1"}
+
+
+# A worker that paces itself below the sandbox's limit and gives up waiting for a slot after
+# 20 ms: much of the run is durable budget sleeps until the activity's `resume_at`, each under
+# a second long when the clocks agree.
+BUDGET_SLEEPS = {"BNET_RATE_PER_SECOND": "20", "RATE_LIMIT_MAX_WAIT_SECONDS": "0.02"}
+
 STORM: dict[str, Any] = {"error_rate": 0.05, "reset_rate": 0.02, "truncate_rate": 0.01}
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -842,6 +882,22 @@ SCENARIOS: tuple[Scenario, ...] = (
         expects=lambda long, r: _events(r, "revoked", 1),
     ),
     Scenario(
+        "clock ahead",
+        ("battlenet", "pvp", "discord"),
+        "worker wall clock 30 s ahead",
+        lambda long, seed: None,
+        env={**skewed_clock_env("+30s"), **BUDGET_SLEEPS},
+        timeout=90,
+    ),
+    Scenario(
+        "clock behind",
+        ("battlenet", "pvp", "discord"),
+        "worker wall clock 30 s behind",
+        lambda long, seed: None,
+        env={**skewed_clock_env("-30s"), **BUDGET_SLEEPS},
+        timeout=90,
+    ),
+    Scenario(
         "temporal restart",
         ("battlenet", "discord"),
         "Temporal server SIGKILLed and restarted",
@@ -865,7 +921,12 @@ async def play(
     outcome = Outcome(scenario.name, provider, scenario.describe(long), runs=repeat)
     for n in range(repeat):
         report = await run_job(
-            stack, provider, scenario.action(long, seed + n), before=scenario.before(long)
+            stack,
+            provider,
+            scenario.action(long, seed + n),
+            before=scenario.before(long),
+            env=scenario.env,
+            timeout=scenario.timeout,
         )
         outcome.verdict.add(report.verdict)
         outcome.answered_429 += report.answered_429
@@ -882,6 +943,11 @@ async def play(
         if bound is not None and pushed > bound:
             outcome.verdict.problems.append(
                 f"run {n + 1}: {pushed} requests answered 429 by the storm (at most {bound})"
+            )
+        if scenario.max_sleep is not None and report.longest_sleep > scenario.max_sleep:
+            outcome.verdict.problems.append(
+                f"run {n + 1}: a workflow slept {report.longest_sleep:.1f} s on a durable timer"
+                f" (at most {scenario.max_sleep:.0f} s: the budget is back within a second)"
             )
         if report.answered_429 > scenario.natural_429:
             outcome.verdict.problems.append(
