@@ -180,11 +180,11 @@ def _follow(
             await client.get_workflow_handle(child_id).result()
         except WorkflowFailureError as exc:
             failure = " ".join(cause_message(exc.cause or exc).split())[:200]
-        for _ in range(50):  # the scheduler hears of the end as the child ends
+        for _ in range(100):  # the scheduler hears of the end as the child ends (~5 s)
             state = await handle.query(Scheduler.request, rid)
             if state.state == "done" and state.outcome is not None:
                 return state.outcome
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
         return RequestOutcome(
             rid, request.kind, request.key, "failed" if failure else "completed",
             detail=failure, child_id=child_id,

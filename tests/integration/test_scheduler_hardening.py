@@ -15,6 +15,7 @@ from datetime import timedelta
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
+from tests.fakes import FakeSyncInput
 from tests.scheduler_support import FakeOf, fake_scheduler, started_children, task_failures
 from workflows.battlenet import BattleNetPlan
 from workflows.discord import DiscordPlan
@@ -110,8 +111,6 @@ class _Breaking:
             raise OverflowError("date value out of range")
         if request.key == "long-id":
             return ChildPlan("FakeSync", "x" * 300, "x", lambda _: None)
-        from tests.fakes import FakeSyncInput
-
         return ChildPlan(
             "FakeSync", f"fake/{request.key}/{request.request_id}", "ok",
             lambda report_to: FakeSyncInput(0.1, report_to),
