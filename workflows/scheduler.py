@@ -128,6 +128,7 @@ class Scheduler:
 
     @workflow.signal
     def enqueue(self, request: SyncRequest) -> None:
+        """Queue ``request``; one whose sender's request id is known already is ignored."""
         self._add(request)
 
     @workflow.update
@@ -294,9 +295,11 @@ class Scheduler:
         into or ""). A request that cannot be planned, or one beyond ``max_queue``, is recorded
         as rejected instead: nothing a sender puts in a request can fail a workflow task."""
         state = self._state
+        rid = request.request_id if isinstance(request, SyncRequest) else ""
+        if rid and isinstance(rid, str) and self._knows(rid):  # the same request sent again
+            return rid, ""
         problem = self._problem(request)
         state.seq += 1
-        rid = request.request_id if isinstance(request, SyncRequest) else ""
         if problem is None and len(state.queue) >= state.max_queue:
             problem = self._full()
         if problem is not None:

@@ -75,6 +75,7 @@ async def test_submit_refuses_bad_requests_at_once_and_answers_good_ones_with_th
         good.request_id = "add-test1"
         submitted = await handle.execute_update(Scheduler.submit, good)
         again = await handle.execute_update(Scheduler.submit, good)  # a retried send
+        await handle.signal(Scheduler.enqueue, good)  # the same request resent as a signal
         assert submitted.state == "queued" and submitted.child_id.startswith("character/eu/")
         assert again.state == "known" and again.child_id == submitted.child_id
         await client.get_workflow_handle(submitted.child_id).result()
@@ -82,9 +83,11 @@ async def test_submit_refuses_bad_requests_at_once_and_answers_good_ones_with_th
         state = await handle.query(Scheduler.request, "add-test1")
         status = await handle.query(Scheduler.status)
         failures = await task_failures(handle)
+        started = await started_children(handle)
     assert state.state == "done" and state.outcome is not None
     assert state.outcome.status == "completed" and state.outcome.child_id == submitted.child_id
     assert status.dispatched_total == 1 and failures == []
+    assert [c for c, _ in started] == [submitted.child_id], "a resent request started twice"
 
 
 async def test_bad_cadences_in_the_start_input_are_rejections_not_a_dead_scheduler(client):
