@@ -36,7 +36,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def printable(text: str) -> str:
-    """``text`` with each non-printable character escaped as in a repr (``\\n``, ``\\x1b``)."""
+    """``text`` with each non-printable code point escaped as in a repr (``\\n``, ``\\x1b``)."""
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
