@@ -792,6 +792,7 @@ class Scenario:
     env: dict[str, str] = field(default_factory=dict)  # for the worker processes
     max_sleep: float | None = None  # the longest durable sleep a run may take, in seconds
     timeout: float = 300.0  # seconds a run may take
+    quick: tuple[str, ...] | None = None  # the providers of the CI form (None: all of them)
 
     def describe(self, long: bool) -> str:
         return self.injected.format(kills=10 if long else 2, storm=30 if long else 5)
@@ -849,6 +850,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         lambda long, seed: None,
         lambda long: faults(None if long else QUICK_SEED, **STORM),
         expects=lambda long, r: _injected(r, "error", "reset", "truncate"),
+        quick=("discord",),
     ),
     Scenario(
         "429 storm",
@@ -858,6 +860,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         expects=lambda long, r: _events(r, "storm", 1) or _injected(r, "forced_429"),
         # a 429 means back off: at most 15 requests per second of storm (limits are 50-60/s)
         max_injected_429=lambda long: 15 * (30 if long else 5),
+        quick=("battlenet",),
     ),
     Scenario(
         "global 429",
@@ -883,19 +886,21 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "clock ahead",
-        ("battlenet", "pvp", "discord"),
+        ("battlenet", "discord"),
         "worker wall clock 30 s ahead",
         lambda long, seed: None,
         env={**skewed_clock_env("+30s"), **BUDGET_SLEEPS},
         timeout=90,
+        quick=("battlenet",),
     ),
     Scenario(
         "clock behind",
-        ("battlenet", "pvp", "discord"),
+        ("battlenet", "discord"),
         "worker wall clock 30 s behind",
         lambda long, seed: None,
         env={**skewed_clock_env("-30s"), **BUDGET_SLEEPS},
         timeout=90,
+        quick=("discord",),
     ),
     Scenario(
         "temporal restart",
@@ -903,6 +908,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Temporal server SIGKILLed and restarted",
         lambda long, seed: restart_temporal(),
         expects=lambda long, r: _events(r, "restart", 1),
+        quick=("discord",),
     ),
     Scenario(
         "postgres restart",
@@ -910,6 +916,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "Postgres stopped and restarted",
         lambda long, seed: restart_postgres(),
         expects=lambda long, r: _events(r, "restart", 1),
+        quick=("battlenet",),
     ),
 )
 
