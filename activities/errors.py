@@ -55,6 +55,13 @@ def database_error(exc: SQLAlchemyError, what: str) -> ApplicationError:
     refused = sqlstate.startswith(_REFUSED_SQLSTATES)
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         refused = False
+    if sqlstate.startswith("53"):  # disk full, out of memory, too many connections
+        return ApplicationError(
+            f"{what}: the database server is out of resources ({type(orig).__name__}: {first});"
+            " free disk space on its data directory (or memory, connections): the sync resumes"
+            " by itself",
+            type="DatabaseError",
+        )
     message = f"{what}: database {'refused the data' if refused else 'error'} "
     message += f"({type(orig).__name__}: {first})"
     return ApplicationError(

@@ -616,6 +616,8 @@ async def run_job(
         failure = job.finished(result)
     except Exception as err:
         failure = f"{type(err).__name__}: {cause_message(err)}"[:300]
+        with _quiet():  # a run that did not end must not hold its child ids for the next one
+            await handle.terminate(reason="chaos run over")
     finally:
         if side is not None:
             if not side.done():
