@@ -65,6 +65,7 @@ MIN_CHECK_SECONDS = 1.0
 # Patches (histories recorded before them keep replaying):
 CHILD_CHECK = "scheduler-child-check"  # look at children of earlier runs that never reported
 IDS_AT_ENQUEUE = "scheduler-ids-at-enqueue"  # a request's child id is fixed when it is queued
+CHILD_DEADLINE = "scheduler-child-deadline"  # a child running past its deadline is cancelled
 CLOSED = {
     "COMPLETED": "completed",
     "FAILED": "failed",
@@ -122,6 +123,7 @@ class Scheduler:
         self._watchers: list[asyncio.Task[None]] = []
         self._watched: set[str] = set()  # running children this run awaits itself
         self._checks = False  # CHILD_CHECK (decided when `run` starts)
+        self._deadlines = False  # CHILD_DEADLINE (decided when `run` starts)
         self._ids_fixed: bool | None = None  # IDS_AT_ENQUEUE (decided at the first request)
 
     # -- messages -------------------------------------------------------------------------
@@ -252,6 +254,7 @@ class Scheduler:
     async def run(self, inp: SchedulerInput) -> None:
         inp = self._state
         self._checks = workflow.patched(CHILD_CHECK)
+        self._deadlines = workflow.patched(CHILD_DEADLINE)
         if not inp.started:
             inp.started = True
             for kind, spec in inp.cadences.items():
@@ -271,6 +274,7 @@ class Scheduler:
                 )
         while True:
             now = workflow.now()
+            await self._end_overdue_children(now)  # before dispatch: a freed slot is used now
             if not inp.paused:
                 self._enqueue_due(now)
                 await self._dispatch()
@@ -551,6 +555,24 @@ class Scheduler:
                 )
         state.next_check = workflow.now() + every
 
+    async def _end_overdue_children(self, now: datetime) -> None:
+        """A child still running ``child_deadline_seconds`` after it started is stuck (a
+        deadlock, a budget that never comes back): it is asked to cancel and its slot and kind
+        are freed, recorded as ``timeout``."""
+        if not self._deadlines:
+            return
+        deadline = timedelta(seconds=self._state.child_deadline_seconds)
+        for child in [c for c in self._state.running if now - c.started_at >= deadline]:
+            try:
+                await workflow.get_external_workflow_handle(child.child_id).cancel()
+            except Exception as exc:  # already closed, or never started: the slot goes anyway
+                workflow.logger.info("cancelling %s: %s", child.child_id, one_line(exc))
+            self._finish(
+                child.child_id,
+                "timeout",
+                f"{child.child_id} still running after {deadline}: cancelled, slot freed",
+            )
+
     def _watch(self, handle: Any, child_id: str) -> None:
         """Children of this run are awaited too, so a terminated child is noticed."""
 
@@ -607,6 +629,9 @@ class Scheduler:
             dues = []
         if self._checks and self._state.next_check is not None:
             dues.append(self._state.next_check)
+        if self._deadlines and self._state.running:
+            deadline = timedelta(seconds=self._state.child_deadline_seconds)
+            dues.append(min(c.started_at for c in self._state.running) + deadline)
         if not dues:
             return None
         return max(timedelta(milliseconds=10), min(dues) - now)

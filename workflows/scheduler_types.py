@@ -202,6 +202,7 @@ class SchedulerInput:
     started: bool = False
     max_queue: int = MAX_QUEUE  # a request beyond this many waiting is rejected
     check_seconds: float = 60.0  # how often children started by an earlier run are looked at
+    child_deadline_seconds: float = 24 * 3600.0  # a child running longer is stuck: cancelled
     next_check: datetime | None = None
     outcomes: list[RequestOutcome] = field(default_factory=list)  # recent, newest last
     aliases: dict[str, list[str]] = field(default_factory=dict)  # request → merged into it

@@ -13,7 +13,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 
 from tests.fakes import FakeSyncInput
 from tests.scheduler_support import FakeOf, fake_scheduler, started_children, task_failures
@@ -207,3 +207,34 @@ async def test_outcomes_and_merges_survive_continue_as_new(client):
     assert run_id != handle.first_execution_run_id, "it never continued-as-new"
     assert state.state == "done" and state.outcome is not None
     assert state.outcome.status == "completed"
+
+
+async def test_a_child_stuck_past_its_deadline_is_cancelled_and_frees_its_slot(client):
+    """A child that keeps running (here: a fake sync of 600 s) holds its slot only until
+    ``child_deadline_seconds``: then it is cancelled, recorded as a timeout, and the next
+    request is served."""
+    async with fake_scheduler(
+        client, {"character": 600}, max_concurrent=1, child_deadline_seconds=2.0
+    ) as handle:
+        await handle.signal(Scheduler.enqueue, _character("realm/stuck"))
+        status = await _until(handle, lambda s: len(s.running) == 1)
+        stuck = status.running[0]
+        following = _character("realm/next")
+        following.request_id = "add-next"
+        await handle.signal(Scheduler.enqueue, following)
+        try:
+            status = await _until(
+                handle, lambda s: s.dispatched_total == 2, 20, "dispatch of the next request"
+            )
+        except AssertionError as err:
+            where = await handle.query(Scheduler.request, "add-next")
+            raise AssertionError(f"{err}; the next request: {where}") from None
+        failures = await task_failures(handle)
+        for _ in range(50):
+            described = await client.get_workflow_handle(stuck).describe()
+            if described.status != WorkflowExecutionStatus.RUNNING:
+                break
+            await asyncio.sleep(0.1)
+    assert status.last_result["character"] == "timeout"
+    assert described.status == WorkflowExecutionStatus.CANCELED
+    assert failures == []
