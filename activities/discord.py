@@ -134,7 +134,7 @@ class DiscordActivities:
         ``discord_channel_page``) and only counts come back. Runs that scheduled this before
         the tenant sync paged get every channel in ``channels``."""
         gid = inp.discord_guild_id
-        with activity_errors(f"discord: guild {gid}"):
+        with activity_errors(f"discord: guild {gid}"), heartbeating(lambda: None):
             client = self.client
             async with self.engine.connect() as conn:
                 parked = await db.parked_channels(conn, gid)  # asking again would be a 403 each

@@ -235,6 +235,8 @@ class DiscordTenantSync:
             ),
             start_to_close_timeout=timedelta(minutes=5),
             schedule_to_close_timeout=LISTING_DEADLINE,
+            # a worker killed while listing: retried in seconds, not after 5 minutes
+            heartbeat_timeout=heartbeat(inp.heartbeat_timeout_seconds),
             retry_policy=CHECKPOINTED,
         )
         return TenantSyncState(

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from sandbox.common import Faults
-from tests.chaos.harness import JOBS, QUICK_SEED, SCENARIOS, STORM, Stack, play, stack
+from tests.chaos.harness import JOBS, QUICK_SEED, SCENARIOS, STORM, Run, Stack, play, run_job, stack
 
 pytestmark = [pytest.mark.chaos, pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -55,3 +55,18 @@ def test_the_quick_fault_seed_injects_every_kind_early():
         decision = faults.decide("/any")
         kinds.add("truncate" if decision.truncate else decision.action)
     assert {"error", "reset", "truncate"} <= kinds
+
+
+async def test_a_worker_killed_while_listing_a_tenant_is_replaced_in_seconds(chaos_stack):
+    """Kill seed 400795 killed the worker at the 7th request, inside the tenant's channel
+    listing, whose activity had no heartbeat: the replacement waited for its 5-minute
+    start-to-close timeout and the run stored nothing in 300 s."""
+
+    async def kill_while_listing(run: Run) -> None:
+        if await run.wait_requests(7):
+            run.kill_and_replace()
+
+    report = await run_job(chaos_stack, "discord", kill_while_listing, timeout=60)
+    assert report.events == ["kill"]
+    assert report.failure is None, report.failure
+    assert report.verdict.exact and report.verdict.rows > 0, report.verdict.problems
