@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from temporalio import activity, workflow
 from temporalio.common import Priority as TaskPriority
@@ -194,14 +194,8 @@ class Scheduler:
 
     @workflow.signal
     def set_cadence(self, kind: str, spec: str) -> None:
-        try:
-            every = parse_cadence(spec)
-        except ValueError as exc:
-            self._reject(f"set_cadence {str(kind)[:40]}", one_line(exc))
-            return
-        problem = self._kind_problem(kind)
-        if problem:
-            self._reject(f"set_cadence {str(kind)[:40]}", problem)
+        every = self._cadence("set_cadence", kind, spec)
+        if every is False:
             return
         state = self._state.kinds.get(kind)
         if state is None:
@@ -209,6 +203,19 @@ class Scheduler:
         state.every_seconds = every
         state.next_due = workflow.now() + timedelta(seconds=every) if every else None
         self._wake = True
+
+    def _cadence(self, what: str, kind: str, spec: str) -> int | Literal[False] | None:
+        """Seconds of ``spec`` for ``kind`` (None: off); False when refused (recorded)."""
+        try:
+            every = parse_cadence(spec)
+        except ValueError as exc:
+            self._reject(f"{what} {str(kind)[:40]}", one_line(exc))
+            return False
+        problem = self._kind_problem(kind)
+        if problem:
+            self._reject(f"{what} {str(kind)[:40]}", problem)
+            return False
+        return every
 
     @workflow.signal
     def set_event_budget(self, events: int) -> None:
@@ -258,14 +265,8 @@ class Scheduler:
         if not inp.started:
             inp.started = True
             for kind, spec in inp.cadences.items():
-                try:
-                    every = parse_cadence(spec)
-                except ValueError as exc:
-                    self._reject(f"cadence {str(kind)[:40]}", one_line(exc))
-                    continue
-                problem = self._kind_problem(kind)
-                if problem:
-                    self._reject(f"cadence {str(kind)[:40]}", problem)
+                every = self._cadence("cadence", kind, spec)
+                if every is False:
                     continue
                 inp.kinds[kind] = KindState(
                     every_seconds=every,

@@ -51,6 +51,7 @@ from storage.models import (
     pvp_leaderboards,
     sync_failures,
 )
+from tests.db_support import fetch_rows as _rows
 from tests.integration.discord_support import TOKEN, discord_server
 from tests.sandbox_helpers import admin, battlenet_sandbox
 from workflows.battlenet import BattleNetSync
@@ -251,15 +252,6 @@ def stack() -> Iterator[Stack]:
 
 
 # --- jobs -------------------------------------------------------------------------------------
-
-
-async def _rows(database_url: str, query: Any) -> list[dict[str, Any]]:
-    engine = create_engine(database_url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            return [dict(r._mapping) for r in await conn.execute(query)]
-    finally:
-        await engine.dispose()
 
 
 class Job:

@@ -20,7 +20,6 @@ from activities.types import PvpSyncInput
 from providers.battlenet.pvp import PER_CHARACTER_KEYS
 from sandbox.world import BattleNetWorld
 from settings import Settings
-from storage.db import create_engine
 from storage.models import (
     characters,
     items,
@@ -29,6 +28,7 @@ from storage.models import (
     pvp_leaderboards,
     sync_failures,
 )
+from tests.db_support import fetch_rows as _rows
 from tests.sandbox_helpers import admin, battlenet_sandbox, sandbox_settings
 from worker import build_worker
 from workflows.pvp import PvpSync
@@ -62,15 +62,6 @@ async def _start(
         id=f"pvp-sync/eu/faults-{uuid.uuid4().hex[:6]}",
         task_queue=task_queue,
     )
-
-
-async def _rows(database_url: str, query: Any) -> list[dict[str, Any]]:
-    engine = create_engine(database_url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            return [dict(r._mapping) for r in await conn.execute(query)]
-    finally:
-        await engine.dispose()
 
 
 async def _unprocessed(database_url: str) -> int:
