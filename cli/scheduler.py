@@ -163,7 +163,7 @@ def _follow(
     async def follow(client: Client, submitted: Submitted) -> RequestOutcome:
         handle = client.get_workflow_handle(scheduler)
         rid, child_id = submitted.request_id, submitted.child_id
-        pause, asked = 0.05, 0.0
+        began, asked = time.monotonic(), 0.0
         while True:  # until the child exists (or the request ended without one)
             if child_id and await _exists(client, child_id):
                 break
@@ -173,8 +173,9 @@ def _follow(
                 if state.state == "done" and state.outcome is not None:
                     return state.outcome
                 child_id = child_id or state.child_id
-            await asyncio.sleep(pause)
-            pause = min(pause * 1.5, 1.0)
+            # A manual add's child starts within a scheduler workflow task (tens of ms, more
+            # under a backlog): look every 50 ms for its first 2 s, then back off to 1 s.
+            await asyncio.sleep(_follow_pause(time.monotonic() - began))
         failure = ""
         try:
             await client.get_workflow_handle(child_id).result()
@@ -191,6 +192,11 @@ def _follow(
         )  # fmt: skip
 
     return follow
+
+
+def _follow_pause(elapsed: float) -> float:
+    """How long to wait before looking again for a request's child, ``elapsed`` s after submit."""
+    return 0.05 if elapsed < 2.0 else min(1.0, elapsed / 10)
 
 
 async def _exists(client: Client, workflow_id: str) -> bool:
