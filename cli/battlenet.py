@@ -106,6 +106,11 @@ def _sync_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full", action="store_true", help="sync everything, not only outdated")
 
 
+def sync_workflow_id(region: str) -> str:
+    """One CLI-started sync per region at a time: a second start meets this id and is refused."""
+    return f"battlenet-sync/{region}/cli"
+
+
 def _sync_launch(args: argparse.Namespace, settings: Settings, region: str) -> Launch:
     return Launch(
         workflow="BattleNetSync",
@@ -115,8 +120,10 @@ def _sync_launch(args: argparse.Namespace, settings: Settings, region: str) -> L
             staleness_seconds=settings.BNET_STALENESS_SECONDS,
             batch_size=settings.BNET_CHARACTER_BATCH_SIZE,
         ),
-        id=f"battlenet-sync/{region}/{_stamp()}",
+        id=sync_workflow_id(region),
         summary=f"Battle.net sync of region {region}",
+        already_running=f"a Battle.net sync of region {region} is already running "
+        f"({sync_workflow_id(region)}); watch it with `python starter.py status --watch`",
         search_attributes=search_attributes(PROVIDER, region, "full" if args.full else "sync"),
         result_type=SyncCounts,
         finished=_sync_finished,
