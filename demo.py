@@ -1,8 +1,11 @@
 """`python starter.py demo`: the whole product on one machine, against the sandbox.
 
-Embedded Temporal + embedded Postgres (unless TEMPORAL_ADDRESS / DATABASE_URL say otherwise),
-the Battle.net sandbox in its own process, and a worker in this one. It tracks the sandbox's
-guilds, runs a full sync and prints what was stored and how close to the limit it ran.
+It never touches the user's data: whatever DATABASE_URL and TEMPORAL_ADDRESS say, the demo runs
+its own embedded Postgres and its own in-memory Temporal dev server (free ports, a temporary
+directory removed at the end), the Battle.net sandbox in its own process and a worker on its own
+task queue in this one. It tracks the sandbox's guilds, runs a full sync and prints what was
+stored and how close to the limit it ran. Its workflow is terminated if the demo ends early
+(Ctrl-C), so nothing is left "Running".
 """
 
 from __future__ import annotations
@@ -10,14 +13,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
+import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 
+import runtime
 from activities.types import BattleNetSyncInput
-from cli.common import services
 from runtime import connect
 from sandbox.admin_client import admin
 from sandbox.battlenet import BattleNetSandboxConfig
@@ -26,9 +35,41 @@ from sandbox.world import BattleNetWorldConfig
 from settings import Settings
 from storage import battlenet as db
 from storage.db import create_engine
+from storage.migrate import upgrade
 from storage.status import database_status
 from worker import build_worker
 from workflows.battlenet import BattleNetSync
+
+
+@dataclass
+class DemoServices:
+    database_url: str
+    temporal_address: str
+    temporal_ui: str
+
+
+@asynccontextmanager
+async def own_services(namespace: str) -> AsyncIterator[DemoServices]:
+    """A Postgres and a Temporal of the demo's own, in a temporary directory: never the user's."""
+    home = Path(tempfile.mkdtemp(prefix="ratesync-demo-"))
+    started: list[Any] = []
+    try:
+        pg = await asyncio.to_thread(
+            runtime.start_postgres, home, runtime.free_port(), fast_unsafe=True
+        )
+        started.append(pg)
+        ui_port = runtime.free_port()
+        tmp = await asyncio.to_thread(
+            runtime.start_temporal,
+            home, runtime.free_port(), ui_port, namespace, persistent=False,
+        )  # fmt: skip
+        started.append(tmp)
+        await asyncio.to_thread(upgrade, pg.url())
+        yield DemoServices(pg.url(), tmp.address, f"http://127.0.0.1:{ui_port}")
+    finally:
+        for server in reversed(started):
+            await asyncio.to_thread(server.stop)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -47,37 +88,56 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
                 "BNET_CLIENT_SECRET": SecretStr(config.client_secret),
             }
         )
-        async with services(demo_settings, temporal=True) as svc:
+        async with own_services(settings.TEMPORAL_NAMESPACE) as svc:
             print(f"sandbox:  {sandbox.url}  (Battle.net imitation, {config.per_second}/s)")
-            if svc.temporal_ui:
-                print(f"Web UI:   {svc.temporal_ui}")
+            print(f"Web UI:   {svc.temporal_ui}  (the demo's own Temporal; its own database too)")
             guilds = await admin(sandbox.url, "truth/guilds?region=eu")
             engine = create_engine(svc.database_url, pool_size=2)
-            async with engine.begin() as conn:
-                for g in guilds:
-                    await db.track_guild(conn, "eu", g["realm_slug"], g["name"])
-            print(f"tracking {len(guilds)} sandbox guilds; syncing…", flush=True)
-            client = await connect(svc.temporal_address, settings.TEMPORAL_NAMESPACE)
-            queue = f"demo-{uuid.uuid4().hex[:6]}"
-            started = time.monotonic()
-            async with build_worker(client, demo_settings, svc.database_url, queue) as parts:
-                async with parts.worker:
-                    counts = await client.execute_workflow(
-                        BattleNetSync.run,
-                        BattleNetSyncInput(region="eu", full=True, batch_size=25),
-                        id=f"battlenet-sync/eu/demo-{time.strftime('%Y%m%dT%H%M%S')}",
-                        task_queue=queue,
-                        static_summary="Demo: full Battle.net sync of the sandbox",
-                    )
-                    elapsed = time.monotonic() - started
-                    stored = await database_status(engine)
-                    stats = await admin(sandbox.url, "stats")
-                    _summary(counts.as_dict(), stored, stats, elapsed, config.per_second)
-                    if args.keep and svc.temporal_ui:
-                        print(f"open {svc.temporal_ui} ; Ctrl-C to stop", flush=True)
-                        await _forever()
-            await engine.dispose()
+            try:
+                async with engine.begin() as conn:
+                    for g in guilds:
+                        await db.track_guild(conn, "eu", g["realm_slug"], g["name"])
+                print(f"tracking {len(guilds)} sandbox guilds; syncing…", flush=True)
+                client = await connect(svc.temporal_address, settings.TEMPORAL_NAMESPACE)
+                await _sync(client, args, demo_settings, svc, engine, sandbox.url, config)
+            finally:
+                await engine.dispose()
     return 0
+
+
+async def _sync(
+    client: Any,
+    args: argparse.Namespace,
+    settings: Settings,
+    svc: DemoServices,
+    engine: Any,
+    sandbox_url: str,
+    config: BattleNetSandboxConfig,
+) -> None:
+    queue = f"demo-{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    async with build_worker(client, settings, svc.database_url, queue) as parts:
+        async with parts.worker:
+            handle = await client.start_workflow(
+                BattleNetSync.run,
+                BattleNetSyncInput(region="eu", full=True, batch_size=25),
+                id=f"battlenet-sync/eu/demo-{time.strftime('%Y%m%dT%H%M%S')}",
+                task_queue=queue,
+                static_summary="Demo: full Battle.net sync of the sandbox",
+            )
+            try:
+                counts = await handle.result()
+            finally:  # ended early (Ctrl-C): leave nothing "Running"
+                with suppress(Exception):
+                    if (await handle.describe()).status.name == "RUNNING":
+                        await handle.terminate("the demo ended")
+            elapsed = time.monotonic() - started
+            stored = await database_status(engine)
+            stats = await admin(sandbox_url, "stats")
+            _summary(counts.as_dict(), stored, stats, elapsed, config.per_second)
+            if args.keep:
+                print(f"open {svc.temporal_ui} ; Ctrl-C to stop", flush=True)
+                await _forever()
 
 
 def _summary(
