@@ -500,9 +500,17 @@ async def status(conn: AsyncConnection) -> dict[str, Any]:
         await conn.execute(
             select(
                 func.count(),
-                func.count().filter(characters.c.profile_json.is_not(None)),
+                # disjoint: a character once stored and later private or 404 keeps its old
+                # profile, and counted twice (with_profile + private_or_missing > known)
+                func.count().filter(
+                    characters.c.profile_json.is_not(None), characters.c.is_private.is_(False)
+                ),
                 func.count().filter(characters.c.is_private),
-                func.count().filter(characters.c.last_synced_at.is_(None)),
+                func.count().filter(
+                    characters.c.last_synced_at.is_(None),
+                    characters.c.profile_json.is_(None),
+                    characters.c.is_private.is_(False),
+                ),
             ).select_from(characters)
         )
     ).one()
