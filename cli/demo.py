@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from cli import CliError
 from cli.common import Verbs, add_verb
 from settings import Settings
 
@@ -23,6 +24,12 @@ def register(verbs: Verbs) -> None:
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     # Lazy: demo.py imports the worker (every provider's activities) and the sandbox servers,
     # about a second that --help and the other verbs should not pay.
-    from demo import run_demo
+    try:
+        from demo import run_demo
+    except ModuleNotFoundError as exc:  # a runtime-only install (requirements/runtime.txt)
+        raise CliError(
+            f"demo needs the sandbox extra ({exc.name} is not installed): "
+            "pip install -r requirements/dev.txt, or pip install 'ratesync[sandbox]'"
+        ) from None
 
     return await run_demo(args, settings)
