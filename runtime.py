@@ -526,6 +526,13 @@ def start_postgres(
             f"port {port} is already in use by another program; set EMBEDDED_POSTGRES_PORT to a "
             "free port or DATABASE_URL to use that server"
         )
+    served = _served_elsewhere(pgdata)
+    if served is not None:
+        raise RuntimeStartError(
+            f"DATA_DIR {data_dir} is already served by an embedded Postgres on port {served[1]} "
+            f"(pid {served[0]}); set EMBEDDED_POSTGRES_PORT={served[1]} to use it, or stop it, "
+            "or set DATA_DIR to another directory"
+        )
     user, uid, gid = _pg_run_as()
     run_as = _as_service_user(user, uid, gid)
     pgdata.mkdir(mode=0o700, exist_ok=True)
@@ -553,6 +560,22 @@ def start_postgres(
         raise
     pidfile.write(proc.pid, port)
     return server
+
+
+def _served_elsewhere(pgdata: Path) -> tuple[int, int] | None:
+    """(pid, port) of a live Postgres that holds ``pgdata`` (its postmaster.pid), else None."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid, port = int(lines[0]), int(lines[3])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # a stale file of a crashed server: Postgres itself removes it
+    except PermissionError:
+        pass  # alive, as the service user
+    return (pid, port) if port_in_use(port) else None
 
 
 def _wait_pg_ready(port: int, timeout: float = 30.0) -> None:

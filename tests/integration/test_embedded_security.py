@@ -230,3 +230,19 @@ def test_temporal_child_sees_no_secret_and_its_files_are_private(tmp_path):
             assert mode(path) == 0o600, path
     finally:
         server.stop(signal.SIGTERM)
+
+
+def test_a_data_dir_served_on_another_port_is_one_line(tmp_path):
+    # Issue 11 item 5: a second start of the same DATA_DIR on another port printed a raw
+    # Postgres log ending in 'lock file "postmaster.pid" already exists'.
+    data_dir = tmp_path / "served"
+    first = runtime.start_postgres(data_dir, runtime.free_port(), fast_unsafe=True)
+    try:
+        with pytest.raises(runtime.RuntimeStartError) as err:
+            runtime.start_postgres(data_dir, runtime.free_port())
+        message = str(err.value)
+        assert "\n" not in message and "postmaster.pid" not in message
+        assert f"already served by an embedded Postgres on port {first.port}" in message
+        assert f"EMBEDDED_POSTGRES_PORT={first.port}" in message
+    finally:
+        first.stop()
