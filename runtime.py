@@ -56,7 +56,11 @@ class RuntimeStartError(RuntimeError):
 
 
 def _die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM when the process that started it dies."""
+    """preexec_fn: the child gets SIGTERM when the process that started it dies, and has its
+    own process group, so a terminal's Ctrl-C reaches the command only: the command stops its
+    worker first and the servers last (they died with the Ctrl-C before, under a still-running
+    worker: hundreds of lines of connection tracebacks)."""
+    os.setpgid(0, 0)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

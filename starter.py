@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from cli import CliError, add, db, demo, reset, sandbox, scheduler, status, sync, temporal, track
-from cli.common import EXIT_FAILED, EXIT_USAGE, PROG, Parser
+from cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, PROG, Parser
 from runtime import RuntimeStartError
 from settings import SettingsError, load_settings
 
@@ -53,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        return EXIT_FAILED
+        print(
+            "interrupted: a run already started goes on in a worker (`python worker.py`); "
+            "follow it with `python starter.py status`",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     except Exception as exc:  # a clear line instead of a traceback; details with LOG_LEVEL=DEBUG
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         if settings.LOG_LEVEL == "DEBUG":

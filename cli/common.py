@@ -19,6 +19,7 @@ from storage.db import create_engine
 from storage.migrate import upgrade
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 PROG = "python starter.py"
 
 # what `add_subparsers` returns (typeshed types it; argparse keeps the class private)
