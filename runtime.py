@@ -54,6 +54,15 @@ _SECRET_NAME = re.compile(r"SECRET|TOKEN|KEY|PASS|CREDENTIAL|AUTH|COOKIE", re.IG
 class RuntimeStartError(RuntimeError):
     """An embedded server could not start; the message says why and what to do."""
 
+    exit_code = 1  # DESIGN §6: the operation failed
+
+
+class PortTaken(RuntimeStartError):
+    """An embedded server's port setting names a port another program holds: a bad setting,
+    exit 2 (DESIGN §6); the message names the setting to change."""
+
+    exit_code = 2
+
 
 def _die_with_parent() -> None:
     """preexec_fn: the child gets SIGTERM when the process that started it dies, and has its
@@ -257,7 +266,7 @@ def start_temporal(
         return EmbeddedTemporal("temporal", port, None)
     for p, what in ((port, "EMBEDDED_TEMPORAL_PORT"), (ui_port, "EMBEDDED_TEMPORAL_UI_PORT")):
         if port_in_use(p):
-            raise RuntimeStartError(
+            raise PortTaken(
                 f"port {p} is already in use by another program; set {what} to a free port "
                 "or TEMPORAL_ADDRESS to use that server"
             )
@@ -526,7 +535,7 @@ def start_postgres(
         _ensure_database(server, database)
         return server
     if port_in_use(port):
-        raise RuntimeStartError(
+        raise PortTaken(
             f"port {port} is already in use by another program; set EMBEDDED_POSTGRES_PORT to a "
             "free port or DATABASE_URL to use that server"
         )

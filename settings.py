@@ -124,6 +124,12 @@ class Settings(BaseSettings):
         parse_cadence(value)
         return value
 
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _normalise_log_level(cls, value: object) -> object:
+        # LOG_LEVEL=debug and LOG_LEVEL=Info are what people write; any case is accepted
+        return value.strip().upper() if isinstance(value, str) else value
+
     @field_validator("DATABASE_URL")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(result)
     except (CliError, RuntimeStartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return int(getattr(exc, "exit_code", EXIT_FAILED))  # a taken port setting is 2
     except KeyboardInterrupt:
         print(
             "interrupted: a run already started goes on in a worker (`python worker.py`); "

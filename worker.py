@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.clock import ClockInterceptor
@@ -92,6 +93,7 @@ async def build_worker(
     """A Worker with every provider's workflows and activities (from the registry), and the
     resources they own (closed on exit)."""
     require_local_backend(settings)
+    install_log_filters()
     tune_gc()
     # Connections open lazily; each provider says how many its activities may hold at once.
     engine = create_engine(database_url, pool_size=sum(s.db_connections(settings) for s in SPECS))
@@ -181,23 +183,65 @@ async def _serve() -> None:
             await parts.worker.shutdown()
 
 
+# An activity failing with these is a wait Temporal retries at the delay the error carries
+# (a 429 paused the bucket, or the budget is spent), not a fault.
+EXPECTED_WAITS = frozenset({"RateLimited", "BudgetExhausted"})
+
+
+class ExpectedWaitLine(logging.Filter):
+    """The SDK logs every failed activity attempt as a WARNING with its traceback; an expected
+    429 (or spent budget) becomes one WARNING line instead: activity, workflow, attempt, the
+    error's own message (provider, status, entity: no secret) and when Temporal retries."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        err = record.exc_info[1] if record.exc_info else None
+        if not isinstance(err, ApplicationError) or err.type not in EXPECTED_WAITS:
+            return True
+        info: dict[str, Any] = getattr(record, "temporal_activity", None) or {}
+        delay = err.next_retry_delay
+        record.msg = "activity %s of %s (attempt %s) waits: %s: %s; Temporal retries it%s"
+        record.args = (
+            info.get("activity_type", "?"),
+            info.get("workflow_id", "?"),
+            info.get("attempt", "?"),
+            err.type,
+            " ".join(err.message.split()),
+            f" in {delay.total_seconds():.1f}s" if delay is not None else "",
+        )
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+def install_log_filters() -> None:
+    """Idempotent: the expected-wait filter on the SDK's activity logger (every process that
+    runs activities: the worker, the demo, the CLI's in-process worker)."""
+    activity_log = logging.getLogger("temporalio.activity")
+    if not any(isinstance(f, ExpectedWaitLine) for f in activity_log.filters):
+        activity_log.addFilter(ExpectedWaitLine())
+
+
+def configure_logging(level: str) -> None:
+    """The worker process's logging: one format, LOG_LEVEL, alembic's chatter off, and the
+    filters above (per-request lines are DEBUG: providers/http.py)."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_filters()
+
+
 def main() -> int:
     try:
         settings = get_settings()
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.basicConfig(
-        level=settings.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.LOG_LEVEL)
     from runtime import RuntimeStartError
 
     try:
         asyncio.run(_serve())
     except (RuntimeStartError, BackendUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return int(getattr(exc, "exit_code", 1))  # a taken port setting is 2 (DESIGN §6)
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from cli import CliError
 from cli.commands import AddCommand, add_scope_option, commands, each, scope_dest, scope_of
-from cli.common import EXIT_OK, PROG, Verbs, add_verb, emit, key_values, temporal
+from cli.common import EXIT_OK, EXIT_USAGE, PROG, Verbs, add_verb, emit, key_values, temporal
 from cli.launch import Launch, Outcome, outcome, start_and_maybe_wait
 from cli.launch import start as start_launch
 from providers import registry
@@ -249,11 +250,24 @@ async def add(client: Client, args: argparse.Namespace, settings: Settings) -> d
 # --- control -------------------------------------------------------------------------------
 
 
+class BadScope(ValueError):
+    """A scheduler's scope option missing, or another provider's given (exit 2, one line)."""
+
+
 def scope_or_fail(spec: ProviderSpec, args: argparse.Namespace, settings: Settings) -> str:
+    """The scope of ``spec``'s scheduler; BadScope when it is missing or when an option of
+    another provider's scope was given (it would be silently ignored)."""
+    for other, _ in each():
+        option = other.scope_option
+        if option != spec.scope_option and getattr(args, scope_dest(other), None) is not None:
+            raise BadScope(
+                f"{spec.name} takes no {option} (that is {other.name}'s scope); "
+                f"its scope is {spec.scope_option}"
+            )
     scope = scope_of(spec, args, settings)
     if scope is None:
         noun = commands(spec).scope.noun
-        raise CliError(f"a {spec.title} scheduler needs {spec.scope_option} <{noun}>")
+        raise BadScope(f"a {spec.title} scheduler needs {spec.scope_option} <{noun}>")
     return scope
 
 
@@ -338,7 +352,11 @@ def register(verbs: Verbs) -> None:
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     spec = registry.spec(args.provider)
-    scope = scope_or_fail(spec, args, settings)
+    try:
+        scope = scope_or_fail(spec, args, settings)
+    except BadScope as exc:
+        print(f"error: {exc} (see `{PROG} scheduler --help`)", file=sys.stderr)
+        return EXIT_USAGE
     async with temporal(settings) as (_, client):
         if args.action == "start":
             launch = scheduler_launch(spec, scope, settings, args.every)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -59,6 +60,26 @@ class Fetched:
     def not_modified(self) -> bool:
         return self.status == 304
 
+
+class RequestLinesAtDebug(logging.Filter):
+    """httpx logs every request ("HTTP Request: GET … 200 OK") at INFO: thousands of lines a
+    minute at a provider's rate. Per-request lines are DEBUG: shown with LOG_LEVEL=DEBUG only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        # the logger let it through as INFO: look again at the level it now has
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+def _quiet_request_lines() -> None:
+    httpx_log = logging.getLogger("httpx")
+    if not any(isinstance(f, RequestLinesAtDebug) for f in httpx_log.filters):
+        httpx_log.addFilter(RequestLinesAtDebug())
+
+
+_quiet_request_lines()  # every process that sends provider requests imports this module
 
 _counter: ContextVar[list[int] | None] = ContextVar("provider_request_counter", default=None)
 
