@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 
 import runtime
 from providers.ratelimit import Priority
+from tests.cli_support import run_cli
 from tests.sandbox_helpers import admin, battlenet_sandbox
 
 pytestmark = [pytest.mark.integration]
@@ -21,10 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "starter.py", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+    return run_cli(env, *args, timeout=180)
 
 
 def _terminate(temporal_env: Any, workflow_id: str) -> None:

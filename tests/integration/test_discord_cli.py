@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import runtime
+from tests.cli_support import run_cli
 from tests.integration.discord_support import TOKEN, create_tenant, discord_server
 
 pytestmark = [pytest.mark.integration]
@@ -18,10 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "starter.py", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return run_cli(env, *args, timeout=120)
 
 
 def test_track_sync_status_and_reset_from_the_command_line(temporal_env, database_url, task_queue):
