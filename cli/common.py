@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TypeAlias
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
 
 from runtime import connect, embedded_services, port_in_use
 from settings import Settings
@@ -39,6 +40,21 @@ class Parser(argparse.ArgumentParser):
 def printable(text: str) -> str:
     """``text`` with each non-printable code point escaped as in a repr (``\\n``, ``\\x1b``)."""
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def cause_message(exc: BaseException) -> str:
+    """The root cause of a failed run in one line: the deepest application error's message
+    along the whole chain (WorkflowFailureError → ChildWorkflowError → ActivityError →
+    ApplicationError), else the deepest exception's. The wrappers' own messages ("Workflow
+    execution failed", "Activity task failed") say nothing the worker did not know better."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:  # a cycle cannot loop forever
+        chain.append(current)
+        current = current.__cause__ or getattr(current, "cause", None)
+    deepest = next((e for e in reversed(chain) if isinstance(e, ApplicationError)), chain[-1])
+    text = getattr(deepest, "message", None) or str(deepest) or type(deepest).__name__
+    return printable(" ".join(str(text).split()))
 
 
 def json_option(parser: argparse.ArgumentParser) -> None:

@@ -32,9 +32,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from cli import CliError
-from cli.common import EXIT_FAILED, EXIT_OK, emit
+from cli.common import EXIT_FAILED, EXIT_OK, cause_message, emit
 from settings import Settings
-from workflows.kernel import cause_message
 
 PICKUP_SECONDS = 5.0  # a polling worker takes a new workflow's first task well within this
 NO_POLLER = " (no worker is polling yet: run `python worker.py`)"
@@ -224,6 +223,8 @@ async def _update_with_start(client: Client, task_queue: str, launch: Launch) ->
         raise CliError(_timed_out(launch)) from None
     except WorkflowUpdateFailedError as exc:
         raise CliError(f"{launch.id} refused it: {_one_line(exc)}") from None
+    except WorkflowFailureError as exc:  # what ``launch.follow`` waited on failed
+        raise CliError(f"{launch.id} failed: {_one_line(exc)}") from None
 
 
 @asynccontextmanager
@@ -250,4 +251,4 @@ def _timed_out(launch: Launch) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(cause_message(getattr(exc, "cause", None) or exc).split())
+    return cause_message(exc)

@@ -28,14 +28,23 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from cli import CliError
 from cli.commands import AddCommand, add_scope_option, commands, each, scope_dest, scope_of
-from cli.common import EXIT_OK, EXIT_USAGE, PROG, Verbs, add_verb, emit, key_values, temporal
+from cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    PROG,
+    Verbs,
+    add_verb,
+    cause_message,
+    emit,
+    key_values,
+    temporal,
+)
 from cli.launch import Launch, Outcome, outcome, start_and_maybe_wait
 from cli.launch import start as start_launch
 from providers import registry
 from providers.ratelimit import Priority
 from providers.spec import ProviderSpec
 from settings import Settings
-from workflows.kernel import cause_message
 from workflows.plans import plan_for, plan_problem
 from workflows.scheduler import Scheduler, scheduler_id
 from workflows.scheduler_types import (
@@ -181,7 +190,7 @@ def _follow(
         try:
             await client.get_workflow_handle(child_id).result()
         except WorkflowFailureError as exc:
-            failure = " ".join(cause_message(exc.cause or exc).split())[:200]
+            failure = cause_message(exc)[:200]
         for _ in range(100):  # the scheduler hears of the end as the child ends (~5 s)
             state = await handle.query(Scheduler.request, rid)
             if state.state == "done" and state.outcome is not None:
