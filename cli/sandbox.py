@@ -27,4 +27,4 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     # and only this verb serves them.
     from sandbox.__main__ import main as sandbox_main
 
-    return int(sandbox_main(args.sandbox_args) or 0)
+    return int(sandbox_main(args.sandbox_args, prog="python starter.py sandbox") or 0)

@@ -11,27 +11,51 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+from typing import NoReturn
 
 from sandbox.battlenet import BattleNetSandboxConfig
 from sandbox.discord import API_PREFIX, DiscordSandboxConfig
 from sandbox.discord_limits import ROUTES as DISCORD_ROUTES
-from sandbox.discord_world import DiscordWorldConfig, TenantSpec
+from sandbox.discord_world import DiscordWorld, DiscordWorldConfig, TenantSpec
 from sandbox.server import PortInUseError, SandboxConfig, serve_forever
-from sandbox.world import BattleNetWorldConfig
+from sandbox.world import BattleNetWorld, BattleNetWorldConfig
 
 _DEFAULT = "(default: %(default)s)"
+PROG = "python -m sandbox"
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Terminated(Exception):
+    """SIGTERM: a clean stop (exit 0), not death by the signal."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line naming the fix, exit 2 (as `starter.py`'s own verbs)."""
+
+    def error(self, message: str) -> NoReturn:
+        text = f"error: {message} (see `{self.prog} --help`)"
+        # what was typed is quoted: a newline or escape in it must not make several lines
+        line = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+        self.exit(2, line + "\n")
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     defaults, world = BattleNetSandboxConfig(), BattleNetWorldConfig()
-    parser = argparse.ArgumentParser(
-        prog="python -m sandbox",
-        description="Serve a strict, seeded imitation of the Battle.net WoW API "
+    parser = _Parser(
+        prog=prog,
+        description="Serve a sandbox of one provider's API on 127.0.0.1; providers: battlenet "
+        "(default) and discord. battlenet: a strict, seeded imitation of the Battle.net WoW API "
         "(token, guild, roster, character and PvP endpoints, 429s, 304s, admin endpoints), "
-        "or with --provider discord of the Discord REST API v10 (guild, channels, threads, "
+        "discord: one of the Discord REST API v10 (guild, channels, threads, "
         "messages; global, per-route and invalid-request limits).",
-        epilog="Example: python -m sandbox --port 8787 --seed 7 --guilds-per-region 5",
+        epilog=f"Example: {prog} --port 8787 --seed 7 --guilds-per-region 5; "
+        f"{prog} --provider discord --port 8788. Once listening it prints the `export` "
+        "lines that point a worker at it.",
     )
     add = parser.add_argument
     add(
@@ -171,18 +195,59 @@ def discord_config_from_args(args: argparse.Namespace) -> DiscordSandboxConfig:
 
 
 def _listening_message(config: SandboxConfig, url: str) -> str:
+    """Where it listens, the `export` lines a worker needs and a few entities that exist.
+
+    The credentials printed are the sandbox's own fixed test values (its --client-id,
+    --client-secret, --bot-token), never a user's secret.
+    """
     if isinstance(config, DiscordSandboxConfig):
-        return f"Discord sandbox listening on {url} (API base {url}{API_PREFIX})"
-    return f"Battle.net sandbox listening on {url}"
+        tenants = ", ".join(str(guild_id) for guild_id in DiscordWorld(config.world).tenants)
+        return "\n".join(
+            [
+                f"Discord sandbox listening on {url} (API base {url}{API_PREFIX})",
+                "point a worker at it (these are the sandbox's test credentials):",
+                f"export DISCORD_API_BASE_URL={url}{API_PREFIX}",
+                f"export DISCORD_BOT_TOKEN={config.bot_token}",
+                f"tenant (guild) ids: {tenants or '(none: add one with POST /_admin/tenants)'}",
+            ]
+        )
+    lines = [
+        f"Battle.net sandbox listening on {url}",
+        "point a worker at it (these are the sandbox's test credentials):",
+        f"export BNET_API_BASE_URL={url}",
+        f"export BNET_OAUTH_URL={url}/token",
+        f"export BNET_CLIENT_ID={config.client_id}",
+        f"export BNET_CLIENT_SECRET={config.client_secret}",
+    ]
+    world = BattleNetWorld(config.world)  # seeded: the same entities the server built
+    for region in world.regions:
+        guilds = world.guilds(region)
+        if not guilds:
+            continue
+        guild = guilds[0]
+        lines.append(
+            f"a guild: {region} {guild.realm_slug} {guild.name_slug} "
+            f"(python starter.py track guild {region} {guild.realm_slug} {guild.name_slug})"
+        )
+        members = world.guild_members(region, guild.realm_slug, guild.name_slug)
+        visible = [member for member in members if not member.hidden]  # hidden ones 404
+        if visible:
+            member = visible[0]
+            lines.append(f"a character: {region} {member.realm_slug} {member.name_slug}")
+        break
+    return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         config = config_from_args(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # uvicorn re-raises a SIGTERM it handled once it has shut down: with the default handler the
+    # process then died of it (exit 143), not the clean exit 0 a service manager expects
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         serve_forever(
             config,
@@ -193,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     except PortInUseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except _Terminated:
+        return 0
     return 0
 
 
