@@ -21,11 +21,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _starter(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+def _starter(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "starter.py", *args],
         cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        **kwargs,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -100,18 +99,19 @@ def _check(exports: dict[str, str], lines: str) -> None:
     basic = base64.b64encode(
         f"{exports['BNET_CLIENT_ID']}:{exports['BNET_CLIENT_SECRET']}".encode()
     ).decode()
-    token = httpx.post(
+    grant = httpx.post(
         exports["BNET_OAUTH_URL"],
         data={"grant_type": "client_credentials"},
         headers={"Authorization": f"Basic {basic}"},
         timeout=10,
     )
-    assert token.status_code == 200, token.text
+    assert grant.status_code == 200, grant.text
+    bearer = grant.json()["access_token"]
     region, realm, name = lines.rpartition("a guild: ")[2].split()[:3]
     guild = httpx.get(
         f"{exports['BNET_API_BASE_URL']}/data/wow/guild/{realm}/{name}",
         params={"namespace": f"profile-{region}"},
-        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        headers={"Authorization": f"Bearer {bearer}"},
         timeout=10,
     )
     assert guild.status_code == 200, guild.text
@@ -119,7 +119,7 @@ def _check(exports: dict[str, str], lines: str) -> None:
     character = httpx.get(
         f"{exports['BNET_API_BASE_URL']}/profile/wow/character/{realm}/{char}",
         params={"namespace": f"profile-{region}"},
-        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        headers={"Authorization": f"Bearer {bearer}"},
         timeout=10,
     )
     assert character.status_code == 200, character.text
