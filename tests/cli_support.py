@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,3 +18,17 @@ def run_cli(
         [sys.executable, "starter.py", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+def cli_env(
+    temporal_env: Any, database_url: str, task_queue: str, drop: str = "", **settings: str
+) -> dict[str, str]:
+    """This process's environment (less names starting with ``drop``) pointed at the test's
+    database and Temporal, on a task queue nobody polls (so --wait runs a worker in-process)."""
+    return {
+        **{k: v for k, v in os.environ.items() if not (drop and k.startswith(drop))},
+        "DATABASE_URL": database_url,
+        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "TEMPORAL_TASK_QUEUE": task_queue,
+        **settings,
+    }

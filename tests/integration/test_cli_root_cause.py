@@ -12,7 +12,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 from cli.common import cause_message
-from tests.cli_support import run_cli
+from tests.cli_support import cli_env, run_cli
 from tests.sandbox_helpers import admin, battlenet_sandbox
 
 WHY = "season 37 has no bracket(s) 4v4; it has 2v2, 3v3, rbg"
@@ -65,16 +65,12 @@ def test_pvp_bad_bracket_and_battlenet_without_credentials_print_the_workers_mes
 ):
     with battlenet_sandbox(guilds_per_region=1, pvp_entries=5) as sb:
         side = uuid.uuid4().hex[:8]
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("BNET_CLIENT")},
-            "DATABASE_URL": database_url,
-            "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-            "TEMPORAL_TASK_QUEUE": task_queue,  # nobody polls it: --wait runs a worker in-process
-            "PVP_SYNC_TASK_QUEUE": f"{side}.pvp-sync",
-            "PVP_PROCESSING_TASK_QUEUE": f"{side}.pvp-processing",
-            "BNET_API_BASE_URL": sb.url,
-            "BNET_OAUTH_URL": f"{sb.url}/token",
-        }
+        env = cli_env(
+            temporal_env, database_url, task_queue, drop="BNET_CLIENT",
+            PVP_SYNC_TASK_QUEUE=f"{side}.pvp-sync",
+            PVP_PROCESSING_TASK_QUEUE=f"{side}.pvp-processing",
+            BNET_API_BASE_URL=sb.url, BNET_OAUTH_URL=f"{sb.url}/token",
+        )  # fmt: skip
         with_keys = {
             **env,
             "BNET_CLIENT_ID": "sandbox-client",
@@ -108,14 +104,10 @@ def test_discord_unknown_guild_prints_the_workers_message(temporal_env, database
     from tests.integration.discord_support import TOKEN, discord_server
 
     with discord_server(lifted=True) as sandbox:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-            "TEMPORAL_TASK_QUEUE": task_queue,  # nobody polls it: --wait runs a worker in-process
-            "DISCORD_BOT_TOKEN": TOKEN,
-            "DISCORD_API_BASE_URL": f"{sandbox.url}/api/v10",
-        }
+        env = cli_env(
+            temporal_env, database_url, task_queue,
+            DISCORD_BOT_TOKEN=TOKEN, DISCORD_API_BASE_URL=f"{sandbox.url}/api/v10",
+        )  # fmt: skip
         gid = "1168516062791340136"  # tracked here, unknown to the sandbox
         assert run_cli(env, "track", "tenant", gid).returncode == 0
         line = _last_line(run_cli(env, "sync", "discord", "--tenant", gid, "--wait"))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 import runtime
-from tests.cli_support import run_cli
+from tests.cli_support import cli_env, run_cli
 from tests.integration.discord_support import TOKEN, create_tenant, discord_server
 
 pytestmark = [pytest.mark.integration]
@@ -27,14 +26,10 @@ def test_track_sync_status_and_reset_from_the_command_line(temporal_env, databas
             sandbox.url, name="Cli", text_channels=[120, 3], forbidden_channels=1
         )
         gid = tenant["guild_id"]
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-            "TEMPORAL_TASK_QUEUE": task_queue,  # nobody polls it: --wait runs a worker in-process
-            "DISCORD_BOT_TOKEN": TOKEN,
-            "DISCORD_API_BASE_URL": f"{sandbox.url}/api/v10",
-        }
+        env = cli_env(
+            temporal_env, database_url, task_queue,
+            DISCORD_BOT_TOKEN=TOKEN, DISCORD_API_BASE_URL=f"{sandbox.url}/api/v10",
+        )  # fmt: skip
         untracked = _cli(env, "sync", "discord", "--tenant", gid)
         assert untracked.returncode == 1
         assert f"run `python starter.py track tenant {gid}` first" in untracked.stderr
