@@ -216,12 +216,14 @@ class DiscordActivities:
 
     @activity.defn
     async def discord_finish_tenant_sync(self, inp: FinishTenantInput) -> dict[str, Any]:
+        # A run's states are storage.sync.RUN_STATES; a workflow of before that said "done".
+        status = "completed" if inp.status == "done" else inp.status
         with activity_errors(f"discord: finish run {inp.run_id}"):
             async with self.engine.begin() as conn:
-                totals = await db.finish_run_progress(conn, inp.run_id, inp.status)
+                totals = await db.finish_run_progress(conn, inp.run_id, status)
                 counts = {**totals, "max_concurrent_channels": inp.max_concurrent}
                 await syncdb.finish_run(
-                    conn, inp.run_id, inp.status, counts, totals["failed"], inp.error
+                    conn, inp.run_id, status, counts, totals["failed"], inp.error
                 )
         return counts
 

@@ -171,7 +171,7 @@ class TenantSyncResult:
 
     discord_guild_id: int = 0
     run_id: int = 0
-    status: str = "done"  # done | partial (some channels parked) | failed
+    status: str = "completed"  # completed | partial (some channels parked) | failed
     channels: int = 0
     channels_done: int = 0
     channels_skipped: int = 0

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
+from cli import CliError
 from cli.commands import add_scope_argument, each
 from cli.common import EXIT_USAGE, Verbs, add_verb, temporal
-from cli.launch import start_and_maybe_wait
+from cli.launch import outcome, start_and_maybe_wait
+from cli.pollers import no_worker, worker_polls
 from cli.scheduler import BadRequest, manual_add
 from providers.ratelimit import Priority
 from settings import Settings
@@ -50,4 +53,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {exc} (see `python starter.py add {args.entity} --help`)", file=sys.stderr)
         return EXIT_USAGE
     async with temporal(settings) as (_, client):
+        queue = settings.TEMPORAL_TASK_QUEUE
+        if args.wait and not await worker_polls(client, queue):
+            # Nothing would answer the wait before its timeout: queue the request (a signal
+            # needs no worker) and say so at once.
+            await outcome(client, settings, replace(launch, update=None, follow=None), False)
+            raise CliError(
+                f"queued {launch.waiting_for} in {launch.id}, but {no_worker(queue)} "
+                f"(it is served once one runs; see `{launch.look}`)"
+            )
         return await start_and_maybe_wait(args, client, settings, launch)

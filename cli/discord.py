@@ -103,7 +103,9 @@ def _sync_finished(workflow_id: str, result: TenantSyncResult) -> Outcome:
         and v not in (None, "")
     )
     return Outcome(
-        result.status == "done", f"{head}\n  {parts}", {"workflow_id": workflow_id, **data}
+        result.status in ("completed", "done"),
+        f"{head}\n  {parts}",
+        {"workflow_id": workflow_id, **data},
     )
 
 
@@ -125,7 +127,13 @@ async def tenant_status(conn: AsyncConnection, tenant: str) -> dict[str, Any]:
     await tracked(conn, tenant)
     run = await db.latest_run(conn, int(tenant))
     jobs = [] if run is None else await db.run_jobs(conn, int(run["sync_run_id"]))
-    return {"tenant": int(tenant), "run": run, "channels": jobs}
+    return {
+        "tenant": int(tenant),
+        "run": run,
+        "channels": jobs,
+        "stored": await db.tenant_stored(conn, int(tenant)),
+        "last_run": await db.last_sync_run(conn, tenant),
+    }
 
 
 def _cell(job: dict[str, Any], name: str) -> str:
@@ -144,9 +152,15 @@ def _cell(job: dict[str, Any], name: str) -> str:
 
 
 def render_status(data: dict[str, Any]) -> str:
-    run = data["run"]
+    run, stored, last = data["run"], data.get("stored") or {}, data.get("last_run")
+    kept = f"{stored.get('messages', 0)} messages in {stored.get('channels', 0)} channels stored"
+    ended = ""
+    if last is not None and last["status"] not in ("running", "completed"):
+        ended = f"\nlast run {last['workflow_id'].partition('#')[0]} {last['status']}"
+        ended += f": {last['error']}" if last["error"] else ""
     if run is None:
-        return f"tenant {data['tenant']}: tracked, never synced"
+        synced = "never synced" if last is None else "no channel progress recorded"
+        return f"tenant {data['tenant']}: tracked, {synced}; {kept}{ended}"
     head = (
         f"tenant {data['tenant']} — run {run['sync_run_id']} ({run['mode']}, "
         f"{run['run_status']}), started {run['started_at']:%Y-%m-%d %H:%M:%S}"
@@ -157,7 +171,7 @@ def render_status(data: dict[str, Any]) -> str:
         by_status[job["status"]] = by_status.get(job["status"], 0) + 1
     total = sum(j["messages_processed"] for j in jobs)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items()))
-    lines = [head, f"{len(jobs)} channels: {counts or 'none'}; {total} messages"]
+    lines = [head + ended, f"{len(jobs)} channels: {counts or 'none'}; {total} messages; {kept}"]
     lines.append("  ".join(name.ljust(width) for name, width in _COLUMNS))
     for job in jobs:
         cells = [_cell(job, name).ljust(width) for name, width in _COLUMNS]

@@ -17,12 +17,17 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -41,6 +46,7 @@ from cli.common import (
 )
 from cli.launch import Launch, Outcome, outcome, start_and_maybe_wait
 from cli.launch import start as start_launch
+from cli.pollers import no_worker, worker_polls
 from providers import registry
 from providers.ratelimit import Priority
 from providers.spec import ProviderSpec
@@ -57,6 +63,7 @@ from workflows.scheduler_types import (
 from workflows.visibility import search_attributes
 
 ACTIONS = ("start", "stop", "pause", "resume", "status")
+QUERY_TIMEOUT = timedelta(seconds=10)
 
 
 def cadence_arg(value: str) -> str:
@@ -280,34 +287,93 @@ def scope_or_fail(spec: ProviderSpec, args: argparse.Namespace, settings: Settin
     return scope
 
 
-async def control(client: Client, spec: ProviderSpec, scope: str, action: str) -> dict[str, Any]:
-    """stop | pause | resume | status of a running scheduler."""
-    wid = scheduler_id(spec.name, scope)
-    handle = client.get_workflow_handle(wid)
+async def scheduler_state(client: Client, workflow_id: str) -> dict[str, Any]:
+    """Where a scheduler is, asked of Temporal itself: ``state`` is running, or how it ended
+    (completed, canceled, terminated, …), or "not started"; a running one's status comes from
+    its query only while a worker polls its queue (else ``worker`` says none does: a query with
+    no worker waits for its whole timeout and then blames the scheduler)."""
+    handle = client.get_workflow_handle(workflow_id)
     try:
-        if action == "stop":
-            await handle.cancel()
-        elif action in ("pause", "resume"):
-            await handle.signal(action)
-        else:
-            return {"scheduler": wid, **asdict(await handle.query(Scheduler.status))}
+        described = await handle.describe()
     except RPCError as exc:
-        raise CliError(
-            f"{wid} is not running ({exc.message}); start it with "
-            f"`{PROG} scheduler start {spec.name} {spec.scope_option} {scope}`"
-        ) from None
-    return {"scheduler": wid, "action": action, "ok": True}
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return {"scheduler": workflow_id, "state": "not started"}
+    status = described.status
+    state: dict[str, Any] = {
+        "scheduler": workflow_id,
+        "state": status.name.lower() if status is not None else "unknown",
+    }
+    if status != WorkflowExecutionStatus.RUNNING:
+        state["closed_at"] = described.close_time
+        return state
+    queue = described.task_queue
+    if not await worker_polls(client, queue):
+        state["worker"] = no_worker(queue)
+        return state
+    try:
+        answer = await handle.query(Scheduler.status, rpc_timeout=QUERY_TIMEOUT)
+    except RPCError as exc:
+        state["worker"] = f"did not answer ({exc.message})"
+        return state
+    return {**state, **asdict(answer)}
+
+
+def _start_hint(spec: ProviderSpec, scope: str) -> str:
+    return f"start it with `{PROG} scheduler start {spec.name} {spec.scope_option} {scope}`"
+
+
+def _ended(state: dict[str, Any]) -> str:
+    closed = state.get("closed_at")
+    return state["state"] + (f" at {closed:%Y-%m-%d %H:%M:%S} UTC" if closed else "")
+
+
+async def control(client: Client, spec: ProviderSpec, scope: str, action: str) -> dict[str, Any]:
+    """stop | pause | resume | status of a scheduler; a scheduler that is not running is a
+    CliError naming how it ended and how to start it (stop says it is stopped already)."""
+    wid = scheduler_id(spec.name, scope)
+    state = await scheduler_state(client, wid)
+    running = state["state"] == "running"
+    if action == "stop" and not running:
+        return {"scheduler": wid, "action": "stop", "state": _ended(state), "stopped": True}
+    if not running:
+        raise CliError(f"{wid} is not running ({_ended(state)}); {_start_hint(spec, scope)}")
+    if action == "status":
+        return state
+    handle = client.get_workflow_handle(wid)
+    if action == "stop":
+        await handle.cancel()
+        data: dict[str, Any] = {"scheduler": wid, "action": "stop"}
+        if "worker" in state:  # nobody runs the cancellation: it ends once a worker does
+            return {**data, "state": "stop requested", "stopped": False, "worker": state["worker"]}
+        ended = await _wait_closed(client, wid)
+        return {**data, "state": ended or "stop requested", "stopped": ended is not None}
+    await handle.signal(action)
+    return {"scheduler": wid, "action": action, "ok": True, **_worker_note(state)}
+
+
+def _worker_note(state: dict[str, Any]) -> dict[str, Any]:
+    return {"worker": state["worker"]} if "worker" in state else {}
+
+
+async def _wait_closed(client: Client, workflow_id: str, within: float = 15.0) -> str | None:
+    """How the scheduler ended, once it did (within ``within`` s), else None."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        state = await scheduler_state(client, workflow_id)
+        if state["state"] != "running":
+            return _ended(state)
+        await asyncio.sleep(0.2)
+    return None
 
 
 async def running_schedulers(client: Client) -> list[dict[str, Any]]:
+    """Every running scheduler (from Temporal's visibility: a worker need not run), each with its
+    query's status when a worker polls, else why not."""
     out = []
     query = 'WorkflowType = "Scheduler" AND ExecutionStatus = "Running"'
     async for wf in client.list_workflows(query, limit=20):
-        try:
-            status = await client.get_workflow_handle(wf.id).query(Scheduler.status)
-            out.append({"scheduler": wf.id, **asdict(status)})
-        except RPCError as exc:
-            out.append({"scheduler": wf.id, "error": exc.message})
+        out.append(await scheduler_state(client, wf.id))
     return out
 
 
@@ -368,8 +434,26 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     async with temporal(settings) as (_, client):
         if args.action == "start":
-            launch = scheduler_launch(spec, scope, settings, args.every)
-            return await start_and_maybe_wait(args, client, settings, launch)
-        data = await control(client, spec, scope, args.action)
-    emit(args, key_values(data), data)
+            state = await scheduler_state(client, scheduler_id(spec.name, scope))
+            if state["state"] != "running":
+                launch = scheduler_launch(spec, scope, settings, args.every)
+                return await start_and_maybe_wait(args, client, settings, launch)
+            data = {"scheduler": state["scheduler"], "started": False, "already_running": True}
+            data |= _worker_note(state)
+        else:
+            data = await control(client, spec, scope, args.action)
+    emit(args, _human(data), data)
     return EXIT_OK
+
+
+def _human(data: dict[str, Any]) -> str:
+    """One line for what an action did; a status as ``key: value`` lines."""
+    wid, worker = data["scheduler"], data.get("worker")
+    note = f"; {worker}" if worker else ""
+    if data.get("already_running"):
+        return f"{wid} is already running (nothing started){note}"
+    if data.get("action") == "stop":
+        return f"{wid}: {data['state']}{note}"
+    if data.get("action") in ("pause", "resume"):
+        return f"{wid}: {data['action']}d{note}"
+    return key_values(data)

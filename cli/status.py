@@ -11,12 +11,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.service import RPCError, RPCStatusCode
 
 from cli.commands import ScopeView, add_scope_option, each, scope_dest
 from cli.common import (
     EXIT_OK,
     Verbs,
     add_verb,
+    cause_message,
     connect_quickly,
     database,
     running_temporal,
@@ -24,6 +27,7 @@ from cli.common import (
 )
 from cli.scheduler import running_schedulers
 from settings import Settings
+from storage import sync as syncdb
 from storage.status import database_status
 
 
@@ -70,28 +74,134 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _overall(engine: AsyncEngine, settings: Settings) -> dict[str, Any]:
+    """The stored counts and runs, the runs first checked against Temporal when it is up (a run
+    whose workflow ended without closing its row is closed as Temporal says it ended), and the
+    running schedulers."""
+    address = running_temporal(settings)
+    client: Client | None = None
+    note: str | None = None
+    orphaned: dict[int, str] = {}
+    if address is None:
+        note = "Temporal is not running: runs as stored, schedulers unknown"
+    else:
+        try:
+            client = await connect_quickly(address, settings)
+            orphaned = await reconcile_runs(engine, client)
+        except Exception as exc:  # status must work without Temporal
+            client, note = None, f"Temporal at {address} not reachable: {cause_message(exc)}"
     data = await database_status(engine)
-    data["schedulers"] = await _schedulers_if_reachable(settings)
+    for run in data["runs"]:
+        if run.pop("id") in orphaned:
+            run["status"], run["error"] = "orphaned", orphaned_reason(address)
+    data["schedulers"] = [] if client is None else await running_schedulers(client)
+    if note:
+        data["temporal"] = note
     return data
+
+
+def orphaned_reason(address: str | None) -> str:
+    return f"the Temporal server at {address} has no such workflow (another server ran it?)"
+
+
+async def reconcile_runs(engine: AsyncEngine, client: Client) -> dict[int, str]:
+    """Close each run row left ``running`` whose workflow ended (failed, terminated, canceled,
+    timed out: the workflow could not close its row) with how and why it ended. Rows whose
+    workflow Temporal does not know are returned (row id → workflow id), not changed: the
+    same database may be shown with another Temporal server."""
+    async with engine.connect() as conn:
+        rows = await syncdb.open_runs(conn)
+    unknown: dict[int, str] = {}
+    for run_id, recorded in rows:
+        workflow_id, _, temporal_run = recorded.partition("#")  # Discord records "<id>#<run>"
+        ended = await _how_it_ended(client, workflow_id, temporal_run or None)
+        if ended is None:
+            unknown[run_id] = workflow_id
+        elif ended[0] != "running":
+            async with engine.begin() as conn:
+                await syncdb.close_open_run(conn, run_id, *ended)
+    return unknown
+
+
+async def _how_it_ended(
+    client: Client, workflow_id: str, run_id: str | None
+) -> tuple[str, str | None, datetime | None] | None:
+    """(state, reason, when) of the workflow's run; its latest run's once it continued-as-new;
+    None when Temporal has no such workflow."""
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    try:
+        described = await handle.describe()
+        if described.status == WorkflowExecutionStatus.CONTINUED_AS_NEW:
+            handle = client.get_workflow_handle(workflow_id)
+            described = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    state = RUN_STATE.get(described.status, "running") if described.status else "running"
+    if state in ("running", "completed"):
+        return state, None, described.close_time
+    try:
+        await handle.result(follow_runs=False)
+        reason = None
+    except WorkflowFailureError as exc:
+        reason = cause_message(exc)[:500]
+    return state, reason, described.close_time
+
+
+RUN_STATE = {
+    WorkflowExecutionStatus.RUNNING: "running",
+    WorkflowExecutionStatus.COMPLETED: "completed",
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.TERMINATED: "terminated",
+    WorkflowExecutionStatus.CANCELED: "canceled",
+    WorkflowExecutionStatus.TIMED_OUT: "timed_out",
+}
 
 
 def _render(data: dict[str, Any]) -> str:
     lines = []
     for section, values in data.items():
-        if isinstance(values, dict):
+        if section == "runs":
+            lines.append("runs (newest first):" if values else "runs: none yet")
+            lines += ["  " + _run_line(run) for run in values]
+        elif section == "schedulers":
+            lines.append("schedulers:" if values else "schedulers: none running")
+            lines += ["  " + _scheduler_line(s) for s in values]
+        elif isinstance(values, dict):
             lines.append(f"{section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
-        else:
+        elif isinstance(values, list):
             lines.append(f"{section}:")
             lines += ["  " + "  ".join(f"{k}={v}" for k, v in row.items()) for row in values]
+        else:
+            lines.append(f"{section}: {values}")
     return "\n".join(lines)
 
 
-async def _schedulers_if_reachable(settings: Settings) -> list[dict[str, Any]]:
-    """Running schedulers, when a Temporal server is already up (status never starts one)."""
-    address = running_temporal(settings)
-    if address is None:
-        return []
-    try:
-        return await running_schedulers(await connect_quickly(address, settings))
-    except Exception as exc:  # status must work without Temporal
-        return [{"error": f"Temporal at {address} not reachable: {exc}"}]
+def _when(moment: datetime | None) -> str:
+    return "" if moment is None else f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    """One run: what, its state, when, and for a run that did not complete, why."""
+    span = _when(run["started_at"]) + (
+        f" → {_when(run['finished_at'])}" if run["finished_at"] else ""
+    )
+    line = (
+        f"{run['workflow_id'].partition('#')[0]}  {run['provider']} {run['scope']} {run['kind']}"
+        f"  {run['status']}  {span}  errors={run['errors']}"
+    )
+    return line + (f"  {run['error']}" if run.get("error") else "")
+
+
+def _scheduler_line(state: dict[str, Any]) -> str:
+    head = f"{state['scheduler']}  {state.get('state', 'unknown')}"
+    if "worker" in state:
+        return f"{head}: {state['worker']}"
+    if "paused" not in state:
+        return head
+    queued = sum(state["queue_depth"].values())
+    return (
+        f"{head}{' (paused)' if state['paused'] else ''}: {queued} queued, "
+        f"{len(state['running'])} running, {state['dispatched_total']} dispatched, "
+        f"{state['rejected_total']} rejected"
+    )

@@ -518,7 +518,7 @@ async def finish_run_progress(conn: AsyncConnection, run_id: int, status: str) -
             updated_at=func.now(),
         )
     )
-    if status == "done":
+    if status == "completed":
         tenant = select(p.c.tenant_id).where(p.c.sync_run_id == run_id).scalar_subquery()
         await conn.execute(
             update(tenants).where(tenants.c.id == tenant).values(last_synced_at=func.now())
@@ -578,6 +578,38 @@ async def latest_run(conn: AsyncConnection, discord_guild_id: int) -> dict[str, 
             .limit(1)
         )
     ).first()
+    return None if row is None else dict(row._mapping)
+
+
+async def tenant_stored(conn: AsyncConnection, discord_guild_id: int) -> dict[str, int]:
+    """What is stored of a tenant, whatever any run says: channels and messages."""
+    row = (
+        await conn.execute(
+            select(
+                func.count(channels.c.id).label("channels"),
+                func.coalesce(func.sum(channels.c.message_count), 0).label("messages"),
+            )
+            .select_from(tenants.join(channels, channels.c.tenant_id == tenants.c.id))
+            .where(tenants.c.discord_guild_id == discord_guild_id)
+        )
+    ).one()
+    return {"channels": int(row.channels), "messages": int(row.messages)}
+
+
+async def last_sync_run(conn: AsyncConnection, scope: str) -> dict[str, Any] | None:
+    """The tenant's newest sync_runs row, whatever became of it (one that failed before its
+    channels were listed has no progress row)."""
+    row = (
+        await conn.execute(
+            select(
+                sync_runs.c.workflow_id, sync_runs.c.status, sync_runs.c.error,
+                sync_runs.c.started_at, sync_runs.c.finished_at,
+            )
+            .where(sync_runs.c.provider == "discord", sync_runs.c.scope == scope)
+            .order_by(sync_runs.c.started_at.desc(), sync_runs.c.id.desc())
+            .limit(1)
+        )
+    ).first()  # fmt: skip
     return None if row is None else dict(row._mapping)
 
 

@@ -35,11 +35,16 @@ async def database_status(engine: AsyncEngine, runs: int = 5) -> dict[str, Any]:
         latest = (
             await conn.execute(
                 select(
+                    sync_runs.c.id,
                     sync_runs.c.workflow_id,
+                    sync_runs.c.provider,
+                    sync_runs.c.scope,
+                    sync_runs.c.kind,
                     sync_runs.c.status,
                     sync_runs.c.started_at,
                     sync_runs.c.finished_at,
                     sync_runs.c.errors,
+                    sync_runs.c.error,
                 )
                 .order_by(sync_runs.c.started_at.desc())
                 .limit(runs)

@@ -16,6 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.models import sync_checkpoints, sync_failures, sync_runs
 
+# The one vocabulary of a run's state (sync_runs.status), for every provider. The last four are
+# how Temporal says a workflow ended without closing its row; `status` writes them when it checks
+# running rows against Temporal. "abandoned": a later sync of the same scope found the row open.
+RUN_STATES = (
+    "running", "completed", "partial", "failed", "abandoned", "terminated", "canceled", "timed_out",
+)  # fmt: skip
+ENDED = RUN_STATES[1:]
+
 
 async def start_run(
     conn: AsyncConnection, provider: str, scope: str, kind: str, workflow_id: str
@@ -46,11 +54,39 @@ async def finish_run(
     errors: int,
     error: str | None = None,
 ) -> None:
+    if status not in ENDED:
+        raise ValueError(f"a run cannot end {status!r}; it ends one of {', '.join(ENDED)}")
     await conn.execute(
         update(sync_runs)
         .where(sync_runs.c.id == run_id)
         .values(status=status, counts=counts, errors=errors, error=error, finished_at=func.now())
     )
+
+
+async def open_runs(conn: AsyncConnection, limit: int = 50) -> list[tuple[int, str]]:
+    """The newest runs still marked running: (row id, workflow id as recorded)."""
+    rows = await conn.execute(
+        select(sync_runs.c.id, sync_runs.c.workflow_id)
+        .where(sync_runs.c.status == "running")
+        .order_by(sync_runs.c.started_at.desc())
+        .limit(limit)
+    )
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+async def close_open_run(
+    conn: AsyncConnection, run_id: int, status: str, error: str | None, finished_at: datetime | None
+) -> bool:
+    """Close a row its workflow left running (it ended as Temporal says); False if it was
+    closed meanwhile (the workflow's own finish wins)."""
+    if status not in ENDED:
+        raise ValueError(f"a run cannot end {status!r}")
+    done = await conn.execute(
+        update(sync_runs)
+        .where(sync_runs.c.id == run_id, sync_runs.c.status == "running")
+        .values(status=status, error=error, finished_at=finished_at or func.now())
+    )
+    return bool(done.rowcount)
 
 
 async def record_failure(

@@ -284,7 +284,7 @@ class DiscordTenantSync:
         )
 
     async def _finish(self, inp: TenantSyncInput, state: TenantSyncState) -> TenantSyncResult:
-        status = "failed" if state.fatal else ("partial" if state.failed else "done")
+        status = "failed" if state.fatal else ("partial" if state.failed else "completed")
         totals = await workflow.execute_activity_method(
             DiscordActivities.discord_finish_tenant_sync,
             FinishTenantInput(state.run_id, status, state.fatal, state.max_concurrent),

@@ -499,7 +499,7 @@ class DiscordJob(Job):
         )
 
     def finished(self, result: Any) -> str | None:
-        if result.status != "done" or result.channels_failed:
+        if result.status != "completed" or result.channels_failed:
             return f"status={result.status} channels_failed={result.channels_failed}"
         return None
 

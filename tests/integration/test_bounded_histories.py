@@ -254,7 +254,7 @@ async def test_tenant_sync_pages_channels_from_postgres_and_continues_as_new(
             assert stored.get(int(channel["id"]), []) == truth_ids(sandbox.url, channel["id"])
 
     n = len(readable) + 1  # and the forbidden one, skipped by its child
-    assert result.status == "done", result
+    assert result.status == "completed", result
     assert result.channels == n
     assert result.channels_done == len(readable) and result.channels_skipped == 1
     assert result.messages == sum(c["messages"] for c in readable)

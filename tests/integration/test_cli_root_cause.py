@@ -3,6 +3,7 @@ not "Workflow execution failed" or "Activity task failed"."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -92,6 +93,18 @@ def test_pvp_bad_bracket_and_battlenet_without_credentials_print_the_workers_mes
         bnet = _last_line(run_cli(env, "sync", "battlenet", "--region", "eu", "--wait"))
         assert bnet.startswith("error: battlenet-sync/eu/")
         assert "BNET_CLIENT_ID and BNET_CLIENT_SECRET are not set" in bnet
+
+        # `status` shows each failed run with its reason (item 1): the PvP runs are there
+        # (they had no sync_runs row), and the Battle.net run, whose workflow failed before it
+        # could close its row, is closed as Temporal says it ended (item 8)
+        shown = run_cli(env, "status", "--json")
+        assert shown.returncode == 0, shown.stderr
+        runs = {(r["kind"], r["status"], r["error"]) for r in json.loads(shown.stdout)["runs"]}
+        assert ("pvp", "failed", WHY) in runs, runs
+        assert any(k == "pvp" and s == "failed" and "99" in e for k, s, e in runs), runs
+        assert any(s == "failed" and "BNET_CLIENT_ID" in e for k, s, e in runs if k != "pvp"), runs
+        human = run_cli(env, "status").stdout
+        assert "failed" in human and WHY in human, human
 
 
 def _last_line(done: subprocess.CompletedProcess[str]) -> str:

@@ -38,7 +38,7 @@ def test_track_sync_status_and_reset_from_the_command_line(temporal_env, databas
         synced = _cli(env, "sync", "discord", "--tenant", gid, "--wait", "--json")
         assert synced.returncode == 0, synced.stderr
         summary = json.loads(synced.stdout)
-        assert summary["status"] == "done" and summary["messages"] == 123
+        assert summary["status"] == "completed" and summary["messages"] == 123
         assert summary["channels_skipped"] == 1 and summary["max_concurrent_channels"] >= 2
         assert TOKEN not in synced.stdout + synced.stderr
 

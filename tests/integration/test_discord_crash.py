@@ -71,7 +71,7 @@ async def test_channel_resumes_after_worker_sigkill_with_exactly_the_truth(
             if first.poll() is None:
                 first.kill()
         assert pages_before_restart < 31, "the kill happened after the big channel was done"
-        assert result.status == "done" and result.channels_done == 2
+        assert result.status == "completed" and result.channels_done == 2
         stored = await stored_ids(database_url)
         assert stored[int(big["id"])] == truth_ids(sandbox.url, big["id"])
         engine = create_engine(database_url, pool_size=1)

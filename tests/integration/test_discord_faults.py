@@ -67,7 +67,7 @@ async def test_thirty_thousand_messages_under_5xx_resets_and_cut_bodies_are_exac
         )
         assert sum(c["messages"] for c in readable) >= 29_000
         assert min(injected.get(k, 0) for k in ("error", "reset", "truncate")) > 0
-        assert (result.status, result.channels_failed) == ("done", 0)
+        assert (result.status, result.channels_failed) == ("completed", 0)
         assert sum(stats["rate_limited"].values()) == 0, stats["rate_limited"]
         assert result.messages == sum(c["messages"] for c in readable)
         stored = await stored_ids(database_url)
@@ -119,7 +119,7 @@ async def test_a_database_connection_lost_mid_channel_is_retried_not_parked(
                     await asyncio.sleep(0.025)
                 assert await _terminate_other_connections(database_url) >= 1
                 result = await asyncio.wait_for(handle.result(), 90)
-        assert (result.status, result.channels_done, result.channels_failed) == ("done", 2, 0)
+        assert (result.status, result.channels_done, result.channels_failed) == ("completed", 2, 0)
         stored = await stored_ids(database_url)
         for channel in tenant["channels"]:
             if channel["type"] == 0:

@@ -49,7 +49,7 @@ async def test_thirty_channels_under_strict_limits_get_at_most_one_429_per_bucke
             f"\n30 channels: {result.seconds:.1f}s, {stats['requests']} requests, "
             f"429s {stats['rate_limited']}, by bucket {stats['rate_limited_by_bucket']}"
         )
-        assert result.status == "done" and result.messages == 30 * 61
+        assert result.status == "completed" and result.messages == 30 * 61
         assert all(n <= 1 for n in stats["rate_limited_by_bucket"].values())
         assert stats["throttled"] <= len(stats["rate_limited_by_bucket"])
         assert stats["global_max_in_window"] <= 40
@@ -70,7 +70,7 @@ async def test_forced_bucket_and_global_429s_are_survived(client, database_url, 
         result = await run_tenant_sync(client, settings, database_url, task_queue, gid)
         stats = admin(sandbox.url, "stats")
         assert stats["rate_limited"].get("user") == 3 and stats["rate_limited"].get("global") == 2
-        assert result.status == "done" and result.messages == 410
+        assert result.status == "completed" and result.messages == 410
         assert result.rate_limit_encounters == 5
         _assert_truth(sandbox.url, tenant, await stored_ids(database_url))
 
@@ -87,7 +87,7 @@ async def test_a_429_is_a_budget_wait_and_never_spends_an_attempt(client, databa
         )
         result = await run_tenant_sync(client, settings, database_url, task_queue, gid)
         stats = admin(sandbox.url, "stats")
-        assert (result.status, result.channels_done, result.channels_failed) == ("done", 3, 0)
+        assert (result.status, result.channels_done, result.channels_failed) == ("completed", 3, 0)
         assert stats["rate_limited"].get("user") == 6
         assert result.messages == 410 and result.rate_limit_encounters == 6
         _assert_truth(sandbox.url, tenant, await stored_ids(database_url))
@@ -118,7 +118,7 @@ async def test_a_429_while_listing_the_guild_waits_for_its_bucket_in_the_same_at
         history = await client.get_workflow_handle(
             f"discord-sync/{gid}/{task_queue}"
         ).fetch_history()
-        assert (result.status, result.channels_done, result.messages) == ("done", 2, 50)
+        assert (result.status, result.channels_done, result.messages) == ("completed", 2, 50)
         assert stats["rate_limited"].get("user") == 2
         scheduled = {
             e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name

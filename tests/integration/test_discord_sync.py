@@ -61,7 +61,7 @@ async def test_full_and_incremental_paging_match_the_truth_id_by_id(
             assert stored.get(int(channel["id"]), []) == truth_ids(sandbox.url, channel["id"]), (
                 channel
             )
-        assert first.status == "done"
+        assert first.status == "completed"
         assert first.messages == sum(c["messages"] for c in readable)
         assert first.channels_skipped == 1  # the 403 channel
         assert first.channels_failed == 0
@@ -153,7 +153,7 @@ async def test_a_sync_after_an_interrupted_one_starts_a_fresh_run(client, databa
         full = await run_tenant_sync(
             client, settings, database_url, task_queue, gid, full=True, workflow_id=workflow_id
         )
-        assert full.status == "done" and full.channels_done == 2
+        assert full.status == "completed" and full.channels_done == 2
         assert full.messages == 3040  # a full run re-read everything: its cursors were cleared
         engine = create_engine(database_url, pool_size=1)
         async with engine.connect() as conn:
@@ -170,7 +170,7 @@ async def test_a_sync_after_an_interrupted_one_starts_a_fresh_run(client, databa
                 )
             ).all()
         await engine.dispose()
-        assert runs == ["abandoned", "done"]
+        assert runs == ["abandoned", "completed"]
         statuses: dict[str, int] = {str(k): int(v) for k, v in jobs}
         assert statuses.get("abandoned", 0) >= 1  # the big channel, cut off mid-way
         assert not {"pending", "running", "waiting"} & set(statuses)  # nothing left open
