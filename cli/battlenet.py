@@ -12,8 +12,10 @@ from typing import get_args
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from activities.types import BattleNetSyncInput, PvpSyncInput, PvpSyncResult, SyncCounts
-from cli.commands import AddCommand, ProviderCommands, Scope, SyncCommand, TrackCommand
+from cli import bnet_progress
+from cli.commands import AddCommand, ProviderCommands, Scope, ScopeView, SyncCommand, TrackCommand
 from cli.launch import Launch, Outcome
+from cli.progress import Tracking
 from providers.battlenet.names import character_slug, slugify, valid_slug
 from settings import Settings
 from storage import battlenet as db
@@ -127,6 +129,9 @@ def _sync_launch(args: argparse.Namespace, settings: Settings, region: str) -> L
         search_attributes=search_attributes(PROVIDER, region, "full" if args.full else "sync"),
         result_type=SyncCounts,
         finished=_sync_finished,
+        progress=Tracking(
+            bnet_progress.sync_probe(region), PROVIDER, settings.BNET_RATE_PER_SECOND
+        ),
     )
 
 
@@ -170,6 +175,7 @@ def _pvp_launch(args: argparse.Namespace, settings: Settings, region: str) -> La
         search_attributes=search_attributes(PROVIDER, region, "pvp"),
         result_type=PvpSyncResult,
         finished=_pvp_finished,
+        progress=Tracking(bnet_progress.pvp_probe, PROVIDER, settings.BNET_RATE_PER_SECOND),
     )
 
 
@@ -212,4 +218,10 @@ COMMANDS = ProviderCommands(
     ),
     track=(_track_command("guild"), _track_command("character")),
     add=(_add_command("character"), _add_command("guild")),
+    view=ScopeView(
+        help="the region's latest Battle.net and PvP runs: phase, done/total, rate, errors, "
+        "PvP per bracket (live with --watch)",
+        fetch=bnet_progress.region_status,
+        render=bnet_progress.render_region,
+    ),
 )

@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from temporalio.api.enums.v1 import PendingWorkflowTaskState, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -33,7 +34,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from cli import CliError
 from cli.common import EXIT_FAILED, EXIT_OK, cause_message, emit
+from cli.progress import DETAILS, Tracking, Watch, followed
 from settings import Settings
+
+if TYPE_CHECKING:
+    from worker import WorkerParts
 
 PICKUP_SECONDS = 5.0  # a polling worker takes a new workflow's first task well within this
 NO_POLLER = " (no worker is polling yet: run `python worker.py`)"
@@ -87,6 +92,8 @@ class Launch:
     worker_if_unpolled: bool = True  # a wait with nobody polling runs a worker in this process
     started: Callable[[WorkflowHandle[Any, Any], bool], Outcome] = started_line
     finished: Callable[[str, Any], Outcome] = finished_line
+    # how a --wait shows the run's live progress (default: what the workflow says it does)
+    progress: Tracking = DETAILS
 
 
 async def has_pollers(client: Client, task_queue: str) -> bool:
@@ -146,10 +153,12 @@ async def outcome(
     launch: Launch,
     wait: bool,
     database_url: str | None = None,
+    progress_to: TextIO | None = None,
 ) -> Outcome:
     """Start ``launch``; with ``wait``, read its result (or its update's). A failure or a
     timeout is a :class:`CliError` with one line. ``database_url``: when no worker takes the
-    workflow, one runs in this process until the result is in."""
+    workflow, one runs in this process until the result is in (and the progress probe may read
+    the database). ``progress_to``: where a wait shows live progress (None: nowhere)."""
     queue = settings.TEMPORAL_TASK_QUEUE
     if wait and launch.update is not None:
         return launch.finished(launch.id, await _update_with_start(client, queue, launch))
@@ -163,8 +172,10 @@ async def outcome(
         and not (polled and await _picked_up(handle))
     )
     try:
-        async with _worker(client, settings, database_url if in_process else None):
-            result = await asyncio.wait_for(handle.result(), launch.timeout)
+        async with _worker(client, settings, database_url if in_process else None) as parts:
+            watch = Watch(client, handle.id, database_url, _counters(parts, launch.progress))
+            waited = followed(handle.result(), launch.progress, watch, progress_to)
+            result = await asyncio.wait_for(waited, launch.timeout)
     except TimeoutError:
         raise CliError(_timed_out(launch)) from None
     except WorkflowFailureError as exc:
@@ -179,8 +190,12 @@ async def start_and_maybe_wait(
     launch: Launch,
     database_url: str | None = None,
 ) -> int:
-    """What a verb that starts a workflow returns: its output printed, 0 if it went well."""
-    done = await outcome(client, settings, launch, bool(getattr(args, "wait", False)), database_url)
+    """What a verb that starts a workflow returns: its output printed, 0 if it went well.
+    A wait's progress goes to stdout, or to stderr with --json (stdout: one JSON document)."""
+    json_out = bool(getattr(args, "json", False))
+    progress_to = sys.stderr if json_out else sys.stdout
+    wait = bool(getattr(args, "wait", False))
+    done = await outcome(client, settings, launch, wait, database_url, progress_to)
     emit(args, done.human, done.data)
     return EXIT_OK if done.ok else EXIT_FAILED
 
@@ -230,16 +245,25 @@ async def _update_with_start(client: Client, task_queue: str, launch: Launch) ->
 @asynccontextmanager
 async def _worker(
     client: Client, settings: Settings, database_url: str | None
-) -> AsyncIterator[None]:
+) -> AsyncIterator[WorkerParts | None]:
+    """A worker in this process when ``database_url`` is given (its parts), else nothing."""
     if database_url is None:
-        yield
+        yield None
         return
     # Lazy: worker.py imports every provider's activities and HTTP clients (about a second),
     # which only a --wait with nobody polling needs; --help and every other path skip it.
     from worker import build_worker
 
     async with build_worker(client, settings, database_url) as parts, parts.worker:
-        yield
+        yield parts
+
+
+def _counters(parts: WorkerParts | None, tracking: Tracking) -> Any:
+    """The in-process worker's HTTP client of the tracked provider: it counts every request
+    and 429 (a worker elsewhere keeps its counts to itself)."""
+    if parts is None or tracking.provider not in parts.providers:
+        return None
+    return parts.providers[tracking.provider].resources.get("client")
 
 
 def _timed_out(launch: Launch) -> str:

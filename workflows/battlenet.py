@@ -251,7 +251,12 @@ class BattleNetSync:
         if state is None:
             return {}
         running = self._window.running if self._window is not None else 0
-        return {"phase": state.phase, "running": running, **state.counts.as_dict()}
+        # the run's sync_runs row and cutoff let a `--wait` count what is left in Postgres
+        cutoff = None if state.cutoff is None else state.cutoff.isoformat()
+        return {
+            "phase": state.phase, "running": running, "run_id": state.run_id,
+            "cutoff": cutoff, "final_pass": state.final_pass, **state.counts.as_dict(),
+        }  # fmt: skip
 
     @workflow.run
     async def run(self, inp: BattleNetSyncInput) -> SyncCounts:

@@ -1,0 +1,94 @@
+"""Live progress of `--wait` (issue 11 item 7: a long `sync battlenet --wait` printed nothing)
+and the Battle.net/PvP view of `status --region`, as a user runs them against the sandbox.
+
+Not a terminal here (captured pipes): progress is plain lines with done/total, the rate next
+to the configured limit and 429s; with --json those lines go to stderr and stdout stays one
+JSON document.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from tests.cli_support import ROOT, cli_env, run_cli
+from tests.sandbox_helpers import admin, battlenet_sandbox
+
+pytestmark = [pytest.mark.integration]
+
+RATE = 10  # BNET_RATE_PER_SECOND: a few seconds of requests, so progress is seen mid-run
+
+
+def _progress(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("progress [")]
+
+
+def test_sync_waits_show_progress_and_status_shows_the_regions_runs(
+    temporal_env, database_url, task_queue
+):
+    with battlenet_sandbox(guilds_per_region=1, roster_min=6, roster_max=6, pvp_entries=20) as sb:
+        guild = admin(sb.url, "truth/guilds?region=eu")[0]
+        side = uuid.uuid4().hex[:8]
+        env = cli_env(
+            temporal_env, database_url, task_queue,
+            PVP_SYNC_TASK_QUEUE=f"{side}.pvp-sync",
+            PVP_PROCESSING_TASK_QUEUE=f"{side}.pvp-processing",
+            BNET_CLIENT_ID="sandbox-client", BNET_CLIENT_SECRET="sandbox-secret",
+            BNET_API_BASE_URL=sb.url, BNET_OAUTH_URL=f"{sb.url}/token",
+            BNET_RATE_PER_SECOND=str(RATE),
+        )  # fmt: skip
+        tracked = run_cli(env, "track", "guild", "eu", guild["realm_slug"], guild["name"])
+        assert tracked.returncode == 0, tracked.stderr
+
+        synced = run_cli(env, "sync", "battlenet", "--region", "eu", "--wait")
+        assert synced.returncode == 0, synced.stderr
+        lines = _progress(synced.stdout)
+        assert lines, synced.stdout
+        # the guild phase, then the characters phase ending with all 6 done of 6
+        assert any(" guilds:" in line for line in lines), lines
+        assert re.search(
+            r" 6/6 \(100%\) characters, [\d.?]+ req/s of 10 allowed, 429s 0", lines[-1]
+        )
+        assert "ETA" in lines[-1]
+        assert synced.stdout.rstrip().splitlines()[-1].startswith("battlenet-sync/eu/cli finished")
+
+        pvp = run_cli(env, "sync", "pvp", "--brackets", "2v2", "--wait", "--json")
+        assert pvp.returncode == 0, pvp.stderr
+        result = json.loads(pvp.stdout)  # one JSON document: the progress went to stderr
+        assert result["brackets"][0]["import_result"]["entries"] == 20
+        pvp_lines = _progress(pvp.stderr)
+        assert pvp_lines and not _progress(pvp.stdout)
+        assert re.search(r" 20/20 \(100%\) entries, .*; 2v2 done 20/20", pvp_lines[-1])
+
+        status = run_cli(env, "status", "--region", "eu")
+        assert status.returncode == 0, status.stderr
+        view = status.stdout
+        assert re.search(r"Battle\.net eu — run \d+ \(outdated, completed\)", view), view
+        assert re.search(r"characters\s+6\s+6\s+100%", view), view
+        assert re.search(r"2v2\s+\d+\s+20\s+20\s+100%", view), view
+
+        assert _refreshes(env) >= 2
+
+
+def _refreshes(env: dict[str, str]) -> int:
+    """How many times `status --region eu --watch 0.2` drew the view within a few seconds."""
+    with subprocess.Popen(
+        [sys.executable, "starter.py", "status", "--region", "eu", "--watch", "0.2"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    ) as watch:  # fmt: skip
+        assert watch.stdout is not None
+        seen, deadline = 0, time.monotonic() + 60
+        while seen < 2 and time.monotonic() < deadline:
+            line = watch.stdout.readline()
+            if not line:
+                break
+            seen += line.startswith("Battle.net eu — run")
+        watch.terminate()
+        watch.wait(timeout=30)
+    return seen
