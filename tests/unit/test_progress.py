@@ -1,0 +1,164 @@
+"""cli.progress: the pace (rate, ETA), both renderings and the reporter's loop, with a fake
+probe (no Temporal: what is tested is what the CLI makes of the snapshots)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import time
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from cli import progress
+from cli.progress import Pace, Part, Reporter, Snapshot, Tracking, Watch, live_view, plain_line
+
+CHARACTERS = Snapshot("characters", done=60, total=100, unit="characters", requests=400)
+
+
+def _pace(*samples: tuple[float, int, int | None]) -> Pace:
+    """A pace that saw these (seconds since its start, done, requests); the last is now."""
+    base = time.monotonic() - samples[-1][0]
+    pace = Pace(started=base)
+    for at, done, requests in samples:
+        pace.add(Snapshot("characters", done, 100, requests=requests), now=base + at)
+    return pace
+
+
+def test_rate_and_eta_come_from_the_recent_samples() -> None:
+    # 40 more characters and 80 more requests in 10 s: 8 req/s, 4 characters/s, 40 left → 10 s
+    pace = _pace((0.0, 20, 320), (5.0, 40, 360), (10.0, 60, 400))
+    assert pace.request_rate() == pytest.approx(8.0)
+    assert pace.eta(CHARACTERS) == pytest.approx(10.0)
+
+
+def test_old_samples_leave_the_window_and_unknowns_stay_unknown() -> None:
+    pace = _pace((0.0, 0, 0), (20.0, 50, 1000), (36.0, 60, 1016))
+    assert pace.request_rate() == pytest.approx(1.0)  # the first 20 s are forgotten
+    assert _pace((0.0, 0, None), (5.0, 10, None)).request_rate() is None
+    assert _pace((0.0, 0, 0)).eta(CHARACTERS) is None  # one sample: no pace yet
+    assert Pace().eta(Snapshot("guilds", 3)) is None  # no total
+
+
+def test_a_plain_line_has_done_total_rate_against_limit_429s_and_eta() -> None:
+    pace = _pace((0.0, 20, 320), (10.0, 60, 400))
+    snapshot = Snapshot("characters", 60, 100, "characters", 400, rate_limited=3)
+    line = plain_line(snapshot, pace, 10)
+    assert re.fullmatch(
+        r"progress \[\d+s\] characters: 60/100 \(60%\) characters, 8\.0 req/s of 10 allowed, "
+        r"429s 3, ETA 10s",
+        line,
+    ), line
+    unknown = plain_line(Snapshot("guilds", 2), Pace(), None)
+    assert "2/? guilds" not in unknown and "2/?," in unknown and "429s ?" in unknown
+
+
+def test_parts_and_budget_waits_are_on_the_same_line() -> None:
+    snapshot = Snapshot(
+        "season 37: equipment", 5, None, "entries", 9, waits=2,
+        parts=(Part("2v2", "equipment", 5, 20), Part("3v3", "importing")),
+    )  # fmt: skip
+    line = plain_line(snapshot, Pace(), 100)
+    assert "budget waits 2" in line
+    assert line.endswith("; 2v2 equipment 5/20 (25%), 3v3 importing 0/?")
+
+
+def test_the_terminal_view_is_a_table_with_bars() -> None:
+    console = Console(force_terminal=True, record=True, width=100, color_system="truecolor")
+    pace = _pace((0.0, 20, 320), (10.0, 60, 400))
+    snapshot = Snapshot(
+        "season 37: equipment", 60, 100, "entries", 400, rate_limited=1,
+        parts=(Part("2v2", "equipment", 15, 20), Part("3v3", "done", 45, 80)),
+    )  # fmt: skip
+    console.print(live_view(snapshot, pace, 10))
+    text = console.export_text(clear=False)
+    assert "\x1b[" in console.export_text(styles=True)  # drawn with styles: a terminal
+    assert re.search(r"phase\s+season 37: equipment", text)
+    assert re.search(r"done\s+━+\S*\s+60/100 \(60%\) entries", text)
+    assert re.search(r"rate\s+8\.0 req/s of 10 allowed", text)
+    assert re.search(r"429s\s+1", text)
+    assert re.search(r"ETA\s+10s", text)
+    assert re.search(r"2v2\s+equipment\s+15/20 \(75%\)\s+━", text)
+    assert re.search(r"3v3\s+done\s+45/80 \(56%\)", text)
+
+
+class _Probe:
+    """Snapshots in turn; ``fail`` first raises that many times (a query nobody answers)."""
+
+    def __init__(self, snapshots: list[Snapshot], fail: int = 0) -> None:
+        self.snapshots, self.fail, self.calls = snapshots, fail, 0
+
+    async def __call__(self, watch: Watch) -> Snapshot:
+        self.calls += 1
+        if self.fail:
+            self.fail -= 1
+            raise TimeoutError("no worker polls")
+        return self.snapshots[min(self.calls - 1, len(self.snapshots) - 1)]
+
+
+class _Counters:
+    requests_sent = 77
+    rate_limited = 2
+
+
+def _reporter(probe: _Probe, stream: io.StringIO, counters: Any = None) -> Reporter:
+    watch = Watch(client=None, workflow_id="wf", counters=counters)  # type: ignore[arg-type]
+    return Reporter(stream, Tracking(probe, "battlenet", 10), watch)
+
+
+async def _later(value: str, seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return value
+
+
+@pytest.mark.asyncio
+async def test_plain_lines_on_each_phase_change_and_a_last_one(monkeypatch) -> None:
+    monkeypatch.setattr(progress, "POLL_SECONDS", 0.01)
+    probe = _Probe([Snapshot("guilds", 0, 1, "guilds"), Snapshot("characters", 3, 6, "characters")])
+    stream = io.StringIO()
+    assert await _reporter(probe, stream, _Counters()).follow(_later("ok", 0.2)) == "ok"
+    lines = stream.getvalue().splitlines()
+    assert [line.split("] ")[1].split(":")[0] for line in lines] == [
+        "guilds", "characters", "characters",
+    ]  # fmt: skip
+    assert "3/6 (50%) characters" in lines[-1] and "429s 2" in lines[-1]  # in-process counts
+    assert probe.calls > 3  # polled all along, printed only what changed (and the last read)
+
+
+@pytest.mark.asyncio
+async def test_a_probe_that_fails_says_waiting_once_and_never_breaks_the_wait(monkeypatch) -> None:
+    monkeypatch.setattr(progress, "POLL_SECONDS", 0.01)
+    stream = io.StringIO()
+    probe = _Probe([Snapshot("done", 6, 6, "characters")], fail=5)
+    assert await _reporter(probe, stream).follow(_later("ok", 0.2)) == "ok"
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "progress: waiting for wf to answer"
+    assert lines.count(lines[0]) == 1 and "6/6 (100%)" in lines[-1]
+
+
+@pytest.mark.asyncio
+async def test_a_failed_result_is_raised_without_a_last_line(monkeypatch) -> None:
+    monkeypatch.setattr(progress, "POLL_SECONDS", 0.01)
+
+    async def fails() -> None:
+        await asyncio.sleep(0.05)
+        raise RuntimeError("run failed")
+
+    stream = io.StringIO()
+    with pytest.raises(RuntimeError, match="run failed"):
+        await _reporter(_Probe([Snapshot("guilds")]), stream).follow(fails())
+    assert len(stream.getvalue().splitlines()) == 1
+
+
+@pytest.mark.asyncio
+async def test_on_a_terminal_the_view_is_redrawn_in_place(monkeypatch) -> None:
+    monkeypatch.setattr(progress, "POLL_SECONDS", 0.01)
+    stream = io.StringIO()
+    reporter = _reporter(_Probe([Snapshot("characters", 6, 6, "characters")]), stream)
+    reporter.console = Console(file=stream, force_terminal=True, width=100)
+    assert await reporter.follow(_later("ok", 0.1)) == "ok"
+    out = stream.getvalue()
+    assert "\x1b[" in out and "6/6 (100%) characters" in out  # cursor moves: one live view
+    assert "progress [" not in out  # no plain lines on a terminal
