@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-import runtime
 from cli import CliError
 from cli.scheduler import add, start
 from tests.integration.battlenet_support import fetch_all, track_sandbox_guilds
@@ -118,30 +114,6 @@ async def test_add_wait_reports_a_clear_timeout(client, database_url, task_queue
         message = str(err.value)
         assert "timed out after 1.5s" in message and "still queued or running" in message
         assert "\n" not in message
-
-
-def test_cli_add_timeout_exits_1_with_one_line(temporal_env, database_url, task_queue):
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
-        "TEMPORAL_TASK_QUEUE": task_queue,  # nobody polls it: the update cannot finish
-    }
-    try:
-        done = subprocess.run(
-            [sys.executable, "starter.py", "add", "character", "eu", "draenor", "Foo",
-             "--wait", "--timeout", "1"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    finally:  # the scheduler it started on a queue nobody polls would serve no later test
-        subprocess.run(
-            [runtime.temporal_binary(), "workflow", "terminate", "--workflow-id",
-             "scheduler/battlenet/eu", "--address", env["TEMPORAL_ADDRESS"], "--reason", "over"],
-            capture_output=True, timeout=60,
-        )  # fmt: skip
-    assert done.returncode == 1, done.stderr
-    assert done.stderr.strip().startswith("error: timed out after 1s")
-    assert len(done.stderr.strip().splitlines()) == 1
 
 
 @session_loop

@@ -99,7 +99,8 @@ def test_schedulers_without_a_worker_say_so_at_once(temporal_env, database_url, 
 
         added, seconds = _timed(env, "add", "character", "tw", "sandbox", "nobody", "--wait")
         assert added.returncode == 1, (added.stdout, added.stderr)
-        last = added.stderr.strip().splitlines()[-1]
+        assert len(added.stderr.strip().splitlines()) == 1, added.stderr
+        last = added.stderr.strip()
         assert "queued character tw/" in last and "no worker is polling" in last, last
         assert seconds < 20, f"add --wait took {seconds:.0f} s to say so"  # was its 300 s timeout
     finally:
