@@ -173,7 +173,8 @@ async def outcome(
     )
     try:
         async with _worker(client, settings, database_url if in_process else None) as parts:
-            watch = Watch(client, handle.id, database_url, _counters(parts, launch.progress))
+            counters = _counters(parts, launch.progress)
+            watch = Watch(client, handle.id, database_url, handle.result_run_id, counters)
             waited = followed(handle.result(), launch.progress, watch, progress_to)
             result = await asyncio.wait_for(waited, launch.timeout)
     except TimeoutError:

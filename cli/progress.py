@@ -21,8 +21,8 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, TextIO, runtime_checkable
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -40,6 +40,7 @@ RATE_WINDOW = 15.0  # the "recent" in the recent request rate and the ETA's pace
 PROBE_TIMEOUT = 5.0  # a query no worker answers (none polls yet) is given up this soon
 
 
+@runtime_checkable
 class Counters(Protocol):
     """What a provider's HTTP client counts (``providers.http.ProviderHTTP``)."""
 
@@ -79,7 +80,8 @@ class Watch:
     client: Client
     workflow_id: str
     database_url: str | None = None
-    counters: Counters | None = None
+    run_id: str | None = None  # the run the verb started (rows that record it tell it apart)
+    counters: object | None = None  # an in-process HTTP client (or a lazy one holding it)
     _engine: AsyncEngine | None = None
 
     async def query(self, workflow_id: str, name: str = "progress") -> Any:
@@ -118,14 +120,18 @@ class Tracking:
     limit: float | None = None  # requests per second allowed (BNET_RATE_PER_SECOND, …)
 
 
-def with_counters(snapshot: Snapshot, counters: Counters | None) -> Snapshot:
+def with_counters(snapshot: Snapshot, counters: object | None) -> Snapshot:
     """The in-process client's own counts win: they are exact and live (a workflow's counts
-    move when a child or an activity ends)."""
+    move when a child or an activity ends). A lazy client (Discord's) holds the real one once
+    built; before that it has sent nothing."""
     if counters is None:
         return snapshot
-    from dataclasses import replace
-
-    return replace(snapshot, requests=counters.requests_sent, rate_limited=counters.rate_limited)
+    built = getattr(counters, "client", counters)
+    if built is None:
+        return replace(snapshot, requests=0, rate_limited=0)
+    if not isinstance(built, Counters):
+        return snapshot
+    return replace(snapshot, requests=built.requests_sent, rate_limited=built.rate_limited)
 
 
 # --- pace -------------------------------------------------------------------------------------

@@ -8,16 +8,24 @@ JSON document.
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
 import re
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 
+from cli import discord as discord_cli
+from cli import discord_progress
+from cli.launch import outcome
+from cli.progress import Tracking
 from tests.cli_support import ROOT, cli_env, run_cli
+from tests.integration.discord_support import create_tenant, discord_server, discord_settings, track
 from tests.sandbox_helpers import admin, battlenet_sandbox
 
 pytestmark = [pytest.mark.integration]
@@ -92,3 +100,25 @@ def _refreshes(env: dict[str, str]) -> int:
         watch.terminate()
         watch.wait(timeout=30)
     return seen
+
+
+async def test_a_discord_wait_counts_the_runs_channel_jobs(temporal_env, database_url, task_queue):
+    # sync discord's Launch with the Discord probe (cli/discord.py wires it in: see
+    # /tmp/briefs/progress-requests.md), waited on as the CLI waits, progress into a buffer
+    with discord_server(lifted=True) as sandbox:
+        gid = int(create_tenant(sandbox.url, name="Progress", text_channels=[30, 5])["guild_id"])
+        await track(database_url, gid)
+        settings = discord_settings(sandbox.url, TEMPORAL_TASK_QUEUE=task_queue)
+        launch = replace(
+            discord_cli._sync_launch(argparse.Namespace(full=False), settings, str(gid)),
+            progress=Tracking(discord_progress.sync_probe(str(gid)), "discord", 50),
+        )
+        out = io.StringIO()
+        done = await outcome(temporal_env.client, settings, launch, True, database_url, out)
+        assert done.ok and done.data["messages"] == 35
+        lines = _progress(out.getvalue())
+        assert re.search(
+            r"\] completed: 2/2 \(100%\) channels, 35 messages, [\d.]+ req/s of 50 allowed, "
+            r"429s 0, ETA",
+            lines[-1],
+        ), lines
