@@ -112,7 +112,7 @@ async def reconcile_runs(engine: AsyncEngine, client: Client) -> dict[int, str]:
         rows = await syncdb.open_runs(conn)
     unknown: dict[int, str] = {}
     for run_id, recorded in rows:
-        workflow_id, _, temporal_run = recorded.partition("#")  # Discord records "<id>#<run>"
+        workflow_id, _, temporal_run = recorded.partition("#")  # some record "<id>#<run id>"
         ended = await _how_it_ended(client, workflow_id, temporal_run or None)
         if ended is None:
             unknown[run_id] = workflow_id
