@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 import runtime
 from storage import sync as syncdb
@@ -142,3 +142,31 @@ def test_a_stopped_scheduler_is_not_shown_as_running(
         worker.terminate()
         worker.wait(30)
         _terminate(env, sid)
+
+
+async def test_a_tenant_view_counts_what_is_stored_and_names_the_failed_run(
+    temporal_env, database_url, task_queue
+):
+    """`status --tenant` said "never synced" with 8,000 messages stored, after a failed sync."""
+    tenant = int(_tenant())
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "WITH t AS (INSERT INTO tenants (discord_guild_id) VALUES (:g) RETURNING id) "
+                    "INSERT INTO channels (discord_channel_id, tenant_id, type, message_count, "
+                    "channel_json) SELECT :c, t.id, 0, 8000, '{}' FROM t"
+                ),
+                {"g": tenant, "c": tenant + 1},
+            )
+            run = await syncdb.start_run(conn, "discord", str(tenant), "full", "x#y")
+            await syncdb.finish_run(conn, run, "failed", {}, 1, "Missing Access: the bot lost it")
+    finally:
+        await engine.dispose()
+    shown = run_cli(
+        cli_env(temporal_env, database_url, task_queue), "status", "--tenant", str(tenant)
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "8000 messages in 1 channels stored" in shown.stdout, shown.stdout
+    assert "last run x failed: Missing Access: the bot lost it" in shown.stdout, shown.stdout
