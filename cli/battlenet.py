@@ -19,7 +19,7 @@ from cli.progress import Tracking
 from providers.battlenet.names import character_slug, slugify, valid_slug
 from settings import Settings
 from storage import battlenet as db
-from workflows.visibility import search_attributes
+from workflows.visibility import region_sync_id, search_attributes
 
 PROVIDER = "battlenet"
 REGIONS: tuple[str, ...] = get_args(Settings.model_fields["BNET_REGION"].annotation)
@@ -109,8 +109,9 @@ def _sync_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def sync_workflow_id(region: str) -> str:
-    """One CLI-started sync per region at a time: a second start meets this id and is refused."""
-    return f"battlenet-sync/{region}/cli"
+    """One sync per region at a time, the scheduler's included: a second start meets this id
+    and is refused."""
+    return region_sync_id(region)
 
 
 def _sync_launch(args: argparse.Namespace, settings: Settings, region: str) -> Launch:

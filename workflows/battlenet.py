@@ -57,12 +57,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.plans import ChildPlan
     from workflows.scheduler_types import SyncRequest
-    from workflows.visibility import reporting, search_attributes
+    from workflows.visibility import region_sync_id, reporting, search_attributes
 
 FINAL_PASS = "final-pass"  # histories recorded before it end without one
 # The guild phase in keyset pages, one page per run (histories recorded before select every
 # outdated guild in one activity and start them all in one run).
 GUILD_PAGES = "guild-pages"
+# One BattleNetSync per region at a time: the scheduler's sync child takes the region's one id,
+# the id `sync battlenet` starts too, so either meets the other instead of doing its work twice.
+ONE_SYNC_PER_REGION = "one-sync-per-region"
 
 
 @workflow.defn
@@ -515,9 +518,12 @@ class BattleNetPlan:
         if request.kind in ("sync", "full"):
             full = request.kind == "full"
             stamp = now.strftime("%Y%m%dT%H%M%SZ")
+            one = workflow.in_workflow() and workflow.patched(ONE_SYNC_PER_REGION)
             return ChildPlan(
                 workflow="BattleNetSync",
-                id=f"battlenet-sync/{scope}/{stamp}-{request.request_id}",
+                id=region_sync_id(scope)
+                if one
+                else f"battlenet-sync/{scope}/{stamp}-{request.request_id}",
                 summary=f"Battle.net {'full' if full else 'outdated'} sync of {scope}",
                 build_arg=lambda report_to: BattleNetSyncInput(
                     region=scope, full=full, priority=request.priority, report_to=report_to

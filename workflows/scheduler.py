@@ -500,9 +500,14 @@ class Scheduler:
                     ),
                 )
             except WorkflowAlreadyStartedError:
+                # Started outside this scheduler (`sync` on the CLI): that run does the work,
+                # and doing it twice at once is what one id per scope prevents.
                 if running in state.running:
                     state.running.remove(running)
-                self._record(best, "failed", 0.0, f"{child_id} is already running")
+                detail = f"{child_id} is already running: not started again"
+                self._record(best, "skipped", 0.0, detail)
+                ks = state.kinds.setdefault(best.kind, KindState())
+                ks.last_status, ks.last_finished_at, ks.last_detail = "skipped", now, detail
                 continue
             assert best.enqueued_at is not None
             waited = (now - best.enqueued_at).total_seconds()

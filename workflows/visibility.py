@@ -21,6 +21,12 @@ SYNC_KIND = SearchAttributeKey.for_keyword("SyncKind")
 NAMES = ("Provider", "Scope", "SyncKind")
 
 
+def region_sync_id(region: str) -> str:
+    """The workflow id of a region's Battle.net sync, whoever starts it (the CLI or a scheduler):
+    one such sync runs per region at a time."""
+    return f"battlenet-sync/{region}"
+
+
 def search_attributes(provider: str, scope: str, kind: str) -> TypedSearchAttributes:
     return TypedSearchAttributes(
         [

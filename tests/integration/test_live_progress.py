@@ -64,7 +64,7 @@ def test_sync_waits_show_progress_and_status_shows_the_regions_runs(
             r" 6/6 \(100%\) characters, [\d.?]+ req/s of 10 allowed, 429s 0", lines[-1]
         )
         assert "ETA" in lines[-1]
-        assert synced.stdout.rstrip().splitlines()[-1].startswith("battlenet-sync/eu/cli finished")
+        assert synced.stdout.rstrip().splitlines()[-1].startswith("battlenet-sync/eu finished")
 
         pvp = run_cli(env, "sync", "pvp", "--brackets", "2v2", "--wait", "--json")
         assert pvp.returncode == 0, pvp.stderr

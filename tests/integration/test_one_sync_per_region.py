@@ -1,20 +1,28 @@
-"""Issue 11 item 9: one CLI-started Battle.net sync per region at a time.
+"""Issue 11 item 9: one Battle.net sync per region at a time.
 
 Two `sync battlenet --region eu` used to start two BattleNetSync runs (ids stamped to the
 second) doing the same work twice; the second now meets the first's id and is refused in one
-line, while another region still starts.
+line, while another region still starts. The Scheduler's sync child takes the same id (it was
+stamped too), so a scheduled sync meets a CLI-started one instead of running beside it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 import runtime
 from tests.cli_support import run_cli
+from tests.scheduler_support import FakeOf, fake_scheduler, started_children
+from workflows.battlenet import BattleNetPlan
+from workflows.scheduler import Scheduler
+from workflows.visibility import region_sync_id
 
 pytestmark = [pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,14 +46,14 @@ def test_a_second_sync_of_the_same_region_is_refused(temporal_env, database_url,
     try:
         first = _cli(env, "sync", "battlenet", "--region", "eu")
         assert first.returncode == 0, first.stderr
-        started.append("battlenet-sync/eu/cli")
+        started.append("battlenet-sync/eu")
         second = _cli(env, "sync", "battlenet", "--region", "eu")
         assert second.returncode == 1, second.stdout + second.stderr
         line = second.stderr.strip().splitlines()[-1]
-        assert "already running" in line and "battlenet-sync/eu/cli" in line, line
+        assert "already running" in line and "battlenet-sync/eu" in line, line
         other = _cli(env, "sync", "battlenet", "--region", "us")
         assert other.returncode == 0, other.stderr
-        started.append("battlenet-sync/us/cli")
+        started.append("battlenet-sync/us")
     finally:
         for workflow_id in started:
             subprocess.run(
@@ -53,3 +61,24 @@ def test_a_second_sync_of_the_same_region_is_refused(temporal_env, database_url,
                  "--workflow-id", workflow_id, "--reason", "test over"],
                 capture_output=True, timeout=60,
             )  # fmt: skip
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_scheduler_meets_a_running_sync_of_its_region(client):
+    region = "tw"
+    running = await client.start_workflow(  # as `sync battlenet --region tw` leaves it
+        "BattleNetSync", id=region_sync_id(region), task_queue=f"nobody-{uuid.uuid4().hex[:6]}"
+    )
+    try:
+        async with fake_scheduler(client, plan=FakeOf(BattleNetPlan()), scope=region) as handle:
+            await handle.signal(Scheduler.run_now, "sync")
+            deadline = time.monotonic() + 30
+            while (await handle.query(Scheduler.status)).last_result.get("sync") is None:
+                assert time.monotonic() < deadline, "the scheduler never dispatched its sync"
+                await asyncio.sleep(0.1)
+            status = await handle.query(Scheduler.status)
+            assert status.last_result["sync"] == "skipped", status
+            assert [c for c, _ in await started_children(handle)] == [region_sync_id(region)]
+            assert status.running == []  # the slot is free again
+    finally:
+        await running.terminate("test over")
