@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from typing import Any
 
 from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from tests.fakes import FakePlan, FakeSync, FakeSyncInput
@@ -66,7 +67,19 @@ async def fake_scheduler(
         try:
             yield handle
         finally:
-            await handle.terminate("test over")
+            await end_scheduler(handle)
+
+
+async def end_scheduler(handle: WorkflowHandle[Any, Any], reason: str = "test over") -> None:
+    """Terminate the scheduler and every child of it still running. A scheduler's children are
+    abandoned when it closes, and one left running with no worker holds its id for good: a
+    Battle.net sync's is the region's one id (battlenet-sync/<region>), which every later test
+    on the same server would meet."""
+    with suppress(RPCError):
+        await handle.terminate(reason)
+    for child_id, _ in await started_children(handle):
+        with suppress(RPCError):  # most have ended by themselves
+            await handle._client.get_workflow_handle(child_id).terminate(reason)
 
 
 async def started_children(handle: WorkflowHandle[Any, Any]) -> list[tuple[str, datetime]]:

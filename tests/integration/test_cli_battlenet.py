@@ -59,7 +59,7 @@ def test_track_then_sync_and_pvp_with_wait_report_counts_and_failures(
         synced = _cli(env, "sync", "battlenet", "--region", "eu", "--wait", "--json")
         assert synced.returncode == 0, synced.stderr
         counts = json.loads(synced.stdout)
-        assert counts["workflow_id"].startswith("battlenet-sync/eu/")
+        assert counts["workflow_id"] == "battlenet-sync/eu"
         assert counts["guilds"] == 1 and counts["members"] == 4
 
         pvp = _cli(env, "sync", "pvp", "--brackets", "2v2", "--wait", "--json")

@@ -91,7 +91,7 @@ def test_pvp_bad_bracket_and_battlenet_without_credentials_print_the_workers_mes
         tracked = run_cli(env, "track", "guild", "eu", guild["realm_slug"], guild["name"])
         assert tracked.returncode == 0, tracked.stderr
         bnet = _last_line(run_cli(env, "sync", "battlenet", "--region", "eu", "--wait"))
-        assert bnet.startswith("error: battlenet-sync/eu/")
+        assert bnet.startswith("error: battlenet-sync/eu failed: ")
         assert "BNET_CLIENT_ID and BNET_CLIENT_SECRET are not set" in bnet
 
         # `status` shows each failed run with its reason (item 1): the PvP runs are there

@@ -14,6 +14,7 @@ from cli import CliError
 from cli.scheduler import add, start
 from tests.integration.battlenet_support import fetch_all, track_sandbox_guilds
 from tests.sandbox_helpers import admin, battlenet_sandbox, sandbox_settings
+from tests.scheduler_support import end_scheduler
 from worker import build_worker
 from workflows.scheduler import Scheduler
 
@@ -65,7 +66,7 @@ async def test_manual_add_during_a_large_running_sync_finishes_within_seconds(
                     latency = time.monotonic() - began
                     status = await handle.query(Scheduler.status)
                 finally:
-                    await handle.terminate("test over")
+                    await end_scheduler(handle)
         print(f"\nmanual add latency during a 360-character sync at 50/s: {latency:.2f}s")
         assert outcome["status"] == "completed", outcome
         assert latency < 5.0
@@ -110,7 +111,7 @@ async def test_add_wait_reports_a_clear_timeout(client, database_url, task_queue
                     with pytest.raises(CliError) as err:
                         await add(client, _add_args("eu", "draenor", "Foo", timeout=1.5), settings)
                 finally:
-                    await handle.terminate("test over")
+                    await end_scheduler(handle)
         message = str(err.value)
         assert "timed out after 1.5s" in message and "still queued or running" in message
         assert "\n" not in message
@@ -148,7 +149,7 @@ async def test_fifty_concurrent_add_waits_all_succeed_while_the_scheduler_contin
                     done_at = datetime.now(UTC)
                     continued, held = await _runs(client, handle)
                 finally:
-                    await handle.terminate("test over")
+                    await end_scheduler(handle)
     errors = [o for o in outcomes if not isinstance(o, dict)]
     assert errors == [], [(getattr(e, "status", None), e) for e in errors[:3]]
     added = [o for o in outcomes if isinstance(o, dict)]
