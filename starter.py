@@ -15,12 +15,25 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from cli import CliError, add, db, demo, reset, sandbox, scheduler, status, sync, temporal, track
+from cli import (
+    CliError,
+    add,
+    db,
+    demo,
+    reset,
+    sandbox,
+    scheduler,
+    services,
+    status,
+    sync,
+    temporal,
+    track,
+)
 from cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, PROG, Parser
 from runtime import RuntimeStartError
 from settings import SettingsError, load_settings
 
-VERBS = (db, track, sync, status, reset, scheduler, add, temporal, sandbox, demo)  # help order
+VERBS = (db, track, sync, status, reset, scheduler, add, temporal, services, sandbox, demo)
 
 
 def build_parser() -> Parser:
