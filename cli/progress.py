@@ -70,6 +70,8 @@ class Snapshot:
     rate_limited: int | None = None  # 429s so far; None: not visible from here
     waits: int | None = None  # budget waits (a spent budget or a 429) the workflow saw
     parts: tuple[Part, ...] = ()
+    # requests counted as sent (this process's client), not as the workflow's children end
+    live_requests: bool = False
 
 
 @dataclass
@@ -128,10 +130,15 @@ def with_counters(snapshot: Snapshot, counters: object | None) -> Snapshot:
         return snapshot
     built = getattr(counters, "client", counters)
     if built is None:
-        return replace(snapshot, requests=0, rate_limited=0)
+        return replace(snapshot, requests=0, rate_limited=0, live_requests=True)
     if not isinstance(built, Counters):
         return snapshot
-    return replace(snapshot, requests=built.requests_sent, rate_limited=built.rate_limited)
+    return replace(
+        snapshot,
+        requests=built.requests_sent,
+        rate_limited=built.rate_limited,
+        live_requests=True,
+    )
 
 
 # --- pace -------------------------------------------------------------------------------------
@@ -201,10 +208,22 @@ def _done_total(done: int, total: int | None, unit: str = "") -> str:
     return f"{text} {unit}".rstrip()
 
 
-def _rate(pace: Pace, limit: float | None) -> str:
-    rate = pace.request_rate()
+def _rate(snapshot: Snapshot, pace: Pace, limit: float | None) -> str:
+    """Recent requests per second next to the limit. Only requests counted as they are sent
+    (this process's client) make a rate: a workflow counts its children's requests as each
+    ends, in jumps that would read 0, then far above the limit."""
+    rate = pace.request_rate() if snapshot.live_requests else None
     text = "?" if rate is None else f"{rate:.1f}"
-    return f"{text} req/s" + ("" if limit is None else f" of {limit:g} allowed")
+    allowed = "" if limit is None else f" of {limit:g} allowed"
+    where = "" if snapshot.live_requests else " (worker elsewhere)"
+    return f"{text} req/s{allowed}{where}"
+
+
+def _pace_of(snapshot: Snapshot, pace: Pace) -> str:
+    """Units done per second, recently (what the ETA assumes)."""
+    rate = pace.done_rate()
+    unit = snapshot.unit.split(",")[0] or "done"
+    return f"{'?' if rate is None else f'{rate:.1f}'} {unit}/s"
 
 
 # --- rendering --------------------------------------------------------------------------------
@@ -215,7 +234,8 @@ def plain_line(snapshot: Snapshot, pace: Pace, limit: float | None) -> str:
     items = [
         f"progress [{duration(pace.elapsed())}] {snapshot.phase}:",
         _done_total(snapshot.done, snapshot.total, snapshot.unit) + ",",
-        _rate(pace, limit) + ",",
+        _pace_of(snapshot, pace) + ",",
+        _rate(snapshot, pace, limit) + ",",
         f"429s {_count(snapshot.rate_limited)},",
     ]
     if snapshot.waits is not None:
@@ -240,7 +260,8 @@ def live_view(snapshot: Snapshot, pace: Pace, limit: float | None) -> Renderable
     done.add_row(bar, Text(_done_total(snapshot.done, total, snapshot.unit)))
     head.add_row("phase", snapshot.phase)
     head.add_row("done", done)
-    head.add_row("rate", _rate(pace, limit))
+    head.add_row("pace", _pace_of(snapshot, pace))
+    head.add_row("requests", _rate(snapshot, pace, limit))
     head.add_row("429s", _count(snapshot.rate_limited))
     if snapshot.waits is not None:
         head.add_row("budget waits", str(snapshot.waits))
@@ -288,7 +309,7 @@ class Reporter:
 
     def _plain(self, snapshot: Snapshot | None, last: bool = False) -> None:
         if snapshot is None:
-            if not self._said_waiting:
+            if not self._said_waiting and not last:
                 self._said_waiting = True
                 self.console.print(
                     f"progress: waiting for {self.watch.workflow_id} to answer", soft_wrap=True
@@ -334,7 +355,9 @@ class Reporter:
                 live.update(self._view(await self.read()), refresh=True)
                 await asyncio.wait([task], timeout=POLL_SECONDS)
             value = task.result()
-            live.update(self._view(await self.read()), refresh=True)
+            last = await self.read()
+            if last is not None:  # else the view keeps the last read that worked
+                live.update(self._view(last), refresh=True)
         return value
 
 

@@ -61,8 +61,9 @@ def test_sync_waits_show_progress_and_status_shows_the_regions_runs(
         # the guild phase, then the characters phase ending with all 6 done of 6
         assert any(" guilds:" in line for line in lines), lines
         assert re.search(
-            r" 6/6 \(100%\) characters, [\d.?]+ req/s of 10 allowed, 429s 0", lines[-1]
-        )
+            r" 6/6 \(100%\) characters, [\d.]+ characters/s, [\d.]+ req/s of 10 allowed, 429s 0,",
+            lines[-1],
+        ), lines
         assert "ETA" in lines[-1]
         assert synced.stdout.rstrip().splitlines()[-1].startswith("battlenet-sync/eu finished")
 
@@ -118,7 +119,8 @@ async def test_a_discord_wait_counts_the_runs_channel_jobs(temporal_env, databas
         assert done.ok and done.data["messages"] == 35
         lines = _progress(out.getvalue())
         assert re.search(
-            r"\] completed: 2/2 \(100%\) channels, 35 messages, [\d.]+ req/s of 50 allowed, "
+            r"\] completed: 2/2 \(100%\) channels, 35 messages, [\d.]+ channels/s, "
+            r"[\d.]+ req/s of 50 allowed, "
             r"429s 0, ETA",
             lines[-1],
         ), lines

@@ -44,15 +44,25 @@ def test_old_samples_leave_the_window_and_unknowns_stay_unknown() -> None:
 
 def test_a_plain_line_has_done_total_rate_against_limit_429s_and_eta() -> None:
     pace = _pace((0.0, 20, 320), (10.0, 60, 400))
-    snapshot = Snapshot("characters", 60, 100, "characters", 400, rate_limited=3)
+    snapshot = Snapshot("characters", 60, 100, "characters", 400, 3, live_requests=True)
     line = plain_line(snapshot, pace, 10)
     assert re.fullmatch(
-        r"progress \[\d+s\] characters: 60/100 \(60%\) characters, 8\.0 req/s of 10 allowed, "
-        r"429s 3, ETA 10s",
+        r"progress \[\d+s\] characters: 60/100 \(60%\) characters, 4\.0 characters/s, "
+        r"8\.0 req/s of 10 allowed, 429s 3, ETA 10s",
         line,
     ), line
     unknown = plain_line(Snapshot("guilds", 2), Pace(), None)
     assert "2/? guilds" not in unknown and "2/?," in unknown and "429s ?" in unknown
+
+
+def test_a_workflows_request_count_makes_no_rate() -> None:
+    # a worker elsewhere: its requests are counted as its batches end, 0 for 20 s then 400 at
+    # once; a rate of that would read 0, then 25 req/s "of 20 allowed"
+    pace = _pace((0.0, 0, 0), (20.0, 0, 0), (36.0, 50, 400))
+    line = plain_line(Snapshot("characters", 50, 100, "characters", requests=400), pace, 20)
+    assert "? req/s of 20 allowed (worker elsewhere)" in line and "429s ?" in line
+    assert "3.1 characters/s" in line  # the pace of what is done still shows, and the ETA
+    assert line.endswith("ETA 16s")
 
 
 def test_parts_and_budget_waits_are_on_the_same_line() -> None:
@@ -69,7 +79,7 @@ def test_the_terminal_view_is_a_table_with_bars() -> None:
     console = Console(force_terminal=True, record=True, width=100, color_system="truecolor")
     pace = _pace((0.0, 20, 320), (10.0, 60, 400))
     snapshot = Snapshot(
-        "season 37: equipment", 60, 100, "entries", 400, rate_limited=1,
+        "season 37: equipment", 60, 100, "entries", 400, rate_limited=1, live_requests=True,
         parts=(Part("2v2", "equipment", 15, 20), Part("3v3", "done", 45, 80)),
     )  # fmt: skip
     console.print(live_view(snapshot, pace, 10))
@@ -77,7 +87,8 @@ def test_the_terminal_view_is_a_table_with_bars() -> None:
     assert "\x1b[" in console.export_text(styles=True)  # drawn with styles: a terminal
     assert re.search(r"phase\s+season 37: equipment", text)
     assert re.search(r"done\s+━+\S*\s+60/100 \(60%\) entries", text)
-    assert re.search(r"rate\s+8\.0 req/s of 10 allowed", text)
+    assert re.search(r"requests\s+8\.0 req/s of 10 allowed *\n", text)
+    assert re.search(r"pace\s+4\.0 entries/s", text)
     assert re.search(r"429s\s+1", text)
     assert re.search(r"ETA\s+10s", text)
     assert re.search(r"2v2\s+equipment\s+15/20 \(75%\)\s+━", text)
