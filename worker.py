@@ -2,6 +2,13 @@
 
 `build_worker` is also what the demo, the CLI's in-process worker and the tests use, so every
 path runs the same wiring.
+
+Stopping: one SIGINT (Ctrl-C) or SIGTERM, at any moment from start-up on, stops it cleanly: it
+stops polling, lets running activities finish for up to 5 s (then cancels them, and Temporal
+retries them elsewhere), and exits without a traceback. Exit codes: 0 stopped by SIGTERM (what a
+service manager or `docker stop` sends), 130 stopped by Ctrl-C (128 + SIGINT, as shells report
+it), 1 failed to start, 2 a bad setting. Embedded servers it started stay up for the other
+commands (`python starter.py services stop`).
 """
 
 from __future__ import annotations
@@ -11,11 +18,11 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
@@ -24,7 +31,7 @@ from temporalio.worker import Worker
 from activities.clock import ClockInterceptor
 from providers.registry import SPECS
 from providers.spec import ActivitySet, BuildContext, load
-from runtime import connect, missing_search_attributes
+from runtime import Endpoints, connect, missing_search_attributes
 from settings import Settings, SettingsError, get_settings
 from storage.db import create_engine
 from workflows.scheduler import Scheduler, child_states
@@ -32,6 +39,7 @@ from workflows.scheduler import Scheduler, child_states
 WORKFLOWS: list[Any] = [Scheduler] + [w for spec in SPECS for p in spec.workflows for w in load(p)]
 log = logging.getLogger("ratesync.worker")
 STICKY_SCHEDULE_TO_START = timedelta(seconds=3)  # a dead worker's sticky tasks move on fast
+T = TypeVar("T")
 
 
 class BackendUnavailable(RuntimeError):
@@ -145,42 +153,94 @@ async def build_worker(
         await engine.dispose()
 
 
-async def _serve() -> None:
-    from runtime import RuntimeStartError, embedded_services
-    from storage.migrate import upgrade
+EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 0}
 
+
+class StopSignal:
+    """The first SIGINT or SIGTERM, caught from the start of the event loop: a Ctrl-C while the
+    worker still starts (servers, migrations, connecting) used to be swallowed, the worker then
+    polled on as if nothing had happened."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.event = asyncio.Event()
+        self.received: int | None = None
+        for sig in EXIT_ON_SIGNAL:
+            loop.add_signal_handler(sig, self._caught, sig)
+
+    def _caught(self, sig: int) -> None:
+        if self.received is None:
+            self.received = sig
+            print(f"worker stopping ({signal.Signals(sig).name}): running activities get up to "
+                  "5 s to finish", flush=True)  # fmt: skip
+        self.event.set()
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_ON_SIGNAL.get(signal.Signals(self.received), 0) if self.received else 0
+
+    async def until(self, work: Awaitable[T]) -> T | None:
+        """``work``'s result, or None (``work`` cancelled) if a stop signal comes first."""
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.create_task(self.event.wait())
+        await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        return None
+
+
+async def _serve() -> int:
+    from runtime import embedded_services
+
+    stop = StopSignal(asyncio.get_running_loop())
     settings = get_settings()
     require_local_backend(settings)  # a bad backend setting fails before anything starts
     with embedded_services() as endpoints:
-        if endpoints.embedded_database:
-            await asyncio.to_thread(upgrade, endpoints.database_url)
-        try:
-            client = await connect(endpoints.temporal_address, settings.TEMPORAL_NAMESPACE)
-        except RuntimeError as exc:
-            raise RuntimeStartError(
-                f"cannot reach Temporal at {endpoints.temporal_address} ({exc}); "
-                "check TEMPORAL_ADDRESS, or unset it to start the embedded server"
-            ) from None
-        missing = await missing_search_attributes(client)
-        if missing:
-            raise RuntimeStartError(
-                f"search attributes {', '.join(missing)} are not registered on "
-                f"{endpoints.temporal_address}; run `python starter.py temporal setup` once"
-            )
-        async with build_worker(client, settings, endpoints.database_url) as parts:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            log.info("worker polling %s", settings.TEMPORAL_TASK_QUEUE)
-            if endpoints.temporal_ui:
-                print(f"Temporal Web UI: {endpoints.temporal_ui}", flush=True)
-            print(f"worker polling task queue {settings.TEMPORAL_TASK_QUEUE!r}", flush=True)
-            run = asyncio.create_task(parts.worker.run())
-            await asyncio.wait(
-                [run, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED"
-            )
-            await parts.worker.shutdown()
+        client = None if stop.received else await stop.until(_connect(settings, endpoints))
+        if client is not None:
+            await _poll_until_stopped(client, settings, endpoints, stop)
+    return stop.exit_code
+
+
+async def _connect(settings: Settings, endpoints: Endpoints) -> Client:
+    """Migrate an embedded database, connect to Temporal and check its search attributes."""
+    from runtime import RuntimeStartError
+    from storage.migrate import upgrade
+
+    if endpoints.embedded_database:
+        await asyncio.to_thread(upgrade, endpoints.database_url)
+    try:
+        client = await connect(endpoints.temporal_address, settings.TEMPORAL_NAMESPACE)
+    except RuntimeError as exc:
+        raise RuntimeStartError(
+            f"cannot reach Temporal at {endpoints.temporal_address} ({exc}); "
+            "check TEMPORAL_ADDRESS, or unset it to start the embedded server"
+        ) from None
+    missing = await missing_search_attributes(client)
+    if missing:
+        raise RuntimeStartError(
+            f"search attributes {', '.join(missing)} are not registered on "
+            f"{endpoints.temporal_address}; run `python starter.py temporal setup` once"
+        )
+    return client
+
+
+async def _poll_until_stopped(
+    client: Client, settings: Settings, endpoints: Endpoints, stop: StopSignal
+) -> None:
+    async with build_worker(client, settings, endpoints.database_url) as parts:
+        log.info("worker polling %s", settings.TEMPORAL_TASK_QUEUE)
+        if endpoints.temporal_ui:
+            print(f"Temporal Web UI: {endpoints.temporal_ui}", flush=True)
+        print(f"worker polling task queue {settings.TEMPORAL_TASK_QUEUE!r}", flush=True)
+        run = asyncio.create_task(parts.worker.run())
+        waiting = asyncio.create_task(stop.event.wait())
+        await asyncio.wait([run, waiting], return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        await parts.worker.shutdown()
 
 
 # An activity failing with these is a wait Temporal retries at the delay the error carries
@@ -238,11 +298,12 @@ def main() -> int:
     from runtime import RuntimeStartError
 
     try:
-        asyncio.run(_serve())
+        return asyncio.run(_serve())
     except (RuntimeStartError, BackendUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 1))  # a taken port setting is 2 (DESIGN §6)
-    return 0
+    except KeyboardInterrupt:  # before the event loop's handler was in place
+        return EXIT_ON_SIGNAL[signal.SIGINT]
 
 
 if __name__ == "__main__":
