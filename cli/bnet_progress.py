@@ -161,16 +161,18 @@ async def _latest_run(conn: AsyncConnection, region: str, pvp: bool) -> dict[str
 
 async def _live(conn: AsyncConnection, region: str, run: dict[str, Any]) -> dict[str, Any]:
     """A running sync's guilds and characters: synced since it started, and still due (the
-    cutoff as a CLI-started run takes it: BNET_STALENESS_SECONDS before the start)."""
+    cutoff as a CLI-started run takes it: BNET_STALENESS_SECONDS before the start). Its phase
+    follows: a run syncs every due guild before any character."""
     from settings import Settings
 
     staleness = 0 if run["kind"] == "full" else Settings().BNET_STALENESS_SECONDS
     cutoff = run["started_at"] - timedelta(seconds=staleness)
-    live = {}
+    live: dict[str, Any] = {}
     for table, unit in ((guilds, "guilds"), (characters, "characters")):
         done, due = await synced_and_due(conn, table, region, run["started_at"], cutoff)
         live[unit] = {"done": done, "total": done + due}
-    return live
+    guilds_left = live["guilds"]["total"] > live["guilds"]["done"]
+    return {"phase": "guilds" if guilds_left else "characters", **live}
 
 
 async def _brackets(conn: AsyncConnection, region: str) -> list[dict[str, Any]]:
@@ -226,7 +228,10 @@ def _per_second(count: int, seconds: float) -> str:
 def _run_head(title: str, run: dict[str, Any]) -> Text:
     ended = run["finished_at"]
     when = f"started {run['started_at']:%Y-%m-%d %H:%M:%S}"
-    when += f", ended {ended:%H:%M:%S}" if ended else ", running"
+    if ended:
+        when += f", ended {ended:%H:%M:%S}"
+    elif "live" in run:
+        when += f", now syncing {run['live']['phase']}"
     return Text(
         f"{title} — run {run['id']} ({run['kind']}, {run['status']}), {when}, "
         f"{duration(run['seconds'])}; errors {run['errors']}"
@@ -241,8 +246,8 @@ def _sync_table(run: dict[str, Any]) -> Table:
         table.add_column(name, justify="left" if not name else "right")
     seconds = float(run["seconds"])
     if "live" in run:
-        for unit, row in run["live"].items():
-            done, total = row["done"], row["total"]
+        for unit in ("guilds", "characters"):
+            done, total = run["live"][unit]["done"], run["live"][unit]["total"]
             table.add_row(unit, str(done), str(total), _percent(done, total),
                           _per_second(done, seconds))  # fmt: skip
         return table

@@ -30,7 +30,8 @@ from tests.sandbox_helpers import admin, battlenet_sandbox
 
 pytestmark = [pytest.mark.integration]
 
-RATE = 10  # BNET_RATE_PER_SECOND: a few seconds of requests, so progress is seen mid-run
+RATE = 5  # BNET_RATE_PER_SECOND: ~7 s of requests, so the run is seen while it runs
+ROSTER = 8
 
 
 def _progress(text: str) -> list[str]:
@@ -40,7 +41,8 @@ def _progress(text: str) -> list[str]:
 def test_sync_waits_show_progress_and_status_shows_the_regions_runs(
     temporal_env, database_url, task_queue
 ):
-    with battlenet_sandbox(guilds_per_region=1, roster_min=6, roster_max=6, pvp_entries=20) as sb:
+    world = {"guilds_per_region": 1, "roster_min": ROSTER, "roster_max": ROSTER, "pvp_entries": 20}
+    with battlenet_sandbox(**world) as sb:
         guild = admin(sb.url, "truth/guilds?region=eu")[0]
         side = uuid.uuid4().hex[:8]
         env = cli_env(
@@ -54,18 +56,26 @@ def test_sync_waits_show_progress_and_status_shows_the_regions_runs(
         tracked = run_cli(env, "track", "guild", "eu", guild["realm_slug"], guild["name"])
         assert tracked.returncode == 0, tracked.stderr
 
-        synced = run_cli(env, "sync", "battlenet", "--region", "eu", "--wait")
-        assert synced.returncode == 0, synced.stderr
-        lines = _progress(synced.stdout)
-        assert lines, synced.stdout
-        # the guild phase, then the characters phase ending with all 6 done of 6
+        with subprocess.Popen(
+            [sys.executable, "starter.py", "sync", "battlenet", "--region", "eu", "--wait"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ) as sync:  # fmt: skip
+            running = _view_while(sync, env, "running")
+            out, err = sync.communicate(timeout=180)
+        assert sync.returncode == 0, err
+        # `status --region` while it ran: live done/total and the phase, from Postgres
+        assert re.search(r"\(outdated, running\), .*, now syncing (guilds|characters)", running)
+        assert re.search(r"characters\s+\d+\s+\d+", running), running
+        lines = _progress(out)
+        assert lines, out
+        # the guild phase, then the characters phase ending with all done
         assert any(" guilds:" in line for line in lines), lines
         assert re.search(
-            r" 6/6 \(100%\) characters, [\d.]+ characters/s, [\d.]+ req/s of 10 allowed, 429s 0,",
+            rf" {ROSTER}/{ROSTER} \(100%\) characters, [\d.]+ characters/s, "
+            rf"[\d.]+ req/s of {RATE} allowed, 429s 0, ETA",
             lines[-1],
         ), lines
-        assert "ETA" in lines[-1]
-        assert synced.stdout.rstrip().splitlines()[-1].startswith("battlenet-sync/eu finished")
+        assert out.rstrip().splitlines()[-1].startswith("battlenet-sync/eu finished")
 
         pvp = run_cli(env, "sync", "pvp", "--brackets", "2v2", "--wait", "--json")
         assert pvp.returncode == 0, pvp.stderr
@@ -79,10 +89,21 @@ def test_sync_waits_show_progress_and_status_shows_the_regions_runs(
         assert status.returncode == 0, status.stderr
         view = status.stdout
         assert re.search(r"Battle\.net eu — run \d+ \(outdated, completed\)", view), view
-        assert re.search(r"characters\s+6\s+6\s+100%", view), view
+        assert re.search(rf"characters\s+{ROSTER}\s+{ROSTER}\s+100%", view), view
         assert re.search(r"2v2\s+\d+\s+20\s+20\s+100%", view), view
 
         assert _refreshes(env) >= 2
+
+
+def _view_while(sync: subprocess.Popen[str], env: dict[str, str], state: str) -> str:
+    """`status --region eu` as often as it takes to show the Battle.net run in ``state`` (the
+    last view if the sync ended first)."""
+    view = ""
+    while sync.poll() is None:
+        view = run_cli(env, "status", "--region", "eu").stdout
+        if re.search(rf"Battle\.net eu — run \d+ \(\w+, {state}\)", view):
+            break
+    return view
 
 
 def _refreshes(env: dict[str, str]) -> int:
