@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio.api.enums.v1 import WorkflowTaskFailedCause
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.worker import Worker
@@ -70,6 +71,21 @@ async def fake_scheduler(
             await end_scheduler(handle)
 
 
+async def history(handle: WorkflowHandle[Any, Any]) -> AsyncIterator[HistoryEvent]:
+    """The events of every run of ``handle``, first to last, across continue-as-new."""
+    client = handle._client
+    run_id: str | None = handle.first_execution_run_id or handle.result_run_id
+    while run_id:
+        run = client.get_workflow_handle(handle.id, run_id=run_id)
+        run_id = None
+        async for event in run.fetch_history_events():
+            yield event
+            if event.HasField("workflow_execution_continued_as_new_event_attributes"):
+                run_id = (
+                    event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+                )
+
+
 async def end_scheduler(handle: WorkflowHandle[Any, Any], reason: str = "test over") -> None:
     """Terminate the scheduler and every child of it still running. A scheduler's children are
     abandoned when it closes, and one left running with no worker holds its id for good: a
@@ -77,26 +93,22 @@ async def end_scheduler(handle: WorkflowHandle[Any, Any], reason: str = "test ov
     on the same server would meet."""
     with suppress(RPCError):
         await handle.terminate(reason)
-    for child_id, _ in await started_children(handle):
-        with suppress(RPCError):  # most have ended by themselves
-            await handle._client.get_workflow_handle(child_id).terminate(reason)
+    async for event in history(handle):  # children that did start (not one that met an id)
+        if event.HasField("child_workflow_execution_started_event_attributes"):
+            child = event.child_workflow_execution_started_event_attributes.workflow_execution
+            with suppress(RPCError):  # most have ended by themselves
+                await handle._client.get_workflow_handle(
+                    child.workflow_id, run_id=child.run_id
+                ).terminate(reason)
 
 
 async def started_children(handle: WorkflowHandle[Any, Any]) -> list[tuple[str, datetime]]:
     """(child id, time) of every child the scheduler started, across its runs, in order."""
     out: list[tuple[str, datetime]] = []
-    client = handle._client
-    run_id: str | None = handle.first_execution_run_id or handle.result_run_id
-    while run_id:
-        run = client.get_workflow_handle(handle.id, run_id=run_id)
-        run_id = None
-        async for event in run.fetch_history_events():
-            if event.HasField("start_child_workflow_execution_initiated_event_attributes"):
-                attrs = event.start_child_workflow_execution_initiated_event_attributes
-                out.append((attrs.workflow_id, event.event_time.ToDatetime()))
-            if event.HasField("workflow_execution_continued_as_new_event_attributes"):
-                can = event.workflow_execution_continued_as_new_event_attributes
-                run_id = can.new_execution_run_id
+    async for event in history(handle):
+        if event.HasField("start_child_workflow_execution_initiated_event_attributes"):
+            attrs = event.start_child_workflow_execution_initiated_event_attributes
+            out.append((attrs.workflow_id, event.event_time.ToDatetime()))
     return out
 
 
@@ -112,18 +124,11 @@ async def task_failures(handle: WorkflowHandle[Any, Any]) -> list[str]:
     continue-as-new was completing; the workflow sees it in the next task), which is normal."""
     unhandled = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
     out: list[str] = []
-    client = handle._client
-    run_id: str | None = handle.first_execution_run_id or handle.result_run_id
-    while run_id:
-        run = client.get_workflow_handle(handle.id, run_id=run_id)
-        run_id = None
-        async for event in run.fetch_history_events():
-            if event.HasField("workflow_task_failed_event_attributes"):
-                failed = event.workflow_task_failed_event_attributes
-                if failed.cause != unhandled:
-                    cause = WorkflowTaskFailedCause.Name(failed.cause)
-                    out.append(f"{cause}: {failed.failure.message}")
-            if event.HasField("workflow_execution_continued_as_new_event_attributes"):
-                can = event.workflow_execution_continued_as_new_event_attributes
-                run_id = can.new_execution_run_id
+    async for event in history(handle):
+        if event.HasField("workflow_task_failed_event_attributes"):
+            failed = event.workflow_task_failed_event_attributes
+            if failed.cause != unhandled:
+                out.append(
+                    f"{WorkflowTaskFailedCause.Name(failed.cause)}: {failed.failure.message}"
+                )
     return out
