@@ -161,7 +161,8 @@ async def outcome(
     the database). ``progress_to``: where a wait shows live progress (None: nowhere)."""
     queue = settings.TEMPORAL_TASK_QUEUE
     if wait and launch.update is not None:
-        return launch.finished(launch.id, await _update_with_start(client, queue, launch))
+        answer = await _update_with_start(client, queue, launch, progress_to)
+        return launch.finished(launch.id, answer)
     handle = await start(client, queue, launch)
     polled = await has_pollers(client, queue)
     if not wait:
@@ -201,7 +202,9 @@ async def start_and_maybe_wait(
     return EXIT_OK if done.ok else EXIT_FAILED
 
 
-async def _update_with_start(client: Client, task_queue: str, launch: Launch) -> Any:
+async def _update_with_start(
+    client: Client, task_queue: str, launch: Launch, progress_to: TextIO | None = None
+) -> Any:
     """Update-with-start, then ``launch.follow`` (both within ``launch.timeout``). An update
     that answers at once still meets the server's 10 in-flight updates per workflow when many
     callers arrive together: that refusal is retried until the timeout, never shown."""
@@ -231,7 +234,12 @@ async def _update_with_start(client: Client, task_queue: str, launch: Launch) ->
 
     async def send_and_follow() -> Any:
         answer = await send()
-        return answer if launch.follow is None else await launch.follow(client, answer)
+        if launch.follow is None:
+            return answer
+        # the progress of what is followed: the child the answer names (a scheduler's
+        # `submit` names the child that serves the request), else the workflow itself
+        watch = Watch(client, getattr(answer, "child_id", None) or launch.id)
+        return await followed(launch.follow(client, answer), launch.progress, watch, progress_to)
 
     try:
         return await asyncio.wait_for(send_and_follow(), timeout=launch.timeout)

@@ -73,6 +73,11 @@ class Snapshot:
     # requests counted as sent (this process's client), not as the workflow's children end
     live_requests: bool = False
 
+    @property
+    def counted(self) -> bool:
+        """Whether it counts anything (a workflow's own words only, else: no empty fields)."""
+        return bool(self.unit or self.total is not None or self.requests is not None)
+
 
 @dataclass
 class Watch:
@@ -231,6 +236,8 @@ def _pace_of(snapshot: Snapshot, pace: Pace) -> str:
 
 def plain_line(snapshot: Snapshot, pace: Pace, limit: float | None) -> str:
     """One line for a log or a pipe: phase, done/total, rate vs limit, 429s, ETA, parts."""
+    if not snapshot.counted:
+        return f"progress [{duration(pace.elapsed())}] {snapshot.phase}"
     items = [
         f"progress [{duration(pace.elapsed())}] {snapshot.phase}:",
         _done_total(snapshot.done, snapshot.total, snapshot.unit) + ",",
@@ -259,6 +266,9 @@ def live_view(snapshot: Snapshot, pace: Pace, limit: float | None) -> Renderable
     done = Table.grid(padding=(0, 1))
     done.add_row(bar, Text(_done_total(snapshot.done, total, snapshot.unit)))
     head.add_row("phase", snapshot.phase)
+    if not snapshot.counted:
+        head.add_row("elapsed", duration(pace.elapsed()))
+        return head
     head.add_row("done", done)
     head.add_row("pace", _pace_of(snapshot, pace))
     head.add_row("requests", _rate(snapshot, pace, limit))

@@ -51,8 +51,18 @@ def test_a_plain_line_has_done_total_rate_against_limit_429s_and_eta() -> None:
         r"8\.0 req/s of 10 allowed, 429s 3, ETA 10s",
         line,
     ), line
-    unknown = plain_line(Snapshot("guilds", 2), Pace(), None)
-    assert "2/? guilds" not in unknown and "2/?," in unknown and "429s ?" in unknown
+    unknown = plain_line(Snapshot("guilds", 2, unit="guilds"), Pace(), None)
+    assert "2/? guilds, ? guilds/s, ? req/s (worker elsewhere), 429s ?, ETA ?" in unknown
+
+
+def test_a_workflows_own_words_are_shown_without_empty_fields() -> None:
+    # a verb with no probe of its own: what the workflow says it does (current details)
+    line = plain_line(Snapshot("fetching guild and roster"), Pace(), 100)
+    assert re.fullmatch(r"progress \[0s\] fetching guild and roster", line), line
+    console = Console(record=True, width=80)
+    console.print(live_view(Snapshot("fetching guild and roster"), Pace(), 100))
+    assert console.export_text().split() == ["phase", "fetching", "guild", "and", "roster",
+                                             "elapsed", "0s"]  # fmt: skip
 
 
 def test_a_workflows_request_count_makes_no_rate() -> None:
