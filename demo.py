@@ -4,8 +4,11 @@ It never touches the user's data: whatever DATABASE_URL and TEMPORAL_ADDRESS say
 its own embedded Postgres and its own in-memory Temporal dev server (free ports, a temporary
 directory removed at the end), the Battle.net sandbox in its own process and a worker on its own
 task queue in this one. It tracks the sandbox's guilds, runs a full sync and prints what was
-stored and how close to the limit it ran. Its workflow is terminated if the demo ends early
-(Ctrl-C), so nothing is left "Running".
+stored and how close to the limit it ran.
+
+One Ctrl-C stops it within seconds: the sync is cancelled and its workflow terminated (nothing
+is left "Running"), the worker stops without waiting for running activities, the servers stop
+last and the temporary directory goes; one line says so, exit 130 (0 for a SIGTERM).
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ import argparse
 import asyncio
 import json
 import shutil
+import signal
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +43,7 @@ from storage import battlenet as db
 from storage.db import create_engine
 from storage.migrate import upgrade
 from storage.status import database_status
-from worker import build_worker
+from worker import StopSignal, build_worker
 from workflows.battlenet import BattleNetSync
 
 
@@ -73,13 +79,44 @@ async def own_services(namespace: str) -> AsyncIterator[DemoServices]:
 
 
 async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """The demo, stopped cleanly by one SIGINT or SIGTERM (asyncio's own Ctrl-C handling
+    cancelled every task at once, the worker's running activities among them: a traceback for
+    each, and a run that needed a second Ctrl-C)."""
+    stop = StopSignal(asyncio.get_running_loop())
+    finished = await stop.until(_demo(args, settings))
+    if finished is not None:
+        return finished
+    print("interrupted: the demo stopped; its servers and temporary data are gone",
+          file=sys.stderr, flush=True)  # fmt: skip
+    return stop.exit_code
+
+
+@contextmanager
+def _sandbox(config: BattleNetSandboxConfig) -> Iterator[SandboxProcess]:
+    """The sandbox process, spawned with SIGINT blocked: it inherits the blocked signal, so a
+    terminal's Ctrl-C (sent to the whole foreground group) stops the demo alone, which then
+    stops the sandbox (it used to die first, printing a KeyboardInterrupt traceback of its
+    own). A Ctrl-C during the spawn waits, and reaches the demo once unblocked."""
+    sandbox = SandboxProcess(config)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        sandbox.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+async def _demo(args: argparse.Namespace, settings: Settings) -> int:
     world = BattleNetWorldConfig(
         regions=("eu",), guilds_per_region=args.guilds, roster_min=30, roster_max=args.roster_max
     )
     config = BattleNetSandboxConfig(
         world=world, per_second=settings.BNET_RATE_PER_SECOND, per_hour=settings.BNET_RATE_PER_HOUR
     )
-    with SandboxProcess(config) as sandbox:
+    with _sandbox(config) as sandbox:
         demo_settings = settings.model_copy(
             update={
                 "BNET_API_BASE_URL": sandbox.url,
@@ -116,28 +153,34 @@ async def _sync(
 ) -> None:
     queue = f"demo-{uuid.uuid4().hex[:6]}"
     started = time.monotonic()
-    async with build_worker(client, settings, svc.database_url, queue) as parts:
-        async with parts.worker:
-            handle = await client.start_workflow(
-                BattleNetSync.run,
-                BattleNetSyncInput(region="eu", full=True, batch_size=25),
-                id=f"battlenet-sync/eu/demo-{time.strftime('%Y%m%dT%H%M%S')}",
-                task_queue=queue,
-                static_summary="Demo: full Battle.net sync of the sandbox",
-            )
-            try:
+    async with build_worker(
+        client, settings, svc.database_url, queue, graceful_shutdown=timedelta(0)
+    ) as parts:
+        handle = None
+        try:
+            async with parts.worker:
+                handle = await client.start_workflow(
+                    BattleNetSync.run,
+                    BattleNetSyncInput(region="eu", full=True, batch_size=25),
+                    id=f"battlenet-sync/eu/demo-{time.strftime('%Y%m%dT%H%M%S')}",
+                    task_queue=queue,
+                    static_summary="Demo: full Battle.net sync of the sandbox",
+                )
                 counts = await handle.result()
-            finally:  # ended early (Ctrl-C): leave nothing "Running"
+                elapsed = time.monotonic() - started
+                stored = await database_status(engine)
+                stats = await admin(sandbox_url, "stats")
+                _summary(counts.as_dict(), stored, stats, elapsed, config.per_second)
+                if args.keep:
+                    print(f"open {svc.temporal_ui} ; Ctrl-C to stop", flush=True)
+                    await _forever()
+        finally:
+            # ended early (Ctrl-C): leave nothing "Running". After the worker stopped, so its
+            # cancelled activities still had a workflow to report to (else a warning for each).
+            if handle is not None:
                 with suppress(Exception):
                     if (await handle.describe()).status.name == "RUNNING":
                         await handle.terminate("the demo ended")
-            elapsed = time.monotonic() - started
-            stored = await database_status(engine)
-            stats = await admin(sandbox_url, "stats")
-            _summary(counts.as_dict(), stored, stats, elapsed, config.per_second)
-            if args.keep:
-                print(f"open {svc.temporal_ui} ; Ctrl-C to stop", flush=True)
-                await _forever()
 
 
 def _summary(

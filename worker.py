@@ -39,6 +39,7 @@ from workflows.scheduler import Scheduler, child_states
 WORKFLOWS: list[Any] = [Scheduler] + [w for spec in SPECS for p in spec.workflows for w in load(p)]
 log = logging.getLogger("ratesync.worker")
 STICKY_SCHEDULE_TO_START = timedelta(seconds=3)  # a dead worker's sticky tasks move on fast
+GRACEFUL_SHUTDOWN = timedelta(seconds=5)  # running activities may finish before a stop cancels
 T = TypeVar("T")
 
 
@@ -96,10 +97,15 @@ def tune_gc() -> None:
 
 @asynccontextmanager
 async def build_worker(
-    client: Client, settings: Settings, database_url: str, task_queue: str | None = None
+    client: Client,
+    settings: Settings,
+    database_url: str,
+    task_queue: str | None = None,
+    graceful_shutdown: timedelta = GRACEFUL_SHUTDOWN,
 ) -> AsyncIterator[WorkerParts]:
     """A Worker with every provider's workflows and activities (from the registry), and the
-    resources they own (closed on exit)."""
+    resources they own (closed on exit). ``graceful_shutdown``: how long a stop lets running
+    activities finish before it cancels them (the demo's throw-away work does not wait)."""
     require_local_backend(settings)
     install_log_filters()
     tune_gc()
@@ -117,7 +123,7 @@ async def build_worker(
     # this worker) only bypasses Temporal's task-queue rate limit, which we never use as an API
     # budget: the application limiter governs every request. It saves a manual add a round trip.
     common: dict[str, Any] = {
-        "graceful_shutdown_timeout": timedelta(seconds=5),
+        "graceful_shutdown_timeout": graceful_shutdown,
         "sticky_queue_schedule_to_start_timeout": STICKY_SCHEDULE_TO_START,
         # times handed to workflows or stored are on the server's clock, not this host's
         "interceptors": [ClockInterceptor()],
@@ -161,17 +167,20 @@ class StopSignal:
     worker still starts (servers, migrations, connecting) used to be swallowed, the worker then
     polled on as if nothing had happened."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, announce: str | None = None) -> None:
+        """``announce``: a line to print when the first signal comes (``{signal}`` in it is
+        replaced by the signal's name)."""
         self.event = asyncio.Event()
         self.received: int | None = None
+        self._announce = announce
         for sig in EXIT_ON_SIGNAL:
             loop.add_signal_handler(sig, self._caught, sig)
 
     def _caught(self, sig: int) -> None:
         if self.received is None:
             self.received = sig
-            print(f"worker stopping ({signal.Signals(sig).name}): running activities get up to "
-                  "5 s to finish", flush=True)  # fmt: skip
+            if self._announce:
+                print(self._announce.format(signal=signal.Signals(sig).name), flush=True)
         self.event.set()
 
     @property
@@ -195,7 +204,11 @@ class StopSignal:
 async def _serve() -> int:
     from runtime import embedded_services
 
-    stop = StopSignal(asyncio.get_running_loop())
+    stop = StopSignal(
+        asyncio.get_running_loop(),
+        f"worker stopping ({{signal}}): running activities get up to "
+        f"{GRACEFUL_SHUTDOWN.total_seconds():.0f} s to finish",
+    )
     settings = get_settings()
     require_local_backend(settings)  # a bad backend setting fails before anything starts
     with embedded_services() as endpoints:
