@@ -30,7 +30,8 @@ def sync_probe(tenant: str) -> Probe:
             "channels" if run["run_status"] == "running" else str(run["run_status"]),
             done=sum(1 for j in jobs if j["status"] not in UNDER_WAY),
             total=len(jobs),
-            unit=f"channels, {messages} messages",
+            unit="channels",
+            note=f"{messages} messages",
             rate_limited=sum(int(j["rate_limited"]) for j in jobs),
         )
 

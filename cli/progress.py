@@ -32,6 +32,8 @@ from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio.client import Client
 
+from storage.db import create_engine
+
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0  # a terminal's view is redrawn this often
@@ -72,6 +74,7 @@ class Snapshot:
     parts: tuple[Part, ...] = ()
     # requests counted as sent (this process's client), not as the workflow's children end
     live_requests: bool = False
+    note: str = ""  # more of the same, e.g. "35 messages" (free to change at every read)
 
     @property
     def counted(self) -> bool:
@@ -103,8 +106,6 @@ class Watch:
             yield None
             return
         if self._engine is None:
-            from storage.db import create_engine
-
             self._engine = create_engine(self.database_url, pool_size=1)
         async with self._engine.connect() as conn:
             yield conn
@@ -155,9 +156,13 @@ class Pace:
 
     started: float = field(default_factory=time.monotonic)
     samples: deque[tuple[float, int, int | None]] = field(default_factory=deque)
+    unit: str = ""  # what the samples' done counts: guilds, then characters start afresh
 
     def add(self, snapshot: Snapshot, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
+        if snapshot.unit != self.unit:
+            self.unit = snapshot.unit
+            self.samples.clear()
         self.samples.append((now, snapshot.done, snapshot.requests))
         while len(self.samples) > 2 and now - self.samples[1][0] >= RATE_WINDOW:
             self.samples.popleft()
@@ -206,11 +211,12 @@ def _count(value: int | None) -> str:
     return "?" if value is None else str(value)
 
 
-def _done_total(done: int, total: int | None, unit: str = "") -> str:
+def _done_total(done: int, total: int | None, unit: str = "", note: str = "") -> str:
     text = f"{done}/{_count(total)}"
     if total:
         text += f" ({min(100.0, 100.0 * done / total):.0f}%)"
-    return f"{text} {unit}".rstrip()
+    text = f"{text} {unit}".rstrip()
+    return f"{text}, {note}" if note else text
 
 
 def _rate(snapshot: Snapshot, pace: Pace, limit: float | None) -> str:
@@ -227,7 +233,7 @@ def _rate(snapshot: Snapshot, pace: Pace, limit: float | None) -> str:
 def _pace_of(snapshot: Snapshot, pace: Pace) -> str:
     """Units done per second, recently (what the ETA assumes)."""
     rate = pace.done_rate()
-    unit = snapshot.unit.split(",")[0] or "done"
+    unit = snapshot.unit or "done"
     return f"{'?' if rate is None else f'{rate:.1f}'} {unit}/s"
 
 
@@ -240,7 +246,7 @@ def plain_line(snapshot: Snapshot, pace: Pace, limit: float | None) -> str:
         return f"progress [{duration(pace.elapsed())}] {snapshot.phase}"
     items = [
         f"progress [{duration(pace.elapsed())}] {snapshot.phase}:",
-        _done_total(snapshot.done, snapshot.total, snapshot.unit) + ",",
+        _done_total(snapshot.done, snapshot.total, snapshot.unit, snapshot.note) + ",",
         _pace_of(snapshot, pace) + ",",
         _rate(snapshot, pace, limit) + ",",
         f"429s {_count(snapshot.rate_limited)},",
@@ -264,7 +270,7 @@ def live_view(snapshot: Snapshot, pace: Pace, limit: float | None) -> Renderable
     total = snapshot.total
     bar = ProgressBar(total=float(total) if total else None, completed=snapshot.done, width=30)
     done = Table.grid(padding=(0, 1))
-    done.add_row(bar, Text(_done_total(snapshot.done, total, snapshot.unit)))
+    done.add_row(bar, Text(_done_total(snapshot.done, total, snapshot.unit, snapshot.note)))
     head.add_row("phase", snapshot.phase)
     if not snapshot.counted:
         head.add_row("elapsed", duration(pace.elapsed()))

@@ -42,6 +42,18 @@ def test_old_samples_leave_the_window_and_unknowns_stay_unknown() -> None:
     assert Pace().eta(Snapshot("guilds", 3)) is None  # no total
 
 
+def test_a_new_unit_starts_the_pace_afresh() -> None:
+    # 3 guilds in 5 s, then characters from 0: no negative pace, none made of guilds
+    pace = Pace()
+    pace.add(Snapshot("guilds", 0, 3, "guilds"), now=0.0)
+    pace.add(Snapshot("guilds", 3, 3, "guilds"), now=5.0)
+    assert pace.done_rate() == pytest.approx(0.6)
+    pace.add(Snapshot("characters", 0, 60, "characters"), now=6.0)
+    assert pace.done_rate() is None
+    pace.add(Snapshot("characters", 10, 60, "characters"), now=8.0)
+    assert pace.done_rate() == pytest.approx(5.0)
+
+
 def test_a_plain_line_has_done_total_rate_against_limit_429s_and_eta() -> None:
     pace = _pace((0.0, 20, 320), (10.0, 60, 400))
     snapshot = Snapshot("characters", 60, 100, "characters", 400, 3, live_requests=True)
