@@ -725,6 +725,8 @@ def stop_servers(data_dir: Path, timeout: float = 15.0) -> list[RunningServer]:
     """Stop every shared server of `data_dir` cleanly and say which ran. Temporal's dev server
     finishes writing `temporal.db` on SIGTERM (a restart keeps its workflows); Postgres gets a
     fast shutdown (SIGINT). One that outlasts `timeout` is killed."""
+    if not data_dir.is_dir():
+        return []  # nothing ever ran there (and a stop creates no DATA_DIR)
     with services_lock(data_dir):
         servers = running_servers(data_dir)
         for server in servers:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 from cli.common import EXIT_FAILED, EXIT_OK, Verbs, add_verb, emit
@@ -21,6 +22,7 @@ from storage.migrate import upgrade
 
 TITLES = {"postgres": "Postgres", "temporal": "Temporal"}
 SETTING = {"postgres": "DATABASE_URL", "temporal": "TEMPORAL_ADDRESS"}
+SERVICES_START = "python starter.py services start"
 
 
 def register(verbs: Verbs) -> None:
@@ -117,7 +119,14 @@ async def status(args: argparse.Namespace, settings: Settings) -> int:
     wanted = _wanted(settings)
     up = bool(wanted) and all(state[name]["running"] for name in wanted)
     emit(args, "\n".join(_lines(state)), {"running": up, **state})
-    return EXIT_OK if up else EXIT_FAILED
+    if up:
+        return EXIT_OK
+    if wanted:
+        print(f"error: not running; `{SERVICES_START}` starts them", file=sys.stderr)
+    else:
+        print("error: no embedded server is used: DATABASE_URL and TEMPORAL_ADDRESS are set",
+              file=sys.stderr)  # fmt: skip
+    return EXIT_FAILED
 
 
 async def stop(args: argparse.Namespace, settings: Settings) -> int:
