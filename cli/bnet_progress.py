@@ -116,7 +116,7 @@ async def pvp_probe(watch: Watch) -> Snapshot:
     totals = [p.total for p in parts]
     total = None if None in totals else sum(t or 0 for t in totals)
     return Snapshot(
-        f"season {state['season']}: {busy[-1] if busy else 'done'}",
+        f"{busy[-1] if busy else 'done'} (season {state['season']})",
         sum(p.done for p in parts),
         total,
         "entries",

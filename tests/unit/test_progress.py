@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from cli import progress
+from cli import bnet_progress, progress
 from cli.progress import Pace, Part, Reporter, Snapshot, Tracking, Watch, live_view, plain_line
 
 CHARACTERS = Snapshot("characters", done=60, total=100, unit="characters", requests=400)
@@ -195,3 +195,51 @@ async def test_on_a_terminal_the_view_is_redrawn_in_place(monkeypatch) -> None:
     out = stream.getvalue()
     assert "\x1b[" in out and "6/6 (100%) characters" in out  # cursor moves: one live view
     assert "progress [" not in out  # no plain lines on a terminal
+
+
+class _Queries(Watch):
+    """A watch whose queries answer from a dict by workflow id (a missing one: not started)."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        super().__init__(client=None, workflow_id="pvp-sync/eu/x")  # type: ignore[arg-type]
+        self.answers = answers
+
+    async def query(self, workflow_id: str, name: str = "progress") -> Any:
+        if workflow_id not in self.answers:
+            raise RuntimeError("workflow not found")
+        return self.answers[workflow_id]
+
+
+def _bracket(phase: str, entries: int, processed: int, requests: int) -> dict[str, Any]:
+    equipment = {"processed": processed, "requests": requests, "budget_waits": 1}
+    return {"phase": phase, "entries": entries, "batches": 2, "batches_done": 1,
+            "equipment": equipment}  # fmt: skip
+
+
+@pytest.mark.asyncio
+async def test_pvp_progress_sums_its_brackets_children() -> None:
+    children = {"2v2": "pvp/eu/37/2v2", "3v3": "pvp/eu/37/3v3", "rbg": "pvp/eu/37/rbg"}
+    master = {"season": 37, "brackets": children, "finished": [], "failed": ["rbg"]}
+    answers = {"pvp-sync/eu/x": master, "pvp/eu/37/2v2": _bracket("equipment", 200, 100, 90),
+               "pvp/eu/37/3v3": _bracket("done", 50, 50, 40)}  # fmt: skip
+    snapshot = await bnet_progress.pvp_probe(_Queries(answers))
+    assert (snapshot.phase, snapshot.done, snapshot.total) == ("equipment (season 37)", 150, 250)
+    assert (snapshot.requests, snapshot.waits) == (130, 2)
+    assert snapshot.parts == (
+        Part("2v2", "equipment", 100, 200),
+        Part("3v3", "done", 50, 50),
+        Part("rbg", "failed", 0, 0),
+    )
+
+
+@pytest.mark.asyncio
+async def test_pvp_progress_has_no_total_while_a_bracket_is_unknown() -> None:
+    master = {"season": 37, "brackets": {"2v2": "c2", "3v3": "c3"}, "finished": [], "failed": []}
+    importing = {"phase": "importing", "entries": 0, "batches": 0, "batches_done": 0,
+                 "equipment": {}}  # fmt: skip
+    snapshot = await bnet_progress.pvp_probe(_Queries({"pvp-sync/eu/x": master, "c2": importing}))
+    assert snapshot.total is None and snapshot.phase == "importing (season 37)"
+    assert [p.phase for p in snapshot.parts] == ["importing", "waiting"]  # c3 not started
+    assert (await bnet_progress.pvp_probe(_Queries({"pvp-sync/eu/x": {}}))).phase == (
+        "resolving season"
+    )
