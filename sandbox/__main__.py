@@ -30,8 +30,16 @@ class _Terminated(Exception):
     """SIGTERM: a clean stop (exit 0), not death by the signal."""
 
 
+class _Interrupted(Exception):
+    """SIGINT (Ctrl-C): a clean stop that exits 130, as every verb's Ctrl-C does."""
+
+
 def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated
+
+
+def _on_sigint(signum: int, frame: object) -> None:
+    raise _Interrupted
 
 
 class _Parser(argparse.ArgumentParser):
@@ -248,6 +256,10 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     # uvicorn re-raises a SIGTERM it handled once it has shut down: with the default handler the
     # process then died of it (exit 143), not the clean exit 0 a service manager expects
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # and a SIGINT once it has shut down: left to Python, it was a KeyboardInterrupt that the
+    # CLI answered with "a run goes on in a worker" (or, started in the background with SIGINT
+    # ignored, exit 0); it is the sandbox's own clean stop, exit 130
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         serve_forever(
             config,
@@ -260,6 +272,9 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
         return 2
     except _Terminated:
         return 0
+    except _Interrupted:
+        print("sandbox stopped (Ctrl-C)", file=sys.stderr)
+        return 130
     return 0
 
 

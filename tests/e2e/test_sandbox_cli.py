@@ -143,3 +143,21 @@ def test_options_pass_through(option: str) -> None:
     value = "7" if option == "--seed" else "us"
     exports = _exports_of_running_sandbox(option, value)
     assert "BNET_API_BASE_URL" in exports
+
+
+def test_ctrl_c_stops_the_sandbox_with_its_own_line_and_exit_130() -> None:
+    """It was the CLI's KeyboardInterrupt answer, "a run already started goes on in a worker"
+    (and exit 0 when started in the background, where SIGINT is ignored)."""
+    proc = _starter("sandbox", "--port", "0")
+    assert proc.stdout is not None
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    try:
+        while "listening on" not in proc.stdout.readline():
+            assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        watchdog.cancel()
+    assert proc.returncode == 130, err
+    assert err.strip() == "sandbox stopped (Ctrl-C)", err
