@@ -22,24 +22,18 @@ import pytest
 
 import runtime
 from tests.cli_support import ROOT, run_cli
+from tests.integration.embedded_support import embedded_env
 
 pytestmark = [pytest.mark.integration]
 
 
 @pytest.fixture
-def embedded_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+def embedded(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A user's environment with no DATABASE_URL / TEMPORAL_ADDRESS: the embedded servers of
     the test's own DATA_DIR on free ports; whatever runs there at the end is stopped."""
     data_dir = tmp_path / "data"
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "TEMPORAL_ADDRESS"}},
-        "DATA_DIR": str(data_dir),
-        "EMBEDDED_POSTGRES_PORT": str(runtime.free_port()),
-        "EMBEDDED_TEMPORAL_PORT": str(runtime.free_port()),
-        "EMBEDDED_TEMPORAL_UI_PORT": str(runtime.free_port()),
-    }
     try:
-        yield env
+        yield embedded_env(data_dir)
     finally:
         runtime.stop_servers(data_dir)
 
@@ -69,12 +63,12 @@ def _interrupt(proc: subprocess.Popen[bytes]) -> int:
     return proc.wait(30)
 
 
-def test_a_watch_outlives_the_command_that_started_the_servers(embedded_env, tmp_path):
+def test_a_watch_outlives_the_command_that_started_the_servers(embedded, tmp_path):
     first, second = tmp_path / "first.out", tmp_path / "second.out"
-    starter = _watch(embedded_env, first)  # starts the embedded Postgres (first use)
+    starter = _watch(embedded, first)  # starts the embedded Postgres (first use)
     try:
         _wait_frames(first, 1)
-        watcher = _watch(embedded_env, second)
+        watcher = _watch(embedded, second)
         try:
             _wait_frames(second, 1)
             assert _interrupt(starter) == 130
@@ -94,37 +88,35 @@ def test_a_watch_outlives_the_command_that_started_the_servers(embedded_env, tmp
     assert "started the embedded" not in second.read_text()  # it found them running
 
 
-async def test_services_start_status_stop_keep_the_workflows(embedded_env):
-    down = run_cli(embedded_env, "services", "status")
+async def test_services_start_status_stop_keep_the_workflows(embedded):
+    down = run_cli(embedded, "services", "status")
     assert down.returncode == 1 and "not running" in down.stdout, down.stdout + down.stderr
-    started = run_cli(embedded_env, "services", "start")
+    started = run_cli(embedded, "services", "start")
     assert started.returncode == 0, started.stdout + started.stderr
-    pg, tp, ui = (
-        embedded_env[f"EMBEDDED_{n}_PORT"] for n in ("POSTGRES", "TEMPORAL", "TEMPORAL_UI")
-    )
+    pg, tp, ui = (embedded[f"EMBEDDED_{n}_PORT"] for n in ("POSTGRES", "TEMPORAL", "TEMPORAL_UI"))
     for where in (f"postgresql://postgres@127.0.0.1:{pg}/ratesync", f"127.0.0.1:{tp}",
                   f"http://127.0.0.1:{ui}"):  # fmt: skip
         assert where in started.stdout, started.stdout
-    password = (Path(embedded_env["DATA_DIR"]) / runtime.PG_PASSWORD_FILE).read_text().strip()
+    password = (Path(embedded["DATA_DIR"]) / runtime.PG_PASSWORD_FILE).read_text().strip()
     assert password not in started.stdout + started.stderr
-    again = run_cli(embedded_env, "services", "start")
+    again = run_cli(embedded, "services", "start")
     assert again.returncode == 0 and "already running" in again.stdout, again.stdout
-    up = run_cli(embedded_env, "services", "status", "--json")
+    up = run_cli(embedded, "services", "status", "--json")
     assert up.returncode == 0 and '"running": true' in up.stdout, up.stdout + up.stderr
 
     client = await runtime.connect(f"127.0.0.1:{tp}", "default")
     workflow_id = f"kept-{uuid.uuid4().hex[:8]}"
     await client.start_workflow("NobodyRunsThis", id=workflow_id, task_queue="nobody-polls")
-    pids = [s.pid for s in runtime.running_servers(Path(embedded_env["DATA_DIR"]))]
-    stopped = run_cli(embedded_env, "services", "stop")
+    pids = [s.pid for s in runtime.running_servers(Path(embedded["DATA_DIR"]))]
+    stopped = run_cli(embedded, "services", "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stdout
     assert len(pids) == 2 and all(runtime._gone(pid) for pid in pids), pids
-    down = run_cli(embedded_env, "services", "status")
+    down = run_cli(embedded, "services", "status")
     assert down.returncode == 1, down.stdout
-    not_running = run_cli(embedded_env, "services", "stop")
+    not_running = run_cli(embedded, "services", "stop")
     assert not_running.returncode == 0 and "not running" in not_running.stdout
 
-    assert run_cli(embedded_env, "services", "start").returncode == 0
+    assert run_cli(embedded, "services", "start").returncode == 0
     client = await runtime.connect(f"127.0.0.1:{tp}", "default")
     described = await asyncio.wait_for(client.get_workflow_handle(workflow_id).describe(), 10)
     assert described.status is not None and described.status.name == "RUNNING"

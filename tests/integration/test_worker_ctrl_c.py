@@ -20,6 +20,7 @@ import pytest
 import runtime
 from activities.types import BattleNetSyncInput
 from tests.integration.battlenet_support import track_sandbox_guilds
+from tests.integration.embedded_support import embedded_env
 from tests.integration.worker_process import start_worker, wait_until
 from tests.sandbox_helpers import admin, battlenet_sandbox
 from workflows.battlenet import BattleNetSync
@@ -76,13 +77,7 @@ async def test_a_busy_worker_stops_cleanly_on_one_ctrl_c(
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 0)])
 def test_a_signal_while_the_worker_starts_stops_it(tmp_path: Path, sig: int, code: int):
     data_dir = tmp_path / "data"
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "TEMPORAL_ADDRESS"}},
-        "DATA_DIR": str(data_dir),
-        "EMBEDDED_POSTGRES_PORT": str(runtime.free_port()),
-        "EMBEDDED_TEMPORAL_PORT": str(runtime.free_port()),
-        "EMBEDDED_TEMPORAL_UI_PORT": str(runtime.free_port()),
-    }
+    env = embedded_env(data_dir)
     log = tmp_path / "worker.log"
     worker = start_worker(env, log)
     try:
