@@ -176,7 +176,7 @@ def _pvp_launch(args: argparse.Namespace, settings: Settings, region: str) -> La
         search_attributes=search_attributes(PROVIDER, region, "pvp"),
         result_type=PvpSyncResult,
         finished=_pvp_finished,
-        progress=Tracking(bnet_progress.pvp_probe, PROVIDER, settings.BNET_RATE_PER_SECOND),
+        progress=Tracking(bnet_progress.pvp_probe(), PROVIDER, settings.BNET_RATE_PER_SECOND),
     )
 
 

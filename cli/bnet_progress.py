@@ -10,6 +10,7 @@ master names each bracket's child; a child counts its entries and equipment batc
 
 from __future__ import annotations
 
+import asyncio
 import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -96,34 +97,47 @@ def _bracket_part(name: str, state: dict[str, Any] | None, failed: bool) -> Part
     return Part(name, phase, processed, int(state["entries"]) if known else None)
 
 
-async def pvp_probe(watch: Watch) -> Snapshot:
-    """The probe of a PvpSync: each bracket's import, then its entries' equipment."""
-    state: dict[str, Any] = await watch.query(watch.workflow_id) or {}
-    if state.get("season") is None:
-        return Snapshot("resolving season")
-    parts, requests, waits = [], 0, 0
-    for name, child_id in state["brackets"].items():
+def pvp_probe() -> Probe:
+    """The probe of a PvpSync: each bracket's import, then its entries' equipment. The
+    brackets' children are asked at once; one the master saw end is not asked again."""
+    ended: dict[str, dict[str, Any]] = {}  # bracket -> its child's last state
+
+    async def child_state(watch: Watch, state: dict[str, Any], name: str) -> Any:
+        if name in ended:
+            return ended[name]
         try:
-            child = await watch.query(child_id)
+            child = await watch.query(state["brackets"][name])
         except Exception:  # not started yet
-            child = None
-        parts.append(_bracket_part(name, child, name in state["failed"]))
-        equipment = (child or {}).get("equipment", {})
-        requests += int(equipment.get("requests", 0))
-        waits += int(equipment.get("budget_waits", 0))
-    phases = {p.phase for p in parts}
-    busy = [p for p in ("waiting", "importing", "equipment") if p in phases]
-    totals = [p.total for p in parts]
-    total = None if None in totals else sum(t or 0 for t in totals)
-    return Snapshot(
-        f"{busy[-1] if busy else 'done'} (season {state['season']})",
-        sum(p.done for p in parts),
-        total,
-        "entries",
-        requests=requests,
-        waits=waits,
-        parts=tuple(parts),
-    )
+            return None
+        if name in state["finished"]:
+            ended[name] = child
+        return child
+
+    async def probe(watch: Watch) -> Snapshot:
+        state: dict[str, Any] = await watch.query(watch.workflow_id) or {}
+        if state.get("season") is None:
+            return Snapshot("resolving season")
+        names = list(state["brackets"])
+        children = await asyncio.gather(*(child_state(watch, state, n) for n in names))
+        parts = [
+            _bracket_part(name, child, name in state["failed"])
+            for name, child in zip(names, children, strict=True)
+        ]
+        equipment = [(child or {}).get("equipment", {}) for child in children]
+        phases = {p.phase for p in parts}
+        busy = [p for p in ("waiting", "importing", "equipment") if p in phases]
+        totals = [p.total for p in parts]
+        return Snapshot(
+            f"{busy[-1] if busy else 'done'} (season {state['season']})",
+            sum(p.done for p in parts),
+            None if None in totals else sum(t or 0 for t in totals),
+            "entries",
+            requests=sum(int(e.get("requests", 0)) for e in equipment),
+            waits=sum(int(e.get("budget_waits", 0)) for e in equipment),
+            parts=tuple(parts),
+        )
+
+    return probe
 
 
 # --- status --region -------------------------------------------------------------------------

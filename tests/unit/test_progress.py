@@ -203,8 +203,10 @@ class _Queries(Watch):
     def __init__(self, answers: dict[str, Any]) -> None:
         super().__init__(client=None, workflow_id="pvp-sync/eu/x")  # type: ignore[arg-type]
         self.answers = answers
+        self.asked: list[str] = []
 
     async def query(self, workflow_id: str, name: str = "progress") -> Any:
+        self.asked.append(workflow_id)
         if workflow_id not in self.answers:
             raise RuntimeError("workflow not found")
         return self.answers[workflow_id]
@@ -219,10 +221,14 @@ def _bracket(phase: str, entries: int, processed: int, requests: int) -> dict[st
 @pytest.mark.asyncio
 async def test_pvp_progress_sums_its_brackets_children() -> None:
     children = {"2v2": "pvp/eu/37/2v2", "3v3": "pvp/eu/37/3v3", "rbg": "pvp/eu/37/rbg"}
-    master = {"season": 37, "brackets": children, "finished": [], "failed": ["rbg"]}
+    master = {"season": 37, "brackets": children, "finished": ["3v3"], "failed": ["rbg"]}
     answers = {"pvp-sync/eu/x": master, "pvp/eu/37/2v2": _bracket("equipment", 200, 100, 90),
                "pvp/eu/37/3v3": _bracket("done", 50, 50, 40)}  # fmt: skip
-    snapshot = await bnet_progress.pvp_probe(_Queries(answers))
+    probe, watch = bnet_progress.pvp_probe(), _Queries(answers)
+    snapshot = await probe(watch)
+    assert await probe(watch) == snapshot
+    assert watch.asked.count("pvp/eu/37/3v3") == 1  # ended: not asked again
+    assert watch.asked.count("pvp/eu/37/2v2") == 2
     assert (snapshot.phase, snapshot.done, snapshot.total) == ("equipment (season 37)", 150, 250)
     assert (snapshot.requests, snapshot.waits) == (130, 2)
     assert snapshot.parts == (
@@ -237,9 +243,9 @@ async def test_pvp_progress_has_no_total_while_a_bracket_is_unknown() -> None:
     master = {"season": 37, "brackets": {"2v2": "c2", "3v3": "c3"}, "finished": [], "failed": []}
     importing = {"phase": "importing", "entries": 0, "batches": 0, "batches_done": 0,
                  "equipment": {}}  # fmt: skip
-    snapshot = await bnet_progress.pvp_probe(_Queries({"pvp-sync/eu/x": master, "c2": importing}))
+    snapshot = await bnet_progress.pvp_probe()(_Queries({"pvp-sync/eu/x": master, "c2": importing}))
     assert snapshot.total is None and snapshot.phase == "importing (season 37)"
     assert [p.phase for p in snapshot.parts] == ["importing", "waiting"]  # c3 not started
-    assert (await bnet_progress.pvp_probe(_Queries({"pvp-sync/eu/x": {}}))).phase == (
+    assert (await bnet_progress.pvp_probe()(_Queries({"pvp-sync/eu/x": {}}))).phase == (
         "resolving season"
     )
