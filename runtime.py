@@ -281,6 +281,8 @@ def start_temporal(
     running = pidfile.read()
     if running and running["port"] == port and port_in_use(port):
         return EmbeddedTemporal("temporal", port, None)
+    if persistent:
+        _refuse_a_second_temporal(data_dir)
     for p, what in ((port, "EMBEDDED_TEMPORAL_PORT"), (ui_port, "EMBEDDED_TEMPORAL_UI_PORT")):
         if port_in_use(p):
             raise PortTaken(
@@ -312,6 +314,18 @@ def start_temporal(
         raise
     pidfile.write(proc.pid, port)
     return server
+
+
+def _refuse_a_second_temporal(data_dir: Path) -> None:
+    """Two dev servers on one `temporal.db` would corrupt it: the one already running on
+    another port is named instead (as `_served_elsewhere` does for Postgres)."""
+    for server in running_servers(data_dir):
+        if server.name == "temporal":
+            raise RuntimeStartError(
+                f"DATA_DIR {data_dir} is already served by an embedded Temporal on port "
+                f"{server.port} (pid {server.pid}); set EMBEDDED_TEMPORAL_PORT={server.port} to "
+                f"use it, or stop it (`{SERVICES_STOP}`), or set DATA_DIR to another directory"
+            )
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------

@@ -103,7 +103,8 @@ class Services:
 
 @asynccontextmanager
 async def services(settings: Settings, temporal: bool) -> AsyncIterator[Services]:
-    """Resolve (or start) Postgres and Temporal; migrate an embedded database."""
+    """Resolve Postgres and Temporal (an unset setting: the shared embedded server, started on
+    first use and left running for the other commands); migrate an embedded database."""
     with embedded_services(need_temporal=temporal) as ep:
         if ep.embedded_database:
             await asyncio.to_thread(upgrade, ep.database_url)
@@ -121,7 +122,7 @@ async def database(svc: Services) -> AsyncIterator[AsyncEngine]:
 
 @asynccontextmanager
 async def temporal(settings: Settings) -> AsyncIterator[tuple[Services, Client]]:
-    """The servers (started if embedded) and a client of Temporal."""
+    """The servers (the shared embedded ones where a setting is unset) and a Temporal client."""
     async with services(settings, temporal=True) as svc:
         yield svc, await connect(svc.temporal_address, settings.TEMPORAL_NAMESPACE)
 

@@ -103,6 +103,11 @@ async def test_services_start_status_stop_keep_the_workflows(embedded):
     assert again.returncode == 0 and "already running" in again.stdout, again.stdout
     up = run_cli(embedded, "services", "status", "--json")
     assert up.returncode == 0 and '"running": true' in up.stdout, up.stdout + up.stderr
+    for setting in ("EMBEDDED_POSTGRES_PORT", "EMBEDDED_TEMPORAL_PORT"):  # one DATA_DIR, 2 ports
+        elsewhere = run_cli({**embedded, setting: str(runtime.free_port())}, "services", "start")
+        lines = elsewhere.stderr.strip().splitlines()
+        assert elsewhere.returncode == 1 and len(lines) == 1, elsewhere.stderr
+        assert "already served" in lines[0] and f"{setting}={embedded[setting]}" in lines[0]
 
     client = await runtime.connect(f"127.0.0.1:{tp}", "default")
     workflow_id = f"kept-{uuid.uuid4().hex[:8]}"
