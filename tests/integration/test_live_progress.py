@@ -77,7 +77,7 @@ def test_sync_waits_show_progress_and_status_shows_the_regions_runs(
         ), lines
         assert out.rstrip().splitlines()[-1].startswith("battlenet-sync/eu finished")
 
-        pvp = run_cli(env, "sync", "pvp", "--brackets", "2v2", "--wait", "--json")
+        pvp = run_cli(env, "sync", "pvp", "--region", "eu", "--brackets", "2v2", "--wait", "--json")
         assert pvp.returncode == 0, pvp.stderr
         result = json.loads(pvp.stdout)  # one JSON document: the progress went to stderr
         assert result["brackets"][0]["import_result"]["entries"] == 20
