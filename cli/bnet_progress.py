@@ -22,7 +22,7 @@ from sqlalchemy import Table as SqlTable
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cli.progress import Part, Probe, Snapshot, Watch, duration
+from cli.progress import Part, Probe, Snapshot, Watch, duration, shown
 from storage.battlenet import _due as due_at  # the outdated rule the run's selection uses
 from storage.models import characters, guilds, pvp_leaderboard_entries, pvp_leaderboards, sync_runs
 
@@ -246,7 +246,7 @@ def _run_head(title: str, run: dict[str, Any]) -> Text:
         when += f", ended {ended:%H:%M:%S}"
     elif "live" in run:
         when += f", now syncing {run['live']['phase']}"
-    return Text(
+    return shown(
         f"{title} — run {run['id']} ({run['kind']}, {run['status']}), {when}, "
         f"{duration(run['seconds'])}; errors {run['errors']}"
         + (f": {run['error'][:100]}" if run.get("error") else "")
@@ -283,7 +283,7 @@ def _bracket_table(brackets: list[dict[str, Any]]) -> Table:
     for b in brackets:
         synced = b["last_synced_at"]
         table.add_row(
-            b["bracket"], str(b["season"]), str(b["entries"]), str(b["equipment"]),
+            shown(b["bracket"]), str(b["season"]), str(b["entries"]), str(b["equipment"]),
             _percent(int(b["equipment"]), int(b["entries"])),
             "" if synced is None else f"{synced:%Y-%m-%d %H:%M:%S}",
         )  # fmt: skip

@@ -32,6 +32,7 @@ from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio.client import Client
 
+from cli.common import printable
 from storage.db import create_engine
 
 log = logging.getLogger(__name__)
@@ -240,12 +241,20 @@ def _pace_of(snapshot: Snapshot, pace: Pace) -> str:
 # --- rendering --------------------------------------------------------------------------------
 
 
+def shown(text: str) -> Text:
+    """Text from a workflow or an API (a bracket's name, a workflow's details) as it is: no
+    rich markup read into ``[…]``, control characters escaped (no escape sequence reaches
+    the terminal)."""
+    return Text(printable(text))
+
+
 def plain_line(snapshot: Snapshot, pace: Pace, limit: float | None) -> str:
     """One line for a log or a pipe: phase, done/total, rate vs limit, 429s, ETA, parts."""
+    head = f"progress [{duration(pace.elapsed())}] {printable(snapshot.phase)}"
     if not snapshot.counted:
-        return f"progress [{duration(pace.elapsed())}] {snapshot.phase}"
+        return head
     items = [
-        f"progress [{duration(pace.elapsed())}] {snapshot.phase}:",
+        f"{head}:",
         _done_total(snapshot.done, snapshot.total, snapshot.unit, snapshot.note) + ",",
         _pace_of(snapshot, pace) + ",",
         _rate(snapshot, pace, limit) + ",",
@@ -257,7 +266,7 @@ def plain_line(snapshot: Snapshot, pace: Pace, limit: float | None) -> str:
     line = " ".join(items)
     if snapshot.parts:
         line += "; " + ", ".join(
-            f"{p.name} {p.phase} {_done_total(p.done, p.total)}" for p in snapshot.parts
+            printable(f"{p.name} {p.phase} ") + _done_total(p.done, p.total) for p in snapshot.parts
         )
     return line
 
@@ -271,7 +280,7 @@ def live_view(snapshot: Snapshot, pace: Pace, limit: float | None) -> Renderable
     bar = ProgressBar(total=float(total) if total else None, completed=snapshot.done, width=30)
     done = Table.grid(padding=(0, 1))
     done.add_row(bar, Text(_done_total(snapshot.done, total, snapshot.unit, snapshot.note)))
-    head.add_row("phase", snapshot.phase)
+    head.add_row("phase", shown(snapshot.phase))
     if not snapshot.counted:
         head.add_row("elapsed", duration(pace.elapsed()))
         return head
@@ -292,7 +301,9 @@ def live_view(snapshot: Snapshot, pace: Pace, limit: float | None) -> Renderable
         part_bar = ProgressBar(
             total=float(part.total) if part.total else None, completed=part.done, width=20
         )
-        parts.add_row(part.name, part.phase, _done_total(part.done, part.total), part_bar)
+        parts.add_row(
+            shown(part.name), shown(part.phase), _done_total(part.done, part.total), part_bar
+        )
     return Group(head, Text(""), parts)
 
 

@@ -249,3 +249,18 @@ async def test_pvp_progress_has_no_total_while_a_bracket_is_unknown() -> None:
     assert (await bnet_progress.pvp_probe()(_Queries({"pvp-sync/eu/x": {}}))).phase == (
         "resolving season"
     )
+
+
+def test_words_from_a_workflow_or_an_api_are_shown_as_they_are() -> None:
+    # rich markup would eat "[red]" and an escape sequence would drive the terminal
+    console = Console(force_terminal=True, record=True, width=100)
+    hostile = Snapshot(
+        "[red]paged\x1b[2J", unit="entries", parts=(Part("[b]2v2\x1b]0;x", "done", 1, 1),)
+    )
+    console.print(live_view(hostile, Pace(), None))
+    text = console.export_text()
+    assert "[red]paged\\x1b[2J" in text and "[b]2v2\\x1b]0;x" in text
+    assert "\x1b" not in text
+    line = plain_line(hostile, Pace(), None)
+    assert "[red]paged\\x1b[2J" in line and "[b]2v2\\x1b]0;x done 1/1" in line
+    assert "\x1b" not in line
