@@ -267,8 +267,13 @@ class DiscordActivities:
         with count_requests() as sent, heartbeating(lambda: cursor):
             try:
                 # One connection for the whole call (no checkout + ping per page); each page
-                # is one statement, hence one transaction, on this autocommit connection.
-                async with self.autocommit.connect() as conn:
+                # is one statement, hence one transaction, on this autocommit connection. Pages
+                # commit without waiting for the WAL flush; the flush as this block ends makes
+                # them durable before Temporal hears how far it got (db.unflushed_commits).
+                async with (
+                    self.autocommit.connect() as conn,
+                    db.unflushed_commits(conn, inp.run_id, ref.id),
+                ):
                     while True:
                         wait = client.messages_wait(ref.discord_channel_id)
                         if wait >= WAITING_SHOWN_AFTER:  # visible as "waiting" in status --tenant

@@ -8,7 +8,8 @@ rows it covers (and a replayed page is absorbed by the upsert on ``discord_messa
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -442,7 +443,9 @@ async def store_page(
     """Upsert one page, advance the channel cursor to ``newest_id`` and the job's counters.
 
     One statement, hence atomic even on an autocommit connection: the cursor never moves
-    without the rows it covers.
+    without the rows it covers (also when the connection commits without waiting for the WAL
+    flush, :func:`unflushed_commits`: a crash of Postgres may then lose the last pages, but
+    always with the cursor that covers them, so they are fetched again).
     """
     row = (
         await conn.execute(
@@ -459,6 +462,35 @@ async def store_page(
     if row is None:  # no job row (a page stored outside a run): still stored, no counters
         return PageStored(0, 0, 0)
     return PageStored(int(row.inserted), int(row.reactions), int(row.attachments))
+
+
+@asynccontextmanager
+async def unflushed_commits(
+    conn: AsyncConnection, run_id: int, channel_id: int
+) -> AsyncIterator[None]:
+    """Commits on ``conn`` in the block do not wait for the WAL flush (``synchronous_commit =
+    off``); as the block ends, however it ends, one synchronous write flushes the WAL through
+    all of them, so nothing stored in it is told (to Temporal) before it is on disk. A
+    connection that cannot be put back to durable commits is closed, never pooled again."""
+    await conn.execute(text("SET synchronous_commit TO off"))
+    try:
+        yield
+    except BaseException:
+        with suppress(Exception):  # the block's own error is the one to report
+            await _flush(conn, run_id, channel_id)
+        raise
+    await _flush(conn, run_id, channel_id)
+
+
+async def _flush(conn: AsyncConnection, run_id: int, channel_id: int) -> None:
+    try:
+        await conn.execute(text("SET synchronous_commit TO on"))
+        await conn.execute(  # a write: its commit waits for the flush of every WAL before it
+            update(channel_sync_jobs).where(_job(run_id, channel_id)).values(updated_at=func.now())
+        )
+    except BaseException:
+        await conn.invalidate()
+        raise
 
 
 async def count_api_calls(conn: AsyncConnection, run_id: int, channel_id: int, calls: int) -> None:

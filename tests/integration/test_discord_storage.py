@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from storage import discord as db
 from storage import sync as syncdb
@@ -134,3 +134,27 @@ async def test_a_page_that_drifted_from_the_schema_is_refused_whole(engine):
             await conn.execute(select(channels.c.last_message_id).where(channels.c.id == channel))
         ).scalar()
     assert count == 0 and cursor is None  # nothing of the page, and the cursor did not move
+
+
+async def test_pages_committed_without_waiting_for_the_flush_leave_the_connection_durable(engine):
+    """Inside `unflushed_commits` a page's commit does not wait for the WAL flush; after it, the
+    connection (pooled, shared) commits durably again, also when the block failed."""
+    run, channel = await _setup(engine)
+    base = 1168784010269433998
+    show = text("SELECT current_setting('synchronous_commit')")
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    async with autocommit.connect() as conn:  # as the activity stores pages
+        async with db.unflushed_commits(conn, run, channel):
+            raw = json.dumps([_message(base + 1, 1)]).encode()
+            assert (await db.store_page(conn, run, channel, raw, base + 1)).inserted == 1
+            assert (await conn.execute(show)).scalar() == "off"
+        assert (await conn.execute(show)).scalar() == "on"
+        with pytest.raises(RuntimeError):
+            async with db.unflushed_commits(conn, run, channel):
+                raise RuntimeError("the upstream went away")
+        assert (await conn.execute(show)).scalar() == "on"
+    async with engine.connect() as conn:
+        cursor = (
+            await conn.execute(select(channels.c.last_message_id).where(channels.c.id == channel))
+        ).scalar()
+    assert cursor == base + 1
