@@ -229,7 +229,7 @@ class PvpActivities:
                 )  # fmt: skip
         return PvpImportResult(
             result.leaderboard_id, snapshot, result.entries, result.inserted,
-            result.new_characters,
+            result.new_characters, rejected=columns.rejected,
         )  # fmt: skip
 
     @activity.defn

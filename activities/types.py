@@ -150,6 +150,7 @@ class SyncCounts:
     requests: int = 0
     children_failed: int = 0
     deferred: int = 0  # characters left to the final pass (transient failures)
+    rejected: int = 0  # roster members skipped: a name or realm no request can be made of
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -272,6 +273,7 @@ class PvpImportResult:
     inserted: int = 0
     new_characters: int = 0
     not_modified: bool = False
+    rejected: int = 0  # entries left out: a name, realm or number that cannot be stored
 
 
 @dataclass

@@ -435,6 +435,7 @@ class BattleNetSync:
         counts.discovered += result.discovered
         counts.left += result.left
         counts.requests += result.requests
+        counts.rejected += result.rejected
 
     def _count_batch(self, result: CharacterBatchResult) -> None:
         assert self._state is not None

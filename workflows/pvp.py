@@ -210,6 +210,7 @@ class PvpSync:
                 "brackets": len(result.brackets),
                 "failed_brackets": len(result.failed_brackets),
                 "entries": sum(b.import_result.entries for b in result.brackets),
+                "rejected": sum(b.import_result.rejected for b in result.brackets),
                 "equipment_processed": sum(b.equipment.processed for b in result.brackets),
             }
         errors = counts.get("failed_brackets", 0) + (error is not None)
