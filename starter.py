@@ -30,6 +30,7 @@ from cli import (
     track,
 )
 from cli.common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, PROG, Parser
+from cli.unreachable import unreachable
 from runtime import RuntimeStartError
 from settings import SettingsError, load_settings
 
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_INTERRUPTED
     except Exception as exc:  # a clear line instead of a traceback; details with LOG_LEVEL=DEBUG
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        line = unreachable(exc, settings) or f"{type(exc).__name__}: {exc}"
+        print(f"error: {line}", file=sys.stderr)
         if settings.LOG_LEVEL == "DEBUG":
             raise
         return EXIT_FAILED
