@@ -6,10 +6,11 @@ Every name here is part of the contract (README "Configuration" and DESIGN.md §
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -152,10 +153,40 @@ class Settings(BaseSettings):
         return self.BNET_API_BASE_URL.replace("{region}", region).rstrip("/")
 
 
+def secret_names() -> list[str]:
+    """The settings that may come from a file (``<NAME>_FILE``): the secrets, and DATABASE_URL,
+    whose URL may carry a password."""
+    secret = [n for n, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)]
+    return ["DATABASE_URL", *secret]
+
+
+def _from_files() -> dict[str, Any]:
+    """``<NAME>_FILE`` (a compose or Kubernetes secret's path): the value is the file's content
+    (one trailing newline or space dropped), read here so that it never sits in the process's
+    environment. An empty file leaves the setting unset (a provider not configured)."""
+    found: dict[str, Any] = {}
+    for name in secret_names():
+        path = os.environ.get(f"{name}_FILE")
+        if not path:
+            continue
+        if os.environ.get(name):
+            raise SettingsError(f"both {name} and {name}_FILE are set: keep one of them")
+        try:
+            value = Path(path).read_text().strip()
+        except OSError as exc:
+            raise SettingsError(
+                f"cannot read {name}_FILE ({path}): {exc.strerror}; check the path and that "
+                "this user may read it"
+            ) from None
+        if value:
+            found[name] = value
+    return found
+
+
 def load_settings() -> Settings:
     """Build settings, turning validation errors into one clear line per bad variable."""
     try:
-        return Settings()
+        return Settings(**_from_files())
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

@@ -224,3 +224,35 @@ def test_every_seconds_setting_has_an_upper_bound():
         if name.endswith("_SECONDS"):
             bounds = [m for m in field.metadata if hasattr(m, "le") or hasattr(m, "lt")]
             assert bounds, f"{name} has no upper bound"
+
+
+def test_a_secret_can_come_from_a_file_and_never_sits_in_the_environment(tmp_path, monkeypatch):
+    """<NAME>_FILE (a compose secret's path) is read by the settings themselves; it was only
+    read by deploy/secrets-env.sh, which exported the value into the environment."""
+    from settings import load_settings, secret_names
+
+    secret = tmp_path / "bnet_client_secret"
+    secret.write_text("s3cret\n")
+    monkeypatch.delenv("BNET_CLIENT_SECRET", raising=False)
+    monkeypatch.setenv("BNET_CLIENT_SECRET_FILE", str(secret))
+    loaded = load_settings()
+    assert loaded.BNET_CLIENT_SECRET is not None
+    assert loaded.BNET_CLIENT_SECRET.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(loaded)
+    assert {"DATABASE_URL", "BNET_CLIENT_SECRET", "DISCORD_BOT_TOKEN"} <= set(secret_names())
+
+
+def test_a_secret_file_that_cannot_be_read_or_is_doubled_is_one_line(tmp_path, monkeypatch):
+    import pytest
+
+    from settings import SettingsError, load_settings
+
+    monkeypatch.setenv("DISCORD_BOT_TOKEN_FILE", str(tmp_path / "missing"))
+    monkeypatch.delenv("DISCORD_BOT_TOKEN", raising=False)
+    with pytest.raises(SettingsError, match=r"cannot read DISCORD_BOT_TOKEN_FILE \(.*missing\)"):
+        load_settings()
+    (tmp_path / "token").write_text("abc")
+    monkeypatch.setenv("DISCORD_BOT_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", "abc")
+    with pytest.raises(SettingsError, match="both DISCORD_BOT_TOKEN and DISCORD_BOT_TOKEN_FILE"):
+        load_settings()
