@@ -71,7 +71,7 @@ def test_a_watch_outlives_the_command_that_started_the_servers(embedded, tmp_pat
         watcher = _watch(embedded, second)
         try:
             _wait_frames(second, 1)
-            assert _interrupt(starter) == 130
+            assert _interrupt(starter) == 130, first.read_text()[-2000:]
             seen = _frames(second)
             _wait_frames(second, seen + 3, timeout=10)  # still refreshing after its end
             assert watcher.poll() is None, second.read_text()[-2000:]
@@ -107,7 +107,7 @@ async def test_services_start_status_stop_keep_the_workflows(embedded):
         elsewhere = run_cli({**embedded, setting: str(runtime.free_port())}, "services", "start")
         lines = elsewhere.stderr.strip().splitlines()
         assert elsewhere.returncode == 1 and len(lines) == 1, elsewhere.stderr
-        assert "already served" in lines[0] and f"{setting}={embedded[setting]}" in lines[0]
+        assert "already served" in lines[0] and f"{setting}={embedded[setting]}" in lines[0], lines
 
     client = await runtime.connect(f"127.0.0.1:{tp}", "default")
     workflow_id = f"kept-{uuid.uuid4().hex[:8]}"
@@ -117,11 +117,13 @@ async def test_services_start_status_stop_keep_the_workflows(embedded):
     assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stdout
     assert len(pids) == 2 and all(runtime._gone(pid) for pid in pids), pids
     down = run_cli(embedded, "services", "status")
-    assert down.returncode == 1, down.stdout
+    assert down.returncode == 1, down
     not_running = run_cli(embedded, "services", "stop")
-    assert not_running.returncode == 0 and "not running" in not_running.stdout
+    assert not_running.returncode == 0 and "not running" in not_running.stdout, not_running
 
-    assert run_cli(embedded, "services", "start").returncode == 0
+    temporal_only = {**embedded, "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/unused"}
+    restarted = run_cli(temporal_only, "services", "start")
+    assert restarted.returncode == 0 and "started Temporal" in restarted.stdout, restarted
     client = await runtime.connect(f"127.0.0.1:{tp}", "default")
     described = await asyncio.wait_for(client.get_workflow_handle(workflow_id).describe(), 10)
-    assert described.status is not None and described.status.name == "RUNNING"
+    assert described.status is not None and described.status.name == "RUNNING", described.status
