@@ -125,8 +125,8 @@ def _refreshes(env: dict[str, str]) -> int:
 
 
 async def test_a_discord_wait_counts_the_runs_channel_jobs(temporal_env, database_url, task_queue):
-    # sync discord's Launch with the Discord probe (cli/discord.py wires it in: see
-    # /tmp/briefs/progress-requests.md), waited on as the CLI waits, progress into a buffer
+    # sync discord's Launch with the Discord probe (as cli/discord.py is to wire it in),
+    # waited on as the CLI waits, progress into a buffer
     with discord_server(lifted=True) as sandbox:
         gid = int(create_tenant(sandbox.url, name="Progress", text_channels=[30, 5])["guild_id"])
         await track(database_url, gid)
