@@ -125,5 +125,5 @@ async def test_services_start_status_stop_keep_the_workflows(embedded):
     restarted = run_cli(temporal_only, "services", "start")
     assert restarted.returncode == 0 and "started Temporal" in restarted.stdout, restarted
     client = await runtime.connect(f"127.0.0.1:{tp}", "default")
-    described = await asyncio.wait_for(client.get_workflow_handle(workflow_id).describe(), 10)
+    described = await asyncio.wait_for(client.get_workflow_handle(workflow_id).describe(), 30)
     assert described.status is not None and described.status.name == "RUNNING", described.status
