@@ -941,10 +941,10 @@ async def play(
             outcome.completed += 1
         else:
             outcome.verdict.problems.append(f"run {n + 1}: {report.failure}")
-        made, bound = int(report.stats["requests"]), JOBS[provider].expected_requests
-        if made < bound:
+        made, assumed = int(report.stats["requests"]), JOBS[provider].expected_requests
+        if made < assumed:
             outcome.verdict.problems.append(
-                f"run {n + 1}: {made} requests, fewer than the {bound} its kill points assume"
+                f"run {n + 1}: {made} requests, fewer than the {assumed} its kill points assume"
             )
         vacuous = scenario.expects(long, report)
         if vacuous:
