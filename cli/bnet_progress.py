@@ -23,7 +23,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cli.progress import Part, Probe, Snapshot, Watch, duration, shown
-from storage.battlenet import _due as due_at  # the outdated rule the run's selection uses
+from storage.battlenet import due as due_at  # the outdated rule the run's selection uses
 from storage.models import characters, guilds, pvp_leaderboard_entries, pvp_leaderboards, sync_runs
 
 PROVIDER = "battlenet"

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from activities.discord_types import TenantSyncInput, TenantSyncResult
-from cli import CliError
+from cli import CliError, discord_progress
 from cli.commands import (
     ProviderCommands,
     ResetCommand,
@@ -20,6 +20,7 @@ from cli.commands import (
     TrackCommand,
 )
 from cli.launch import Launch, Outcome
+from cli.progress import Tracking
 from settings import Settings
 from storage import discord as db
 from workflows.visibility import search_attributes
@@ -86,6 +87,9 @@ def _sync_launch(args: argparse.Namespace, settings: Settings, tenant: str) -> L
         already_running=f"a sync of tenant {tenant} is already running ({workflow_id}); "
         f"watch it with `python starter.py status --tenant {tenant} --watch`",
         finished=_sync_finished,
+        progress=Tracking(
+            discord_progress.sync_probe(tenant), PROVIDER, settings.DISCORD_GLOBAL_RATE_PER_SECOND
+        ),
     )
 
 

@@ -76,7 +76,7 @@ async def track_character(conn: AsyncConnection, region: str, realm: str, name: 
     return int((await conn.execute(stmt)).scalar_one())
 
 
-def _due(table: Any, cutoff: datetime, now: datetime) -> Any:
+def due(table: Any, cutoff: datetime, now: datetime) -> Any:
     return and_(
         or_(table.c.last_synced_at.is_(None), table.c.last_synced_at < cutoff),
         or_(table.c.recheck_at.is_(None), table.c.recheck_at <= now),
@@ -89,7 +89,7 @@ async def outdated_guilds(
     """Tracked guilds never synced (first) or synced before ``cutoff`` (oldest first)."""
     rows = await conn.execute(
         select(guilds.c.id)
-        .where(guilds.c.region == region, guilds.c.tracked, _due(guilds, cutoff, now))
+        .where(guilds.c.region == region, guilds.c.tracked, due(guilds, cutoff, now))
         .order_by(guilds.c.last_synced_at.asc().nulls_first(), guilds.c.id)
     )
     return [int(r) for r in rows.scalars()]
@@ -117,7 +117,7 @@ async def outdated_guild_page(
     moves past ``cutoff`` and drops out, so no guild is selected twice or skipped."""
     synced = func.coalesce(guilds.c.last_synced_at, literal(NEG_INF))
     stmt = select(guilds.c.id, guilds.c.region, guilds.c.realm, guilds.c.name_slug, synced).where(
-        guilds.c.region == region, guilds.c.tracked, _due(guilds, cutoff, now)
+        guilds.c.region == region, guilds.c.tracked, due(guilds, cutoff, now)
     )
     if after is not None:
         stmt = stmt.where(tuple_(synced, guilds.c.id) > tuple_(literal(after[0]), after[1]))
@@ -140,7 +140,7 @@ async def outdated_characters(
     """
     synced = func.coalesce(characters.c.last_synced_at, literal(NEG_INF))
     stmt = select(characters.c.id, synced).where(
-        characters.c.region == region, _due(characters, cutoff, now)
+        characters.c.region == region, due(characters, cutoff, now)
     )
     if after is not None:
         stmt = stmt.where(tuple_(synced, characters.c.id) > tuple_(literal(after[0]), after[1]))
