@@ -164,8 +164,8 @@ EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 0}
 
 class StopSignal:
     """The first SIGINT or SIGTERM, caught from the start of the event loop: a Ctrl-C while the
-    worker still starts (servers, migrations, connecting) used to be swallowed, the worker then
-    polled on as if nothing had happened."""
+    worker still started (servers, migrations, connecting) was a CancelledError traceback, or
+    was lost and the worker polled on; a SIGTERM then killed it (exit -15)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, announce: str | None = None) -> None:
         """``announce``: a line to print when the first signal comes (``{signal}`` in it is
