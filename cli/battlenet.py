@@ -12,7 +12,7 @@ from typing import get_args
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from activities.types import BattleNetSyncInput, PvpSyncInput, PvpSyncResult, SyncCounts
-from cli import bnet_progress
+from cli import battlenet_progress
 from cli.commands import AddCommand, ProviderCommands, Scope, ScopeView, SyncCommand, TrackCommand
 from cli.launch import Launch, Outcome
 from cli.progress import Tracking
@@ -131,7 +131,7 @@ def _sync_launch(args: argparse.Namespace, settings: Settings, region: str) -> L
         result_type=SyncCounts,
         finished=_sync_finished,
         progress=Tracking(
-            bnet_progress.sync_probe(region), PROVIDER, settings.BNET_RATE_PER_SECOND
+            battlenet_progress.sync_probe(region), PROVIDER, settings.BNET_RATE_PER_SECOND
         ),
     )
 
@@ -176,7 +176,7 @@ def _pvp_launch(args: argparse.Namespace, settings: Settings, region: str) -> La
         search_attributes=search_attributes(PROVIDER, region, "pvp"),
         result_type=PvpSyncResult,
         finished=_pvp_finished,
-        progress=Tracking(bnet_progress.pvp_probe(), PROVIDER, settings.BNET_RATE_PER_SECOND),
+        progress=Tracking(battlenet_progress.pvp_probe(), PROVIDER, settings.BNET_RATE_PER_SECOND),
     )
 
 
@@ -222,7 +222,7 @@ COMMANDS = ProviderCommands(
     view=ScopeView(
         help="the region's latest Battle.net and PvP runs: phase, done/total, rate, errors, "
         "PvP per bracket (live with --watch)",
-        fetch=bnet_progress.region_status,
-        render=bnet_progress.render_region,
+        fetch=battlenet_progress.region_status,
+        render=battlenet_progress.render_region,
     ),
 )

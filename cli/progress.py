@@ -1,6 +1,6 @@
 """Live progress of a `--wait`: done/total, the request rate next to the configured limit,
 429s and an ETA, while the CLI waits for a workflow's result (issue 11 item 7: a five-minute
-`sync battlenet --wait` printed nothing).
+sync's `--wait` printed nothing).
 
 A verb names how to read its run (a :class:`Tracking` on its ``Launch``): a *probe* reads the
 workflow's ``progress`` query and/or rows in Postgres and returns a :class:`Snapshot`. Nothing
@@ -53,7 +53,7 @@ class Counters(Protocol):
 
 @dataclass(frozen=True)
 class Part:
-    """One row under the headline: a PvP bracket, say."""
+    """One row under the headline: one part of the run (a leaderboard, a channel)."""
 
     name: str
     phase: str
@@ -68,7 +68,7 @@ class Snapshot:
     phase: str
     done: int = 0
     total: int | None = None  # None: not known yet
-    unit: str = ""  # what done/total count ("characters", "entries")
+    unit: str = ""  # what done/total count ("entries", "channels")
     requests: int | None = None  # sent so far; None: not visible from here
     rate_limited: int | None = None  # 429s so far; None: not visible from here
     waits: int | None = None  # budget waits (a spent budget or a 429) the workflow saw
@@ -126,13 +126,13 @@ class Tracking:
 
     probe: Probe
     provider: str = ""
-    limit: float | None = None  # requests per second allowed (BNET_RATE_PER_SECOND, …)
+    limit: float | None = None  # requests per second allowed (the provider's rate setting)
 
 
 def with_counters(snapshot: Snapshot, counters: object | None) -> Snapshot:
     """The in-process client's own counts win: they are exact and live (a workflow's counts
-    move when a child or an activity ends). A lazy client (Discord's) holds the real one once
-    built; before that it has sent nothing."""
+    move when a child or an activity ends). A lazy client (one built on first use) holds the
+    real one once built; before that it has sent nothing."""
     if counters is None:
         return snapshot
     built = getattr(counters, "client", counters)
@@ -157,7 +157,7 @@ class Pace:
 
     started: float = field(default_factory=time.monotonic)
     samples: deque[tuple[float, int, int | None]] = field(default_factory=deque)
-    unit: str = ""  # what the samples' done counts: guilds, then characters start afresh
+    unit: str = ""  # what the samples' done counts: a new unit (a new phase) starts afresh
 
     def add(self, snapshot: Snapshot, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -243,7 +243,7 @@ def _pace_of(snapshot: Snapshot, pace: Pace) -> str:
 
 def shown(text: str) -> Text:
     """Text from a workflow or an API (a bracket's name, a workflow's details) as it is: no
-    rich markup read into ``[…]``, control characters escaped (no escape sequence reaches
+    rich markup read into ``[…]``, control code points escaped (no escape sequence reaches
     the terminal)."""
     return Text(printable(text))
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from cli import bnet_progress, progress
+from cli import battlenet_progress, progress
 from cli.progress import Pace, Part, Reporter, Snapshot, Tracking, Watch, live_view, plain_line
 
 CHARACTERS = Snapshot("characters", done=60, total=100, unit="characters", requests=400)
@@ -224,7 +224,7 @@ async def test_pvp_progress_sums_its_brackets_children() -> None:
     master = {"season": 37, "brackets": children, "finished": ["3v3"], "failed": ["rbg"]}
     answers = {"pvp-sync/eu/x": master, "pvp/eu/37/2v2": _bracket("equipment", 200, 100, 90),
                "pvp/eu/37/3v3": _bracket("done", 50, 50, 40)}  # fmt: skip
-    probe, watch = bnet_progress.pvp_probe(), _Queries(answers)
+    probe, watch = battlenet_progress.pvp_probe(), _Queries(answers)
     snapshot = await probe(watch)
     assert await probe(watch) == snapshot
     assert watch.asked.count("pvp/eu/37/3v3") == 1  # ended: not asked again
@@ -243,10 +243,12 @@ async def test_pvp_progress_has_no_total_while_a_bracket_is_unknown() -> None:
     master = {"season": 37, "brackets": {"2v2": "c2", "3v3": "c3"}, "finished": [], "failed": []}
     importing = {"phase": "importing", "entries": 0, "batches": 0, "batches_done": 0,
                  "equipment": {}}  # fmt: skip
-    snapshot = await bnet_progress.pvp_probe()(_Queries({"pvp-sync/eu/x": master, "c2": importing}))
+    snapshot = await battlenet_progress.pvp_probe()(
+        _Queries({"pvp-sync/eu/x": master, "c2": importing})
+    )
     assert snapshot.total is None and snapshot.phase == "importing (season 37)"
     assert [p.phase for p in snapshot.parts] == ["importing", "waiting"]  # c3 not started
-    assert (await bnet_progress.pvp_probe()(_Queries({"pvp-sync/eu/x": {}}))).phase == (
+    assert (await battlenet_progress.pvp_probe()(_Queries({"pvp-sync/eu/x": {}}))).phase == (
         "resolving season"
     )
 
