@@ -28,6 +28,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
+from temporalio.common import Priority as TaskPriority
 from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -94,6 +95,8 @@ class Launch:
     finished: Callable[[str, Any], Outcome] = finished_line
     # how a --wait shows the run's live progress (default: what the workflow says it does)
     progress: Tracking = DETAILS
+    priority: TaskPriority | None = None  # Temporal's task priority of the workflow (and what
+    # it starts, unless that sets its own): None is the server's default
 
 
 async def has_pollers(client: Client, task_queue: str) -> bool:
@@ -132,6 +135,7 @@ def _options(launch: Launch, task_queue: str) -> dict[str, Any]:
         "result_type": launch.result_type,
         "static_summary": launch.summary,
         "search_attributes": launch.search_attributes,
+        **({"priority": launch.priority} if launch.priority is not None else {}),
     }
 
 

@@ -28,6 +28,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
 )
+from temporalio.common import Priority as TaskPriority
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -52,7 +53,7 @@ from providers.ratelimit import Priority
 from providers.spec import ProviderSpec
 from settings import Settings
 from workflows.plans import plan_for, plan_problem
-from workflows.scheduler import Scheduler, scheduler_id
+from workflows.scheduler import SCHEDULER_TASKS, Scheduler, scheduler_id
 from workflows.scheduler_types import (
     RequestOutcome,
     SchedulerInput,
@@ -117,6 +118,7 @@ def scheduler_launch(
         search_attributes=search_attributes(spec.name, scope, "scheduler"),
         conflict=WorkflowIDConflictPolicy.USE_EXISTING,
         started=_started,
+        priority=TaskPriority(priority_key=SCHEDULER_TASKS),
     )
 
 

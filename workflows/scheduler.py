@@ -96,6 +96,14 @@ async def child_states(child_ids: list[str]) -> dict[str, str]:
     return found
 
 
+# Temporal's task priority keys (1 first … 5): the scheduler's own tasks first (SCHEDULER_TASKS:
+# a manual add's `submit` and its child's start never queue behind a backlog's workflow tasks),
+# then manual and urgent children; every other child says 3, the server's default, explicitly —
+# a child that says nothing inherits its parent's key, the scheduler's 1.
+SCHEDULER_TASKS = 1
+BACKLOG_TASKS = 3
+
+
 def _task_priority(priority: int) -> TaskPriority:
     """A hint for Temporal's matching (1 = first … 5): manual work's workflow and activity tasks
     (inherited by the child) overtake a backlog's. Ordering is still ours: the queue and the
@@ -104,7 +112,7 @@ def _task_priority(priority: int) -> TaskPriority:
         return TaskPriority(priority_key=1)
     if priority >= Priority.URGENT:
         return TaskPriority(priority_key=2)
-    return TaskPriority.default
+    return TaskPriority(priority_key=BACKLOG_TASKS)
 
 
 def scheduler_id(provider: str, scope: str) -> str:
