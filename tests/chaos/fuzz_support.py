@@ -291,6 +291,9 @@ TENANT = "1168516062791340136"
 # changes one or two of its values, so most examples get past argparse to the verb itself.
 VALID_ARGV: dict[tuple[str, ...], list[str]] = {
     ("db", "upgrade"): [],
+    ("services", "start"): [],
+    ("services", "stop"): [],
+    ("services", "status"): [],
     ("track", "guild"): ["eu", "draenor", "Some Guild"],
     ("track", "character"): ["eu", "draenor", "sheday"],
     ("track", "tenant"): [TENANT],

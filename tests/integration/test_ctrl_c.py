@@ -53,14 +53,17 @@ def test_one_ctrl_c_exits_130_without_a_traceback(tmp_path):
             "BNET_OAUTH_URL": f"{sb.url}/token",
             "BNET_RATE_PER_SECOND": "20",
         }
-        for guild in admin(sb.url, "truth/guilds?region=eu"):
-            tracked = subprocess.run(
-                [sys.executable, "starter.py", "track", "guild", "eu", guild["realm_slug"],
-                 guild["name"]],
-                cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
-            assert tracked.returncode == 0, tracked.stderr
-        code, err, took = _interrupt_sync(env)
+        try:
+            for guild in admin(sb.url, "truth/guilds?region=eu"):
+                tracked = subprocess.run(
+                    [sys.executable, "starter.py", "track", "guild", "eu", guild["realm_slug"],
+                     guild["name"]],
+                    cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+                )  # fmt: skip
+                assert tracked.returncode == 0, tracked.stderr
+            code, err, took = _interrupt_sync(env)
+        finally:
+            runtime.stop_servers(tmp_path / "data")  # shared servers outlive the commands
     assert code == 130, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     assert took < 20, took
