@@ -777,6 +777,9 @@ def start_shared(
     """The shared embedded servers the unset DATABASE_URL / TEMPORAL_ADDRESS call for, each
     started detached (and left running) unless it already runs."""
     shared = SharedServers(None, None, None)
+    wanted_database = need_database and not settings.DATABASE_URL
+    if not (wanted_database or (need_temporal and not settings.TEMPORAL_ADDRESS)):
+        return shared  # nothing embedded is called for: no DATA_DIR is made, no lock taken
     with services_lock(settings.DATA_DIR):
         if need_database and not settings.DATABASE_URL:
             shared.postgres = start_postgres(

@@ -189,13 +189,26 @@ def serve_forever(
     """
     sock = bind_socket(host, port)
     url = f"http://{host}:{sock.getsockname()[1]}"
-    server = uvicorn.Server(_uvicorn_config(create_app(config)))
-    if on_listening is not None:
-        on_listening(url)
+    announce = (lambda: on_listening(url)) if on_listening is not None else (lambda: None)
+    server = _Announcing(_uvicorn_config(create_app(config)), announce)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+class _Announcing(uvicorn.Server):
+    """Says it listens once it has started, by when uvicorn handles SIGINT and SIGTERM itself
+    (a clean shutdown): said before, a Ctrl-C at once hit the interpreter mid-start-up."""
+
+    def __init__(self, config: uvicorn.Config, announce: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit:
+            self.announce()
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec

@@ -471,11 +471,11 @@ def test_an_accepted_cadence_fits_a_datetime(value):
 # -- the CLI ------------------------------------------------------------------------------------
 
 LEAVES = leaves(build_parser())
-# What an unreachable server looks like through starter.main's last-resort handler; anything
-# else of the form "error: SomeError: ..." is an untyped exception that reached the user.
+# What an unreachable server looks like (cli/unreachable.py's one line; a few raw forms remain
+# for timeouts); anything else of the form "error: SomeError: ..." is an untyped exception.
 CONNECTION_FAILURES = re.compile(
-    r"^error: (ConnectionRefusedError|ConnectionError|OSError|TimeoutError|"
-    r"RuntimeError: Failed client connect)\b"
+    r"^error: (cannot reach (the Temporal server|PostgreSQL) at \S+ \(|ConnectionError|"
+    r"TimeoutError)"
 )
 UNTYPED = re.compile(r"^error: ([A-Z]\w*(Error|Exception|Exit|Interrupt)|[A-Z]\w+Warning)\b:")
 
