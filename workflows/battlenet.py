@@ -519,7 +519,12 @@ class BattleNetPlan:
         if request.kind in ("sync", "full"):
             full = request.kind == "full"
             stamp = now.strftime("%Y%m%dT%H%M%SZ")
-            one = workflow.in_workflow() and workflow.patched(ONE_SYNC_PER_REGION)
+            # (a validator or query may plan too, only to check: it may not patch, nor need to)
+            one = (
+                workflow.in_workflow()
+                and not workflow.unsafe.is_read_only()
+                and workflow.patched(ONE_SYNC_PER_REGION)
+            )
             return ChildPlan(
                 workflow="BattleNetSync",
                 id=region_sync_id(scope)

@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 
 import runtime
+from providers.ratelimit import Priority
 from tests.cli_support import run_cli
 from tests.scheduler_support import FakeOf, fake_scheduler, started_children
 from workflows.battlenet import BattleNetPlan
 from workflows.scheduler import Scheduler
+from workflows.scheduler_types import SyncRequest
 from workflows.visibility import region_sync_id
 
 pytestmark = [pytest.mark.integration]
@@ -82,3 +84,13 @@ async def test_the_scheduler_meets_a_running_sync_of_its_region(client):
             assert status.running == []  # the slot is free again
     finally:
         await running.terminate("test over")
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_region_sync_submitted_by_update_passes_the_validator(client):
+    """The validator plans the request to check it; planning a region sync asked whether the
+    one-id patch applies, which a validator may not ask ("read-only function ... patch")."""
+    async with fake_scheduler(client, plan=FakeOf(BattleNetPlan()), scope="kr") as handle:
+        request = SyncRequest(kind="sync", priority=Priority.URGENT, request_id="sync-kr-1")
+        answer = await handle.execute_update(Scheduler.submit, request)
+        assert answer.state == "queued" and answer.request_id == "sync-kr-1", answer
