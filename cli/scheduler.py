@@ -175,14 +175,17 @@ def _follow(
     scheduler: str, request: SyncRequest
 ) -> Callable[[Client, Submitted], Awaitable[RequestOutcome]]:
     """After `submit` answered: wait for the child that serves the request (it exists once the
-    scheduler dispatched it), then for its end, and read the scheduler's outcome. Waiting is
-    the client's: no update stays open, so any number of adds may wait at once and the
-    scheduler continues-as-new as it needs."""
+    scheduler dispatched it), then for its end, which is the outcome. Waiting is the client's:
+    no update stays open, so any number of adds may wait at once and the scheduler
+    continues-as-new as it needs."""
 
     async def follow(client: Client, submitted: Submitted) -> RequestOutcome:
         handle = client.get_workflow_handle(scheduler)
         rid, child_id = submitted.request_id, submitted.child_id
-        began, asked = time.monotonic(), 0.0
+        # the scheduler is asked only when its child does not show (a query is one of its
+        # workflow tasks, queued behind a backlog's): after 2 s, or 0.5 s with no child id
+        began = asked = time.monotonic()
+        submitted_at = time.time()
         while True:  # until the child exists (or the request ended without one)
             if child_id and await _exists(client, child_id):
                 break
@@ -195,22 +198,34 @@ def _follow(
             # A manual add's child starts within a scheduler workflow task (tens of ms, more
             # under a backlog): look every 50 ms for its first 2 s, then back off to 1 s.
             await asyncio.sleep(_follow_pause(time.monotonic() - began))
-        failure = ""
-        try:
-            await client.get_workflow_handle(child_id).result()
-        except WorkflowFailureError as exc:
-            failure = cause_message(exc)[:200]
-        for _ in range(100):  # the scheduler hears of the end as the child ends (~5 s)
-            state = await handle.query(Scheduler.request, rid)
-            if state.state == "done" and state.outcome is not None:
-                return state.outcome
-            await asyncio.sleep(0.05)
-        return RequestOutcome(
-            rid, request.kind, request.key, "failed" if failure else "completed",
-            detail=failure, child_id=child_id,
-        )  # fmt: skip
+        return await _served(client, rid, request, child_id, submitted_at)
 
     return follow
+
+
+async def _served(
+    client: Client, rid: str, request: SyncRequest, child_id: str, submitted_at: float
+) -> RequestOutcome:
+    """The request's outcome from its child: its end (its result's ``status`` when it has one,
+    as the scheduler records it), how long it ran and how long the request waited for it. Not
+    asked of the scheduler: that is two more of its workflow tasks (the child's report, then
+    the query) queued behind a backlog's before the add could return."""
+    child = client.get_workflow_handle(child_id)
+    status, detail = "completed", ""
+    try:
+        result = await child.result()
+        if isinstance(result, dict) and isinstance(result.get("status"), str):
+            status = result["status"]
+    except WorkflowFailureError as exc:
+        status, detail = "failed", cause_message(exc)[:200]
+    described = await child.describe()
+    began, ended = described.start_time, described.close_time
+    return RequestOutcome(
+        rid, request.kind, request.key, status,
+        waited_seconds=round(max(0.0, began.timestamp() - submitted_at), 3) if began else 0.0,
+        ran_seconds=round((ended - began).total_seconds(), 3) if began and ended else 0.0,
+        detail=detail, child_id=child_id,
+    )  # fmt: skip
 
 
 def _follow_pause(elapsed: float) -> float:
