@@ -287,14 +287,15 @@ async def test_pvp_activities_run_on_the_retry_contract(client, database_url, ta
         if e.HasField("activity_task_scheduled_event_attributes")
     ]
     by_type = {a.activity_type.name: a for a in scheduled}
+    database_only = {"pvp_equipment_ranges", "bnet_start_run", "bnet_finish_run"}  # its run row
     assert set(by_type) == {
-        "pvp_resolve", "pvp_import_leaderboard", "pvp_equipment_ranges", "pvp_process_equipment",
+        "pvp_resolve", "pvp_import_leaderboard", "pvp_process_equipment", *database_only,
     }  # fmt: skip
     for name, a in by_type.items():
         assert a.retry_policy.maximum_attempts == 0, name
         assert a.retry_policy.maximum_interval.ToSeconds() == 60, name
         assert a.schedule_to_close_timeout.ToSeconds() > 0, name
-        if name == "pvp_equipment_ranges":
+        if name in database_only:
             assert a.start_to_close_timeout.ToSeconds() <= 15
         else:
             assert 0 < a.heartbeat_timeout.ToSeconds() <= 5, name
