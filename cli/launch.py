@@ -17,9 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from temporalio.api.enums.v1 import PendingWorkflowTaskState, TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.enums.v1 import PendingWorkflowTaskState
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -35,6 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from cli import CliError
 from cli.common import EXIT_FAILED, EXIT_OK, cause_message, emit
+from cli.pollers import worker_polls
 from cli.progress import DETAILS, Tracking, Watch, followed
 from settings import Settings
 
@@ -99,20 +98,9 @@ class Launch:
     # it starts, unless that sets its own): None is the server's default
 
 
-async def has_pollers(client: Client, task_queue: str) -> bool:
-    response = await client.workflow_service.describe_task_queue(
-        DescribeTaskQueueRequest(
-            namespace=client.namespace,
-            task_queue=TaskQueue(name=task_queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        )
-    )
-    return bool(response.pollers)
-
-
 async def _picked_up(handle: WorkflowHandle[Any, Any], within: float = PICKUP_SECONDS) -> bool:
-    """Whether a worker takes the workflow's first task. The server lists the pollers it saw in
-    the last minutes, so a worker that exited (a previous `--wait`) still counts as polling."""
+    """Whether a worker takes the workflow's first task: a worker seen polling in the last 90 s
+    (cli.pollers) may have exited since (a previous `--wait`'s in-process one)."""
     deadline = time.monotonic() + within
     while True:
         described = (await handle.describe()).raw_description
@@ -168,7 +156,7 @@ async def outcome(
         answer = await _update_with_start(client, queue, launch, progress_to)
         return launch.finished(launch.id, answer)
     handle = await start(client, queue, launch)
-    polled = await has_pollers(client, queue)
+    polled = await worker_polls(client, queue)
     if not wait:
         return launch.started(handle, polled)
     in_process = (
