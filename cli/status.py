@@ -56,10 +56,11 @@ def _chosen_view(args: argparse.Namespace) -> tuple[ScopeView, str] | None:
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
     view = _chosen_view(args)
+    clients: dict[str, Client] = {}  # a --watch connects to Temporal once, not every refresh
     async with services(settings, temporal=False) as svc, database(svc) as engine:
         while True:
             if view is None:
-                data = await _overall(engine, settings)
+                data = await _overall(engine, settings, clients)
                 human = _render(data)
             else:
                 async with engine.connect() as conn:
@@ -73,7 +74,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             await asyncio.sleep(args.watch)
 
 
-async def _overall(engine: AsyncEngine, settings: Settings) -> dict[str, Any]:
+async def _overall(
+    engine: AsyncEngine, settings: Settings, clients: dict[str, Client]
+) -> dict[str, Any]:
     """The stored counts and runs, the runs first checked against Temporal when it is up (a run
     whose workflow ended without closing its row is closed as Temporal says it ended), and the
     running schedulers."""
@@ -85,9 +88,11 @@ async def _overall(engine: AsyncEngine, settings: Settings) -> dict[str, Any]:
         note = "Temporal is not running: runs as stored, schedulers unknown"
     else:
         try:
-            client = await connect_quickly(address, settings)
+            client = clients.get(address) or await connect_quickly(address, settings)
+            clients[address] = client
             orphaned = await reconcile_runs(engine, client)
         except Exception as exc:  # status must work without Temporal
+            clients.pop(address, None)
             client, note = None, f"Temporal at {address} not reachable: {cause_message(exc)}"
     data = await database_status(engine)
     for run in data["runs"]:
@@ -137,7 +142,9 @@ async def _how_it_ended(
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
-    state = RUN_STATE.get(described.status, "running") if described.status else "running"
+    state = described.status.name.lower() if described.status else "running"  # Temporal's word
+    if state not in syncdb.ENDED:  # running (or a status this server version adds)
+        state = "running"
     if state in ("running", "completed"):
         return state, None, described.close_time
     try:
@@ -146,16 +153,6 @@ async def _how_it_ended(
     except WorkflowFailureError as exc:
         reason = cause_message(exc)[:500]
     return state, reason, described.close_time
-
-
-RUN_STATE = {
-    WorkflowExecutionStatus.RUNNING: "running",
-    WorkflowExecutionStatus.COMPLETED: "completed",
-    WorkflowExecutionStatus.FAILED: "failed",
-    WorkflowExecutionStatus.TERMINATED: "terminated",
-    WorkflowExecutionStatus.CANCELED: "canceled",
-    WorkflowExecutionStatus.TIMED_OUT: "timed_out",
-}
 
 
 def _render(data: dict[str, Any]) -> str:

@@ -32,3 +32,14 @@ def cli_env(
         "TEMPORAL_TASK_QUEUE": task_queue,
         **settings,
     }
+
+
+def terminate(address: str, workflow_id: str, reason: str = "test over") -> None:
+    """End ``workflow_id`` with the `temporal` CLI (a no-op when it has ended already)."""
+    import runtime
+
+    subprocess.run(
+        [runtime.temporal_binary(), "workflow", "terminate", "--address", address,
+         "--workflow-id", workflow_id, "--reason", reason],
+        capture_output=True, timeout=60,
+    )  # fmt: skip

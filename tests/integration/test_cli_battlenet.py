@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-import runtime
 from providers.ratelimit import Priority
-from tests.cli_support import run_cli
+from tests.cli_support import run_cli, terminate
 from tests.sandbox_helpers import admin, battlenet_sandbox
 
 pytestmark = [pytest.mark.integration]
@@ -25,12 +24,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _terminate(temporal_env: Any, workflow_id: str) -> None:
-    address = temporal_env.client.service_client.config.target_host
-    subprocess.run(
-        [runtime.temporal_binary(), "workflow", "terminate", "--address", address,
-         "--workflow-id", workflow_id, "--reason", "test over"],
-        capture_output=True, timeout=60,
-    )  # fmt: skip
+    terminate(temporal_env.client.service_client.config.target_host, workflow_id)
 
 
 def test_track_then_sync_and_pvp_with_wait_report_counts_and_failures(

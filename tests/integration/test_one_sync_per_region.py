@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-import runtime
 from providers.ratelimit import Priority
-from tests.cli_support import run_cli
+from tests.cli_support import run_cli, terminate
 from tests.scheduler_support import FakeOf, fake_scheduler, started_children
 from workflows.battlenet import BattleNetPlan
 from workflows.scheduler import Scheduler
@@ -58,11 +57,7 @@ def test_a_second_sync_of_the_same_region_is_refused(temporal_env, database_url,
         started.append("battlenet-sync/us")
     finally:
         for workflow_id in started:
-            subprocess.run(
-                [runtime.temporal_binary(), "workflow", "terminate", "--address", address,
-                 "--workflow-id", workflow_id, "--reason", "test over"],
-                capture_output=True, timeout=60,
-            )  # fmt: skip
+            terminate(address, workflow_id)
 
 
 @pytest.mark.asyncio(loop_scope="session")

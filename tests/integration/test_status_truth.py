@@ -19,11 +19,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-import runtime
 from storage import sync as syncdb
 from storage.db import create_engine
 from storage.models import sync_runs
-from tests.cli_support import cli_env, run_cli
+from tests.cli_support import cli_env, run_cli, terminate
 from tests.integration.worker_process import start_worker
 
 pytestmark = [pytest.mark.integration]
@@ -34,11 +33,7 @@ def _tenant() -> str:
 
 
 def _terminate(env: dict[str, str], workflow_id: str) -> None:
-    subprocess.run(
-        [runtime.temporal_binary(), "workflow", "terminate", "--address", env["TEMPORAL_ADDRESS"],
-         "--workflow-id", workflow_id, "--reason", "test over"],
-        capture_output=True, timeout=60,
-    )  # fmt: skip
+    terminate(env["TEMPORAL_ADDRESS"], workflow_id)
 
 
 def _timed(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
