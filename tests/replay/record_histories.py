@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import tempfile
@@ -392,15 +393,66 @@ async def record_scheduler_set(tag: str) -> list[Path]:
         return await _write(client, runs, tag, keep=True)
 
 
+async def record_patch_set(tag: str) -> list[Path]:
+    """Session 18's paths: a PvP run with its sync_runs row (patch pvp-sync-runs: completed, and
+    failed on a bracket the season lacks), and a scheduler's region sync under the region's one
+    id (patch one-sync-per-region)."""
+    async with _servers() as (client, database_url):
+        with battlenet_sandbox(
+            guilds_per_region=1, roster_min=5, roster_max=5, pvp_entries=30
+        ) as sb:
+            await track_sandbox_guilds(database_url, sb.url)
+            queue = f"record-{uuid.uuid4().hex[:6]}"
+            settings = sandbox_settings(sb.url, TEMPORAL_TASK_QUEUE=queue)
+            sync_queue, processing_queue = pvp_queues(settings, queue)
+            async with build_worker(client, settings, database_url, queue) as parts:
+                async with parts.worker:
+                    for wid, brackets in (
+                        ("pvp-sync/eu/runs", ["2v2"]),
+                        ("pvp-sync/eu/bad", ["4v4"]),
+                    ):
+                        with contextlib.suppress(Exception):  # the 4v4 one fails, as recorded
+                            await client.execute_workflow(
+                                PvpSync.run,
+                                PvpSyncInput(region="eu", brackets=brackets, sync_queue=sync_queue,
+                                             processing_queue=processing_queue),
+                                id=wid, task_queue=queue,
+                            )  # fmt: skip
+                    sched = await client.start_workflow(
+                        Scheduler.run,
+                        SchedulerInput(provider="battlenet", scope="eu", cadences={}),
+                        id="scheduler/battlenet/eu", task_queue=queue,
+                    )  # fmt: skip
+                    await sched.signal(Scheduler.run_now, "sync")
+                    for _ in range(300):  # the region's sync ran and was reported
+                        status = await sched.query(Scheduler.status)
+                        if status.last_result.get("sync"):
+                            break
+                        await asyncio.sleep(0.1)
+                    await sched.terminate("recorded")
+        picked = []
+        for wid in (
+            "pvp-sync/eu/runs",
+            "pvp-sync/eu/bad",
+            "scheduler/battlenet/eu",
+            "battlenet-sync/eu",
+        ):
+            picked += [wf async for wf in client.list_workflows(f'WorkflowId = "{wid}"')]
+        return await _write(client, picked, tag, keep=True)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Record the replay-test histories.")
     parser.add_argument("--discord-only", action="store_true", help="only the Discord ones")
     parser.add_argument("--set", help="record the kernel set under this tag (e.g. k)")
     parser.add_argument("--bounded-set", help="record the bounded set under this tag (e.g. b)")
     parser.add_argument("--scheduler-set", help="record the scheduler set under this tag (s)")
+    parser.add_argument("--patch-set", help="record session 18's patched paths under this tag")
     args = parser.parse_args()
     HISTORIES.mkdir(exist_ok=True)
-    if args.scheduler_set:
+    if args.patch_set:
+        paths = asyncio.run(record_patch_set(args.patch_set))
+    elif args.scheduler_set:
         paths = asyncio.run(record_scheduler_set(args.scheduler_set))
     elif args.bounded_set:
         paths = asyncio.run(record_bounded_set(args.bounded_set))

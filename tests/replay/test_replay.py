@@ -40,6 +40,10 @@ def test_histories_cover_every_workflow_and_a_continue_as_new():
     scheduler_texts = [p.read_text() for p in HISTORIES if p.name.startswith("Scheduler")]
     assert any("workflowExecutionUpdateAccepted" in t for t in scheduler_texts), "no update"
     assert any("workflowExecutionSignaled" in t for t in scheduler_texts), "no signal"
+    # session 18's patches: a PvP run with its sync_runs row, a region sync under its one id
+    pvp_texts = [p.read_text() for p in HISTORIES if p.name.startswith("PvpSync-")]
+    assert any("bnet_start_run" in t for t in pvp_texts), "no PvP run with its run row"
+    assert any('"workflowId": "battlenet-sync/eu"' in t for t in scheduler_texts), "no one-id sync"
     crossed = [
         p
         for p in HISTORIES
