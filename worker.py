@@ -1,4 +1,5 @@
-"""Run the ratesync worker: `python worker.py` (task queue and concurrency from settings).
+"""Run the ratesync worker: `python worker.py` (task queue and concurrency from settings);
+`python worker.py --processes N` runs N of them as one command (cli/workerpool.py).
 
 `build_worker` is also what the demo, the CLI's in-process worker and the tests use, so every
 path runs the same wiring.
@@ -301,13 +302,20 @@ def configure_logging(level: str) -> None:
     install_log_filters()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """``argv``: the command line after the script name (None: no options, as a caller that
+    runs the worker in its own process passes)."""
+    from cli import workerpool
+
     try:
+        processes = workerpool.parse_args(argv or []).processes
         settings = get_settings()
-    except SettingsError as exc:
+    except (workerpool.UsageError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.LOG_LEVEL)
+    if processes > 1:  # N children, each this function with no options (cli/workerpool.py)
+        return workerpool.run(processes, settings.TEMPORAL_TASK_QUEUE)
     from runtime import RuntimeStartError
 
     try:
@@ -320,4 +328,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
