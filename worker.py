@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.LOG_LEVEL)
     if processes > 1:  # N children, each this function with no options (cli/workerpool.py)
-        return workerpool.run(processes, settings.TEMPORAL_TASK_QUEUE)
+        return workerpool.run(processes, settings.TEMPORAL_TASK_QUEUE, settings.RATE_LIMIT_BACKEND)
     from runtime import RuntimeStartError
 
     try:

@@ -2,7 +2,8 @@
 
 Each child is a full `python worker.py` (same settings, same environment), so Temporal spreads
 the tasks across them; their API budgets are shared only with RATE_LIMIT_BACKEND=postgres (with
-`local` each process paces itself: N processes send up to N times the limit).
+`local` each process paces itself: N processes send more than the limit and draw 429s, and one
+line at the start says so).
 
 - Start-up: the first child starts alone (it starts any embedded servers and migrates an
   embedded database, which N at once would race on); once it polls, the others start together.
@@ -256,6 +257,14 @@ class WorkerPool:
                 child.proc.wait()
 
 
-def run(processes: int, task_queue: str) -> int:
-    """`python worker.py --processes N` (N >= 2): its exit code."""
+def run(processes: int, task_queue: str, backend: str) -> int:
+    """`python worker.py --processes N` (N >= 2): its exit code. ``backend``:
+    RATE_LIMIT_BACKEND (with `local` one line warns that the budgets are not shared)."""
+    if backend == "local":
+        log.warning(
+            "RATE_LIMIT_BACKEND=local: each of the %d worker processes paces its own budget, "
+            "so together they can exceed an API's limit and draw 429s; set "
+            "RATE_LIMIT_BACKEND=postgres to share one budget",
+            processes,
+        )
     return WorkerPool(processes, task_queue, env=dict(os.environ)).run()

@@ -102,6 +102,7 @@ def pool_env(
         "PVP_SYNC_TASK_QUEUE": f"{task_queue}.pvp-sync",
         "PVP_PROCESSING_TASK_QUEUE": f"{task_queue}.pvp-processing",
         "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_BACKEND": "local",
     }
 
 
@@ -143,6 +144,8 @@ async def test_two_processes_both_poll_and_one_ctrl_c_stops_both(
         assert output.count(f"[worker {number}] worker stopping (SIGINT)") == 1, output[-4000:]
     assert "Traceback" not in output, output[-4000:]
     assert took < 15, took
+    # RATE_LIMIT_BACKEND=local (the test's): one line says the budgets are not shared
+    assert output.count("RATE_LIMIT_BACKEND=local: each of the 2 worker processes") == 1
 
 
 async def test_a_child_that_dies_is_named_and_the_other_keeps_polling(
