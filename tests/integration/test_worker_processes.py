@@ -203,3 +203,36 @@ def test_the_compose_worker_service_scales() -> None:
     assert "container_name" not in worker_service
     assert "ports" not in worker_service
     assert "hostname" not in worker_service  # Temporal's poller identity is pid@host
+
+
+@pytest.mark.parametrize(
+    ("setting", "code", "line"),
+    [
+        ({"TEMPORAL_ADDRESS": "127.0.0.1:1"}, 1, "[worker 1] error: cannot reach Temporal"),
+        ({"BNET_RATE_PER_SECOND": "0"}, 2, "error: "),  # checked once, before any child
+    ],
+    ids=["failed-start", "bad-setting"],
+)
+def test_a_start_that_fails_exits_with_its_code_and_starts_no_other(
+    setting: dict[str, str], code: int, line: str, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nothing",
+        "TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "DATA_DIR": str(tmp_path / "data"),
+        **setting,
+    }
+    log = tmp_path / "pool.log"
+    pool = start_pool(env, log, 3)
+    try:
+        returncode = pool.wait(30)
+    finally:
+        if pool.poll() is None:
+            pool.kill()
+            pool.wait()
+    output = text(log)
+    assert returncode == code, output
+    errors = [x for x in output.splitlines() if "error: " in x]
+    assert len(errors) == 1 and errors[0].startswith(line), output
+    assert "[worker 2]" not in output and "Traceback" not in output, output
