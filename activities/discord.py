@@ -3,6 +3,8 @@
 Pages go from the HTTP response straight to Postgres (one statement per page that also moves
 the channel's cursor), so no message ever enters a workflow history; workflows get counts.
 Constructed once per worker (``DiscordActivities(engine, client_factory, ...)``).
+Every request names its tenant (the guild id), so that servers on one bot token share its
+global limit fairly (``providers.discord.limiter``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -46,6 +49,7 @@ from providers.errors import (
 from providers.http import count_requests
 from storage import discord as db
 from storage import sync as syncdb
+from storage.models import tenants
 
 PROVIDER = "discord"
 # Forums and media channels hold threads; text and announcement channels may have archived ones.
@@ -100,6 +104,14 @@ class DiscordActivities:
         self.fetch_size = fetch_size
         self.max_attempts = max_attempts
         self.recheck = timedelta(seconds=recheck_seconds)
+        self._guilds: dict[int, int] = {}  # tenants.id -> guild id (a tenant's never changes)
+
+    async def _guild_of(self, conn: AsyncConnection, tenant_id: int) -> int:
+        gid = self._guilds.get(tenant_id)
+        if gid is None:
+            query = select(tenants.c.discord_guild_id).where(tenants.c.id == tenant_id)
+            gid = self._guilds[tenant_id] = int((await conn.execute(query)).scalar_one())
+        return gid
 
     @property
     def client(self) -> DiscordClient:
@@ -194,9 +206,16 @@ class DiscordActivities:
         self, client: DiscordClient, gid: int, parked: set[int], priority: int
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The guild object and every channel and thread of it (validated by the client)."""
-        guild = await _patiently(partial(client.fetch, GUILD, gid, priority=priority))
-        listed = await _patiently(partial(client.fetch, GUILD_CHANNELS, gid, priority=priority))
-        listed += await _patiently(partial(client.fetch, ACTIVE_THREADS, gid, priority=priority))
+        tenant = str(gid)
+        guild = await _patiently(
+            partial(client.fetch, GUILD, gid, priority=priority, tenant=tenant)
+        )
+        listed = await _patiently(
+            partial(client.fetch, GUILD_CHANNELS, gid, priority=priority, tenant=tenant)
+        )
+        listed += await _patiently(
+            partial(client.fetch, ACTIVE_THREADS, gid, priority=priority, tenant=tenant)
+        )
         known = {c["id"] for c in listed}
         parents = [
             int(c["id"])
@@ -206,7 +225,7 @@ class DiscordActivities:
         for parent in parents:
             try:
                 archived = await _patiently(
-                    partial(client.archived_threads, parent, priority=priority)
+                    partial(client.archived_threads, parent, priority=priority, tenant=tenant)
                 )
             except (Forbidden, NotFound):
                 continue  # no access to that channel's threads: its messages say the rest
@@ -249,9 +268,10 @@ class DiscordActivities:
                     )
                 attempt = activity.info().attempt
                 await db.job_started(conn, inp.run_id, ref.id, worker_id(), attempt - 1)
+                gid = await self._guild_of(conn, ref.tenant_id)
         result = ChannelPagesResult(failed_attempts=attempt - 1)
         with activity_errors(f"discord: channel {ref.discord_channel_id}"):
-            await self._page_channel(client, inp, ref, result)
+            await self._page_channel(client, inp, ref, result, str(gid))
         return result
 
     async def _page_channel(
@@ -260,6 +280,7 @@ class DiscordActivities:
         inp: ChannelPagesInput,
         ref: db.ChannelRef,
         result: ChannelPagesResult,
+        tenant: str,
     ) -> None:
         cursor = ref.last_message_id or 0
         deadline = time.monotonic() + inp.time_budget_seconds
@@ -284,6 +305,7 @@ class DiscordActivities:
                             after=cursor,
                             limit=inp.fetch_size,
                             priority=inp.priority,
+                            tenant=tenant,
                         )
                         if page.count and page.newest_id is not None:
                             await db.store_page(conn, inp.run_id, ref.id, page.raw, page.newest_id)

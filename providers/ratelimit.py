@@ -13,8 +13,11 @@ A naive leaky bucket (aiolimiter's ``AsyncLimiter(N, T)``) admits up to ``capaci
 in the first window, i.e. ~2N, which a strict server answers with 429s.
 
 Beyond that the limiter:
-- serves waiters highest priority first (FIFO within a priority), and spreads lower-priority
-  starts evenly so that a slot frees up every period/limit for whoever comes first next;
+- serves waiters highest priority first, and within a priority shares the budget fairly between
+  *tenants* (weighted fair queuing: a tenant with 1 channel waiting is not served after every
+  request of a tenant with 1,000; FIFO within one tenant, and among callers that name none),
+  and spreads lower-priority starts evenly so that a slot frees up every period/limit for
+  whoever comes first next;
 - keeps a few places free for manual requests while a manual sync is in progress
   (``manual_reserve``), so its follow-up requests do not queue behind the bulk;
 - pauses every caller of the bucket after a 429 or a "remaining 0" header (``pause``);
@@ -24,8 +27,11 @@ Beyond that the limiter:
 Callers use only :class:`Limiter` (``slot``, ``pause``, ``on_rate_limited``), so a shared
 Postgres-backed budget can implement the same protocol without touching them.
 
-The waiting itself — a priority line that wakes only its head and gives up beyond ``max_wait``
-— is :class:`WaitLine`, shared with the Discord limiter (one line per bucket there).
+The waiting itself — a priority line, fair between tenants, that wakes only its head and gives
+up beyond ``max_wait`` — is :class:`WaitLine`, shared with the Discord limiter (one line per
+bucket there) and the Postgres-backed one. A caller names its tenant with ``tenant=`` or, where
+a layer in between cannot pass it on (``ProviderHTTP.send``), with :func:`for_tenant` around
+the call.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ import heapq
 import itertools
 import time
 from bisect import insort
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
@@ -51,6 +58,8 @@ __all__ = [
     "WaitLine",
     "Window",
     "WindowLog",
+    "current_tenant",
+    "for_tenant",
 ]
 
 
@@ -94,7 +103,7 @@ class Limiter(Protocol):
 
     def slot(
         self, priority: int = Priority.BULK, max_wait: float | None = None
-    ) -> AbstractAsyncContextManager[None]: ...
+    ) -> AbstractAsyncContextManager[None]: ...  # the tenant: for_tenant() around the call
 
     def pause(self, seconds: float) -> None: ...
 
@@ -142,24 +151,66 @@ class WindowLog:
         insort(self._ends, end)
 
 
-# One sequence for every line: a waiter that moves to another line keeps its place in time.
+# One sequence for every line: ties between equal tags go to the earlier arrival.
 _arrivals = itertools.count()
+
+# The tenant the current task's requests are for, where a layer between the caller and the
+# limiter cannot pass it on (ProviderHTTP.send takes the slot for every provider).
+_tenant: ContextVar[str | None] = ContextVar("ratelimit_tenant", default=None)
+
+
+def current_tenant() -> str | None:
+    """The tenant named by the innermost :func:`for_tenant`, or None."""
+    return _tenant.get()
+
+
+@contextmanager
+def for_tenant(tenant: str | None) -> Iterator[None]:
+    """Requests made inside are ``tenant``'s in every :class:`WaitLine` (None: leave as is)."""
+    if tenant is None:
+        yield
+        return
+    token = _tenant.set(tenant)
+    try:
+        yield
+    finally:
+        _tenant.reset(token)
+
+
+Entry = tuple[int, float, int]  # (-priority, fair-queuing tag, arrival): the heap's order
 
 
 class WaitLine:
-    """The callers waiting for one budget: highest priority first, first come first within one.
+    """The callers waiting for one budget: highest priority first; within a priority, fair
+    between tenants; first come first served within one tenant.
+
+    Fairness is start-time fair queuing (SFQ): a waiter's tag is the larger of the line's
+    virtual time (the tag of the last waiter admitted at its priority) and the tag after its
+    tenant's previous waiter, which is ``1 / weight`` further. The lowest tag goes first. So
+    while several tenants wait, each is admitted in proportion to its weight however many
+    waiters it has: a tenant with one channel is served about every other request beside a
+    tenant with 1,000, not after all of theirs. Callers that name no tenant are one tenant
+    (``None``) together, so a line nobody names tenants in stays first in, first out.
+    ``weights`` maps a tenant to its weight (default 1.0).
 
     Only the head is woken when something changes (a place freed, a waiter gone): with hundreds
     of waiters a broadcast would cost hundreds of wake-ups per request. ``wake_all`` (after a
     pause) lets every waiter look again at once, so each gives up if its wait became too long.
     """
 
-    def __init__(self) -> None:
-        self._heap: list[tuple[int, int]] = []
-        self._events: dict[tuple[int, int], asyncio.Event] = {}
+    def __init__(self, weights: Mapping[str, float] | None = None) -> None:
+        self._heap: list[Entry] = []
+        self._events: dict[Entry, asyncio.Event] = {}
+        self.weights: dict[str, float] = dict(weights or {})
+        self._virtual: dict[int, float] = {}  # per -priority: the tag last admitted
+        self._after: dict[tuple[int, str | None], float] = {}  # the tag a tenant's next starts at
 
     def __len__(self) -> int:
         return len(self._heap)
+
+    def weight(self, tenant: str | None) -> float:
+        weight = self.weights.get(tenant, 1.0) if tenant is not None else 1.0
+        return weight if weight > 0 else 1.0
 
     def wake_head(self) -> None:
         if self._heap:
@@ -169,11 +220,16 @@ class WaitLine:
         for event in self._events.values():
             event.set()
 
-    def _join(self, entry: tuple[int, int], event: asyncio.Event) -> None:
+    def _join(self, level: int, tenant: str | None, arrival: int, event: asyncio.Event) -> Entry:
+        key = (level, tenant)
+        tag = max(self._virtual.get(level, 0.0), self._after.get(key, 0.0))
+        self._after[key] = tag + 1.0 / self.weight(tenant)
+        entry = (level, tag, arrival)
         heapq.heappush(self._heap, entry)
         self._events[entry] = event
+        return entry
 
-    def _leave(self, entry: tuple[int, int]) -> None:
+    def _leave(self, entry: Entry, tenant: str | None, admitted: bool = False) -> None:
         if self._events.pop(entry, None) is None:
             return
         if self._heap[0] == entry:
@@ -181,6 +237,22 @@ class WaitLine:
         else:
             self._heap.remove(entry)
             heapq.heapify(self._heap)
+        level, tag, _ = entry
+        if admitted:
+            self._virtual[level] = max(self._virtual.get(level, 0.0), tag)
+            if len(self._after) > 2 * len(self._heap) + 64:
+                self._forget_idle()
+        else:  # it gave up or moved: a tenant's last waiter gives its turn back
+            key = (level, tenant)
+            if self._after.get(key) == tag + 1.0 / self.weight(tenant):
+                self._after[key] = tag
+
+    def _forget_idle(self) -> None:
+        """Drop tenants whose next tag the virtual time has passed: they start from it anyway."""
+        virtual = self._virtual
+        self._after = {
+            key: after for key, after in self._after.items() if after > virtual.get(key[0], 0.0)
+        }
 
     async def wait_turn(
         self,
@@ -192,6 +264,7 @@ class WaitLine:
         max_wait: float | None,
         budget: str,
         line: Callable[[], WaitLine] | None = None,
+        tenant: str | None = None,
     ) -> float:
         """Wait until this caller heads the line and the budget is ready; return seconds waited.
 
@@ -201,28 +274,32 @@ class WaitLine:
         place (it may still refuse by raising) and the next head is woken. A turn further away
         than ``max_wait`` raises :class:`BudgetExhausted` naming ``budget`` at once. ``line()``
         names the line the caller belongs to now, when that can change while it waits (Discord
-        learns a route's bucket from an answer): the waiter moves there, keeping its place.
+        learns a route's bucket from an answer): the waiter moves there, behind that line's
+        waiters of its tenant (ties still by arrival). ``tenant`` (default: the one named by
+        :func:`for_tenant`) is whose turn this is, for the fair share between tenants.
         """
-        entry = (-int(priority), next(_arrivals))
+        level = -int(priority)
+        who = tenant if tenant is not None else _tenant.get()
+        arrival = next(_arrivals)
         event = asyncio.Event()
         current = self
-        current._join(entry, event)
+        entry = current._join(level, who, arrival, event)
         began = clock()
         try:
             while True:
                 event.clear()
                 if line is not None and (moved := line()) is not current:
-                    current._leave(entry)
+                    current._leave(entry, who)
                     current.wake_head()
                     current = moved
-                    current._join(entry, event)
+                    entry = current._join(level, who, arrival, event)
                 now = clock()
                 ready = ready_at(now)
                 if ready is not None and max_wait is not None and ready - now > max_wait:
                     raise BudgetExhausted(budget, ready - now)
                 head = current._heap[0] == entry
                 if head and ready is not None and ready <= now:
-                    current._leave(entry)
+                    current._leave(entry, who, admitted=True)
                     admit(now)
                     current.wake_head()
                     return now - began
@@ -232,7 +309,7 @@ class WaitLine:
                 except TimeoutError:
                     pass
         except BaseException:
-            current._leave(entry)
+            current._leave(entry, who)
             current.wake_head()
             raise
 
@@ -265,7 +342,9 @@ class RateLimiter:
         manual_reserve_hold: float = 3.0,
         spread: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        weights: Mapping[str, float] | None = None,
     ) -> None:
+        """``weights``: the tenants' shares of the budget while several wait (default 1.0)."""
         if not windows:
             raise ValueError("a bucket needs at least one window")
         self.name = name
@@ -295,23 +374,34 @@ class RateLimiter:
         self._spacing = 0.98 * tightest.period / tightest.limit if spread else 0.0
         self._slack = self._spacing * max(2, tightest.limit // 10)
         self._paced_at = float("-inf")
-        self._line = WaitLine()
+        self._line = WaitLine(weights)
 
     # -- public API -----------------------------------------------------------------------
 
     @asynccontextmanager
     async def slot(
-        self, priority: int = Priority.BULK, max_wait: float | None = None
+        self,
+        priority: int = Priority.BULK,
+        max_wait: float | None = None,
+        *,
+        tenant: str | None = None,
     ) -> AsyncIterator[None]:
         """Hold one request's place: wait for it, yield, and record the completion on exit."""
-        handle = await self.acquire(priority, max_wait)
+        handle = await self.acquire(priority, max_wait, tenant=tenant)
         try:
             yield
         finally:
             handle.release()
 
-    async def acquire(self, priority: int = Priority.BULK, max_wait: float | None = None) -> _Slot:
-        """Wait for a slot (highest priority first). Raises BudgetExhausted if too far away.
+    async def acquire(
+        self,
+        priority: int = Priority.BULK,
+        max_wait: float | None = None,
+        *,
+        tenant: str | None = None,
+    ) -> _Slot:
+        """Wait for a slot (highest priority first, fair between tenants: ``tenant``, default
+        the one named by :func:`for_tenant`). Raises BudgetExhausted if too far away.
 
         The line (:class:`WaitLine`) wakes only its head when something changes; a pause wakes
         everyone, so every waiter can give up at once when it is long.
@@ -329,6 +419,7 @@ class RateLimiter:
                 clock=self._clock,
                 max_wait=limit_wait,
                 budget=self.name,
+                tenant=tenant,
             )
         except BudgetExhausted:
             self.stats.exhausted += 1

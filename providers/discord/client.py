@@ -5,7 +5,9 @@ parameter (which makes the bucket), the name used in errors and the shape the an
 :meth:`DiscordClient.fetch` asks any of them. Every request takes a place in its route bucket
 (``DiscordLimiter.slot``), then the global limit (``ProviderHTTP.send``), and its answer is fed
 back to the limiter before any error is raised; a transient failure is asked again through the
-limiter. The token is sent only as the ``Authorization`` header; no message or repr contains it.
+limiter. A request made for a tenant (``tenant=``, its guild id) takes its turn in the global
+limit as that tenant's, for the fair share between servers on one token. The token is sent only
+as the ``Authorization`` header; no message or repr contains it.
 It goes to DISCORD_API_BASE_URL's scheme, host and port only, and an id put into a path is a
 snowflake of ASCII digits (:func:`check_snowflake`): anything else is :class:`BadInput`, and
 nothing is sent.
@@ -34,7 +36,7 @@ from providers.errors import (
     RateLimited,
 )
 from providers.http import DEFAULT_MAX_RESPONSE_BYTES, ProviderHTTP
-from providers.ratelimit import Priority
+from providers.ratelimit import Priority, for_tenant
 
 USER_AGENT = "DiscordBot (https://github.com/ratesync/ratesync, 0.1)"
 
@@ -192,8 +194,10 @@ class DiscordClient(ProviderHTTP):
         params: Mapping[str, str] | None = None,
         priority: int = Priority.BULK,
         max_wait: float | None = None,
+        tenant: str | None = None,
     ) -> httpx.Response:
         """GET ``path`` within the bucket of ``route`` (template) and ``major``; 2xx or raise.
+        ``tenant``: whose request it is, in the global limit's fair share.
 
         Raises CircuitOpen, BudgetExhausted, RateLimited, AuthFailed, Forbidden, NotFound,
         Transient or a non-retryable ProviderError (other 4xx).
@@ -201,12 +205,13 @@ class DiscordClient(ProviderHTTP):
         limiter = self.discord_limiter
         major_key = "" if major is None else str(major)
         async with limiter.slot(
-            route, major_key, priority=priority, max_wait=max_wait, entity=entity
+            route, major_key, priority=priority, max_wait=max_wait, entity=entity, tenant=tenant
         ) as ticket:
-            response = await self.send(
-                "GET", self.base_url + path, entity=entity, priority=priority, params=params,
-                max_wait=max_wait,
-            )  # fmt: skip
+            with for_tenant(tenant):  # the global limit is taken inside ProviderHTTP.send
+                response = await self.send(
+                    "GET", self.base_url + path, entity=entity, priority=priority, params=params,
+                    max_wait=max_wait,
+                )  # fmt: skip
             hit = limiter.on_response(
                 ticket, response.status_code, response.headers, response.content
             )
@@ -237,6 +242,7 @@ class DiscordClient(ProviderHTTP):
         params: Mapping[str, str] | None = None,
         priority: int = Priority.BULK,
         max_wait: float | None = None,
+        tenant: str | None = None,
     ) -> T:
         """Ask ``endpoint`` about ``major`` (its guild or channel id), in the bucket of the
         endpoint's route and that id; return the answer validated by the endpoint's shape.
@@ -253,7 +259,7 @@ class DiscordClient(ProviderHTTP):
         async def once() -> T:
             response = await self.get(
                 endpoint.route, ident, path, entity=entity, params=query, priority=priority,
-                max_wait=max_wait,
+                max_wait=max_wait, tenant=tenant,
             )  # fmt: skip
             return endpoint.shape(response, entity, ident, query)
 
@@ -266,6 +272,7 @@ class DiscordClient(ProviderHTTP):
         page_size: int = 100,
         priority: int = Priority.BULK,
         max_wait: float | None = None,
+        tenant: str | None = None,
     ) -> list[dict[str, Any]]:
         """All public archived threads of a channel, newest archived first (paged by time)."""
         entity = ARCHIVED_THREADS.entity.format(channel_id=check_snowflake(channel_id))
@@ -276,8 +283,9 @@ class DiscordClient(ProviderHTTP):
             if before is not None:
                 params["before"] = before
             page, has_more = await self.fetch(
-                ARCHIVED_THREADS, channel_id, params=params, priority=priority, max_wait=max_wait
-            )
+                ARCHIVED_THREADS, channel_id, params=params, priority=priority, max_wait=max_wait,
+                tenant=tenant,
+            )  # fmt: skip
             threads.extend(page)
             if not has_more or not page:
                 return threads
@@ -310,11 +318,13 @@ class DiscordClient(ProviderHTTP):
         limit: int = 100,
         priority: int = Priority.BULK,
         max_wait: float | None = None,
+        tenant: str | None = None,
     ) -> MessagesPage:
         """The ``limit`` oldest messages with id > ``after`` (returned newest first)."""
         if not 1 <= limit <= 100:
             raise ValueError(f"limit must be 1..100, not {limit}")
         params = {"after": str(int(after)), "limit": str(limit)}
         return await self.fetch(
-            MESSAGES, channel_id, params=params, priority=priority, max_wait=max_wait
-        )
+            MESSAGES, channel_id, params=params, priority=priority, max_wait=max_wait,
+            tenant=tenant,
+        )  # fmt: skip

@@ -5,6 +5,11 @@ bucket (:mod:`providers.discord.bucket`), waited for in that bucket's
 :class:`~providers.ratelimit.WaitLine`; the global limit is taken when the request is sent.
 After it: :meth:`DiscordLimiter.on_response` learns from the answer
 (:mod:`providers.discord.headers`).
+
+Tenants (Discord servers) on one bot token share its global limit: a request names its tenant
+(``tenant=``, the guild id), and the global limit's line serves the tenants waiting in it in
+proportion to their weights (``tenant_weights``, DISCORD_TENANT_WEIGHTS; default equal), so a
+server with one channel is not queued behind every channel of a server with a thousand.
 """
 
 from __future__ import annotations
@@ -68,10 +73,11 @@ class DiscordLimiter:
         spread: bool = True,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        tenant_weights: Mapping[str, float] | None = None,
     ) -> None:
         self.global_limiter = RateLimiter(
             "discord global", [Window(global_per_second, 1.0)],
-            max_wait=max_wait, spread=spread, clock=clock,
+            max_wait=max_wait, spread=spread, clock=clock, weights=tenant_weights,
         )  # fmt: skip
         self.max_wait = max_wait
         self.ban_pause = ban_pause
@@ -144,12 +150,13 @@ class DiscordLimiter:
         priority: int = Priority.BULK,
         max_wait: float | None = None,
         entity: str | None = None,
+        tenant: str | None = None,
     ) -> Ticket:
         """Wait for a place in the route's bucket (highest priority first).
 
         Raises CircuitOpen while the breaker is open and BudgetExhausted when the bucket frees
         up later than ``max_wait`` (default: the limiter's). The global limit is taken
-        separately, when the request is sent.
+        separately, when the request is sent (by ``tenant``: ``for_tenant`` around the send).
         """
         self.breaker.check(entity)
         limit_wait = self.max_wait if max_wait is None else max_wait
@@ -176,6 +183,7 @@ class DiscordLimiter:
                 priority, ready_at, admit,
                 clock=self._clock, max_wait=limit_wait, budget=f"discord {route} [{major}]",
                 line=lambda: self._line(self.key_of(route, major)),  # its bucket was learned
+                tenant=tenant,
             )  # fmt: skip
         except BudgetExhausted:
             self.stats_.exhausted += 1
@@ -204,6 +212,7 @@ class DiscordLimiter:
         priority: int = Priority.BULK,
         max_wait: float | None = None,
         entity: str | None = None,
+        tenant: str | None = None,
     ) -> AsyncIterator[Ticket]:
         """``acquire`` … ``release``: the body sends the request and calls ``on_response``.
 
@@ -211,7 +220,7 @@ class DiscordLimiter:
         its place is given back; any other exception counts it as possibly sent.
         """
         ticket = await self.acquire(
-            route, major, priority=priority, max_wait=max_wait, entity=entity
+            route, major, priority=priority, max_wait=max_wait, entity=entity, tenant=tenant
         )
         try:
             yield ticket

@@ -28,6 +28,7 @@ from providers.ratelimit import (
     WaitLine,
     Window,
     WindowLog,
+    for_tenant,
 )
 
 PROPERTY_SETTINGS = settings(
@@ -533,3 +534,108 @@ async def test_wait_line_gives_up_beyond_max_wait_and_leaves_no_ghost():
         )  # fmt: skip
     assert info.value.bucket == "slow" and info.value.wait_seconds == pytest.approx(10.0)
     assert len(line) == 0
+
+
+# -- fairness between tenants -------------------------------------------------------------------
+
+
+class Gate:
+    """A budget opened one place at a time by the test: who gets each place is the line's
+    choice alone."""
+
+    def __init__(self, line: WaitLine) -> None:
+        self.line = line
+        self.places = 0
+        self.served: list[str] = []
+
+    def ready_at(self, now: float) -> float | None:
+        return now if self.places else None
+
+    def waiter(self, name: str, tenant: str | None, priority: int = Priority.BULK) -> asyncio.Task:
+        def admit(now: float) -> None:
+            self.places -= 1
+            self.served.append(name)
+
+        return asyncio.create_task(
+            self.line.wait_turn(
+                priority, self.ready_at, admit, clock=time.monotonic, max_wait=None,
+                budget="fair", tenant=tenant,
+            )
+        )  # fmt: skip
+
+    async def open(self, places: int) -> None:
+        for _ in range(places):
+            self.places += 1
+            self.line.wake_head()
+            await asyncio.sleep(0.001)
+
+
+async def queue_up(gate: Gate, waiters: Sequence[tuple[str, str | None]]) -> list[asyncio.Task]:
+    tasks = []
+    for name, tenant in waiters:
+        tasks.append(gate.waiter(name, tenant))
+        await asyncio.sleep(0)  # joins in this order
+    await asyncio.sleep(0.01)
+    return tasks
+
+
+async def test_wait_line_takes_turns_between_tenants_however_many_each_has_waiting():
+    gate = Gate(WaitLine())
+    big = [(f"big{n}", "big") for n in range(6)]
+    tasks = await queue_up(gate, [*big, ("small0", "small"), ("small1", "small")])
+    await gate.open(8)
+    await asyncio.wait_for(asyncio.gather(*tasks), 2)
+    # first come first served would have put both small ones after all six big ones
+    assert gate.served == ["big0", "small0", "big1", "small1", "big2", "big3", "big4", "big5"]
+
+
+async def test_wait_line_shares_by_weight_and_callers_naming_no_tenant_are_one_tenant():
+    gate = Gate(WaitLine({"heavy": 2.0}))
+    waiters = [(f"a{n}", None) for n in range(4)] + [(f"h{n}", "heavy") for n in range(4)]
+    tasks = await queue_up(gate, waiters)
+    await gate.open(8)
+    await asyncio.wait_for(asyncio.gather(*tasks), 2)
+    # two turns of "heavy" (weight 2) for each of the unnamed ones, who keep their order
+    assert gate.served == ["a0", "h0", "h1", "a1", "h2", "h3", "a2", "a3"]
+
+
+async def test_wait_line_serves_priority_before_fairness_and_a_waiter_that_gives_up_keeps_no_turn():
+    gate = Gate(WaitLine())
+    tasks = await queue_up(gate, [("b0", "b"), ("b1", "b"), ("s0", "s")])
+    quitter = gate.waiter("s-gone", "s")
+    await asyncio.sleep(0.01)
+    quitter.cancel()  # its tenant's turn is given back, not spent
+    tasks.append(gate.waiter("manual", "b", Priority.MANUAL))
+    await asyncio.sleep(0.01)
+    tasks.append(gate.waiter("s1", "s"))
+    await asyncio.sleep(0.01)
+    await gate.open(5)
+    await asyncio.wait_for(asyncio.gather(*tasks), 2)
+    assert gate.served == ["manual", "b0", "s0", "b1", "s1"]
+    assert len(gate.line) == 0
+
+
+async def test_limiter_gives_a_one_caller_tenant_about_half_the_budget_beside_twenty_callers():
+    """The Discord case in small: each caller asks again as soon as it is answered, the big
+    tenant with 20 callers, the small one with 1, one place at a time."""
+    limiter = RateLimiter("shared", [Window(1, 0.001)], margin=0.0)
+    served: list[str] = []
+    stop = asyncio.Event()
+
+    async def caller(tenant: str) -> None:
+        while not stop.is_set():
+            with for_tenant(tenant):  # as DiscordClient names it around ProviderHTTP.send
+                async with limiter.slot(Priority.BULK):
+                    served.append(tenant)
+                    if len(served) >= 60:
+                        stop.set()
+
+    tasks = [asyncio.create_task(caller("big")) for _ in range(20)]
+    await asyncio.sleep(0.01)
+    tasks.append(asyncio.create_task(caller("small")))
+    await asyncio.wait_for(stop.wait(), 5)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    small = served[20:60].count("small")  # once the small one is waiting too
+    assert 15 <= small <= 21, served  # first come first served: 2 (one turn per 21)
