@@ -102,6 +102,7 @@ class Child:
     ready: threading.Event = field(default_factory=threading.Event)
     readers: list[threading.Thread] = field(default_factory=list)
     reported: bool = False  # its unexpected end was logged
+    signalled: bool = False  # the stop signal was sent to it
 
 
 class WorkerPool:
@@ -132,10 +133,9 @@ class WorkerPool:
 
     def _forward(self, sig: int) -> None:
         for child in self._alive():
-            try:
-                child.proc.send_signal(sig)
-            except ProcessLookupError:
-                pass
+            if not child.signalled:
+                child.signalled = True
+                child.proc.send_signal(sig)  # Popen's own check: no error for one just ended
 
     def _alive(self) -> list[Child]:
         return [c for c in self.children if c.proc.poll() is None]
@@ -167,12 +167,12 @@ class WorkerPool:
             preexec_fn=_die_with_parent,  # own process group; SIGTERM if we die
         )
         child = Child(number, proc)
+        self.children.append(child)  # a signal from here on is forwarded to it too
         for source, target in ((proc.stdout, sys.stdout), (proc.stderr, sys.stderr)):
             assert source is not None
             reader = threading.Thread(target=self._copy, args=(child, source, target), daemon=True)
             reader.start()
             child.readers.append(reader)
-        self.children.append(child)
         return child
 
     def _report_ended(self) -> None:
@@ -211,15 +211,11 @@ class WorkerPool:
     def _run(self) -> int:
         first = self._start(1)
         while not first.ready.is_set():
+            if self.received is not None:  # a stop during its start (run() waits for it)
+                return EXIT_ON_SIGNAL[signal.Signals(self.received)]
             code = first.proc.poll()
-            if code is not None or self.received is not None:
-                # a start that failed (its own code), or a stop signal during it
-                first.proc.wait()
-                for reader in first.readers:
-                    reader.join(timeout=2)
-                if self.received is not None:
-                    return EXIT_ON_SIGNAL[signal.Signals(self.received)]
-                return first.proc.returncode if first.proc.returncode > 0 else FAILED
+            if code is not None:  # a start that failed: its own code (1, or 2 a bad setting)
+                return code if code > 0 else FAILED
             first.ready.wait(0.05)
         for number in range(2, self.processes + 1):
             if self.received is not None:
@@ -240,10 +236,9 @@ class WorkerPool:
         return EXIT_ON_SIGNAL[signal.Signals(self.received)]
 
     def _stop_all(self) -> None:
-        """Every child ended: the signal was forwarded already (or is sent now: SIGTERM), then
-        those past STOP_TIMEOUT are killed."""
-        if self._alive() and self.received is None:
-            self._forward(signal.SIGTERM)
+        """Every child ended: the stop signal (SIGTERM when none came) to each that has not had
+        it (one started while the signal came), then those past STOP_TIMEOUT are killed."""
+        self._forward(self.received or signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
         for child in self.children:
             try:

@@ -26,7 +26,9 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+import runtime
 import worker
+from tests.integration.embedded_support import embedded_env
 from tests.integration.worker_process import ROOT
 
 pytestmark = [pytest.mark.integration]
@@ -236,3 +238,28 @@ def test_a_start_that_fails_exits_with_its_code_and_starts_no_other(
     errors = [x for x in output.splitlines() if "error: " in x]
     assert len(errors) == 1 and errors[0].startswith(line), output
     assert "[worker 2]" not in output and "Traceback" not in output, output
+
+
+def test_a_ctrl_c_while_the_first_child_starts_stops_it_and_starts_no_other(
+    tmp_path: Path,
+) -> None:
+    """The first child starts the embedded servers alone; a Ctrl-C then reaches it once."""
+    data_dir = tmp_path / "data"
+    log = tmp_path / "pool.log"
+    pool = start_pool(embedded_env(data_dir), log, 2)
+    try:
+        deadline = time.monotonic() + 60
+        while not (data_dir / "postgres.log").exists():  # the first child starts Postgres
+            assert pool.poll() is None and time.monotonic() < deadline, text(log)
+            time.sleep(0.02)
+        os.killpg(pool.pid, signal.SIGINT)
+        returncode = pool.wait(45)
+    finally:
+        if pool.poll() is None:
+            pool.kill()
+            pool.wait()
+        runtime.stop_servers(data_dir)
+    output = text(log)
+    assert returncode == 130, output[-4000:]
+    assert "[worker 2]" not in output and "polling task queue" not in output, output[-4000:]
+    assert "Traceback" not in output, output[-4000:]
