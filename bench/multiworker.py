@@ -8,8 +8,10 @@ Real Temporal dev server, real Postgres (a fresh database and task queue per run
 its own process (a fresh one per run) enforcing a strict sliding window of ``--limit``/s (and
 36,000/h), and the workers as one `python worker.py --processes N` (cli/workerpool.py) with
 BNET_RATE_PER_SECOND = the limit and RATE_LIMIT_BACKEND from this environment (`local` by
-default: each process paces itself, so N processes send about N times the limit and get 429s —
-the "before"; `postgres` shares one budget across them). Each run syncs a backlog bigger than
+default: each process paces itself to the whole limit, so N processes overfill the window and
+get 429s, and each 429 pauses that process's bucket for a second or more — the "before": at
+7b57d3b, 2 and 3 processes got 97 and 143 429s a minute and sent 72 and 82/s against one
+process's 94/s; `postgres` shares one budget across them). Each run syncs a backlog bigger than
 the run can finish (a full sync of enough guilds) and is measured for ``--seconds`` from the
 first request the sandbox sees; then the sync is terminated and the workers stopped.
 
