@@ -15,7 +15,9 @@ line at the start says so).
   process only, and each child gets the signal once, from here); the first SIGINT or SIGTERM is
   forwarded to every child, each stops as `python worker.py` does (activities get 5 s), and the
   command exits as worker.py does: 130 after SIGINT, 0 after SIGTERM. A child still running
-  STOP_TIMEOUT after the signal is killed. A child gets SIGTERM if this process dies.
+  STOP_TIMEOUT after the signal is killed. If this process dies (SIGKILL, OOM), its children
+  are killed with it (SIGKILL: its end closed their output pipes, and a worker whose stdout is
+  gone did not stop on SIGTERM; an orphan would go on polling with no one to stop it).
 - A child that ends on its own (crashed, killed, OOM) is not restarted: one line names it and
   its exit status, and the others keep running (Temporal retries its activities on them). When
   the last one has ended, the command exits 1. Restart the command (or let the service manager
@@ -25,6 +27,7 @@ line at the start says so).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import signal
@@ -36,8 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from runtime import _die_with_parent
-
 log = logging.getLogger("ratesync.workerpool")
 WORKER_PY = Path(__file__).resolve().parents[1] / "worker.py"
 READY_LINE = b"worker polling task queue"  # what worker.py prints once it polls
@@ -45,6 +46,15 @@ STOP_TIMEOUT = 30.0  # seconds a child may take to stop after the signal before 
 EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 0}  # worker.py's rule
 FAILED = 1
 USAGE = "usage: python worker.py [--processes N]"
+
+
+def _child_of_pool() -> None:
+    """preexec_fn: a process group of its own (a terminal's Ctrl-C reaches the pool only, which
+    forwards it once) and SIGKILL when the pool dies (Linux PR_SET_PDEATHSIG; it fires when the
+    pool's main thread, which starts every child, ends)."""
+    os.setpgid(0, 0)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 class UsageError(ValueError):
@@ -164,7 +174,7 @@ class WorkerPool:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent,  # own process group; SIGTERM if we die
+            preexec_fn=_child_of_pool,
         )
         child = Child(number, proc)
         self.children.append(child)  # a signal from here on is forwarded to it too

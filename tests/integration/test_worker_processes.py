@@ -263,3 +263,32 @@ def test_a_ctrl_c_while_the_first_child_starts_stops_it_and_starts_no_other(
     assert returncode == 130, output[-4000:]
     assert "[worker 2]" not in output and "polling task queue" not in output, output[-4000:]
     assert "Traceback" not in output, output[-4000:]
+
+
+async def test_children_do_not_outlive_a_killed_pool(
+    temporal_env: WorkflowEnvironment, database_url: str, task_queue: str, tmp_path: Path
+) -> None:
+    """A SIGKILLed (or OOM-killed) pool takes its children with it: no orphan goes on polling."""
+    log = tmp_path / "pool.log"
+    pool = start_pool(pool_env(temporal_env, database_url, task_queue), log, 2)
+    kids: set[int] = set()
+    try:
+
+        async def both_announced() -> bool:
+            assert pool.poll() is None, text(log)
+            return "2 worker processes polling task queue" in text(log)
+
+        await wait_for(both_announced, 60, "both children polling", log)
+        kids = children(pool.pid)
+        assert len(kids) == 2, kids
+        pool.kill()
+        pool.wait()
+
+        async def orphans_gone() -> bool:
+            return not any(alive(pid) for pid in kids)
+
+        await wait_for(orphans_gone, 5, f"the end of the children {kids}", log)
+    finally:
+        for pid in kids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
