@@ -7,6 +7,12 @@ pages, so neither an activity result nor a run's history grows with the number o
 A channel that keeps failing is parked in ``sync_failures`` by its own workflow and reported;
 it never fails the tenant. Only the invalid-request circuit breaker (and bad credentials) stop
 the whole run: continuing would risk Discord's ban.
+
+Several tenants share a worker's activity slots. So that a small tenant's few tasks do not queue
+behind a big tenant's backlog of channel tasks in Temporal's task queue, a tenant's children and
+listing carry its fairness key (the guild; honoured where the server enables
+``matching.enableFairness``), and the short database-only activities (a page of the listing,
+parking, the run's end) go one Temporal priority level ahead of the channel paging.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Awaitable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
+from temporalio.common import Priority as TaskPriority
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
@@ -56,6 +63,27 @@ LISTING_DEADLINE = timedelta(minutes=30)
 # The channel listing stays in Postgres and the master reads it in keyset pages, one page per
 # run (histories recorded before got every channel from the first activity and carried them).
 CHANNEL_PAGES = "channel-pages"
+# Tenants' tasks carry a fairness key; database-only activities go one priority level ahead.
+TENANT_FAIRNESS = "tenant-fairness"
+DEFAULT_TASK_PRIORITY = 3  # the server's default priority key (1 = first ... 5)
+
+
+def _bookkeeping() -> dict[str, TaskPriority]:
+    """Options for a database-only activity: one Temporal priority level ahead of this
+    workflow's own, so that it never waits behind a backlog of channel paging for a slot."""
+    if not workflow.patched(TENANT_FAIRNESS):
+        return {}
+    key = workflow.info().priority.priority_key or DEFAULT_TASK_PRIORITY
+    return {"priority": TaskPriority(priority_key=max(1, key - 1))}
+
+
+def _tenant_tasks(guild_id: int) -> TaskPriority:
+    """A tenant's children's and listing's Temporal priority: this workflow's priority key and
+    the tenant's fairness key (what Temporal's default is where the patch does not apply)."""
+    if not workflow.patched(TENANT_FAIRNESS):
+        return TaskPriority.default
+    key = workflow.info().priority.priority_key
+    return TaskPriority(priority_key=key, fairness_key=f"discord-{guild_id}")
 
 
 @workflow.defn
@@ -118,7 +146,7 @@ class ChannelSync:
             ParkChannelInput(
                 inp.run_id, inp.channel_id, inp.discord_channel_id, cause_type(err), total.error
             ),
-            **db_call(),
+            **db_call(**_bookkeeping()),
         )
         workflow.set_current_details(f"channel {inp.discord_channel_id}: parked ({total.error})")
         return total
@@ -210,7 +238,7 @@ class DiscordTenantSync:
                 cause_type(err),
                 cause_message(err)[:500],
             ),
-            **db_call(),
+            **db_call(**_bookkeeping()),
         )
 
     async def _next_page(self, state: TenantSyncState) -> None:
@@ -218,7 +246,7 @@ class DiscordTenantSync:
         page = await workflow.execute_activity_method(
             DiscordActivities.discord_channel_page,
             ChannelPageInput(state.run_id, state.after_channel_id, state.page_size),
-            **db_call(),
+            **db_call(**_bookkeeping()),
         )
         state.pending = list(page.channels)
         state.after_channel_id = page.last_channel_id
@@ -238,6 +266,7 @@ class DiscordTenantSync:
             # a worker killed while listing: retried in seconds, not after 5 minutes
             heartbeat_timeout=heartbeat(inp.heartbeat_timeout_seconds),
             retry_policy=CHECKPOINTED,
+            priority=_tenant_tasks(inp.discord_guild_id),
         )
         return TenantSyncState(
             run_id=begun.run_id,
@@ -270,6 +299,7 @@ class DiscordTenantSync:
             id=f"discord-channel/{inp.discord_guild_id}/{cid}/run-{state.run_id}",
             static_summary=f"Discord channel {cid} of guild {inp.discord_guild_id}",
             search_attributes=search_attributes("discord", str(inp.discord_guild_id), "channel"),
+            priority=_tenant_tasks(inp.discord_guild_id),
         )
 
     def _details(self, gid: int, state: TenantSyncState, running: int) -> None:
@@ -288,7 +318,7 @@ class DiscordTenantSync:
         totals = await workflow.execute_activity_method(
             DiscordActivities.discord_finish_tenant_sync,
             FinishTenantInput(state.run_id, status, state.fatal, state.max_concurrent),
-            **db_call(),
+            **db_call(**_bookkeeping()),
         )
         started = state.started_at or workflow.now()
         result = TenantSyncResult(
