@@ -33,6 +33,30 @@ def parse_rate(value: str) -> tuple[int, float]:
     return int(match.group(1)), float(match.group(2))
 
 
+MAX_TENANT_WEIGHT = 1000.0
+
+
+def parse_tenant_weights(value: str) -> dict[str, float]:
+    """Parse ``"<guild id>:<weight>,..."`` (DISCORD_TENANT_WEIGHTS), e.g. ``"123:4,456:0.5"``:
+    each tenant's share of the bot token's global limit while several wait (default 1)."""
+    weights: dict[str, float] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        key, sep, raw = item.partition(":")
+        key = key.strip()
+        try:
+            weight = float(raw)
+        except ValueError:
+            weight = float("nan")
+        if not sep or not (key.isascii() and key.isdigit() and len(key) <= 20):
+            raise ValueError(f"{item.strip()[:40]!r} is not '<guild id>:<weight>', e.g. '123:2'")
+        if not 0 < weight <= MAX_TENANT_WEIGHT:  # also refuses nan and inf
+            raise ValueError(f"weight of {key} must be > 0 and <= {MAX_TENANT_WEIGHT:g}")
+        weights[str(int(key))] = weight
+    return weights
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True
@@ -68,6 +92,7 @@ class Settings(BaseSettings):
     DISCORD_BOT_TOKEN: SecretStr | None = None
     DISCORD_API_BASE_URL: str = "https://discord.com/api/v10"
     DISCORD_GLOBAL_RATE_PER_SECOND: int = Field(50, ge=1)
+    DISCORD_TENANT_WEIGHTS: str = ""  # "<guild id>:<weight>,...": shares of the global limit
     SYNC_MAX_CHANNEL_WORKERS: int = Field(10, ge=1, le=500)
     SYNC_MESSAGE_FETCH_SIZE: int = Field(100, ge=1, le=100)
     SYNC_CHANNEL_MAX_ATTEMPTS: int = Field(5, ge=1, le=100)
@@ -113,6 +138,12 @@ class Settings(BaseSettings):
     @classmethod
     def _check_rate(cls, value: str) -> str:
         parse_rate(value)
+        return value
+
+    @field_validator("DISCORD_TENANT_WEIGHTS")
+    @classmethod
+    def _check_tenant_weights(cls, value: str) -> str:
+        parse_tenant_weights(value)
         return value
 
     @field_validator(

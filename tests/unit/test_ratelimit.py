@@ -639,3 +639,13 @@ async def test_limiter_gives_a_one_caller_tenant_about_half_the_budget_beside_tw
     await asyncio.gather(*tasks, return_exceptions=True)
     small = served[20:60].count("small")  # once the small one is waiting too
     assert 15 <= small <= 21, served  # first come first served: 2 (one turn per 21)
+
+
+def test_tenant_weights_setting_parses_and_refuses_nonsense():
+    from settings import parse_tenant_weights
+
+    assert parse_tenant_weights("") == {}
+    assert parse_tenant_weights(" 123:2, 0456:0.5,") == {"123": 2.0, "456": 0.5}
+    for bad in ("abc:1", "123", "123:0", "123:-1", "123:nan", "123:inf", "123:1001", "1:x"):
+        with pytest.raises(ValueError):
+            parse_tenant_weights(bad)
