@@ -77,12 +77,23 @@ def _bookkeeping() -> dict[str, TaskPriority]:
     return {"priority": TaskPriority(priority_key=max(1, key - 1))}
 
 
-def _tenant_tasks(guild_id: int) -> TaskPriority:
-    """A tenant's children's and listing's Temporal priority: this workflow's priority key and
-    the tenant's fairness key (what Temporal's default is where the patch does not apply)."""
+# A tenant's listing goes one level ahead of its channels, its first HEAD_CHANNELS running
+# channels at the workflow's level and the rest one behind: a new tenant's first tasks overtake
+# a big tenant's backlog of channel tasks, which the worker's slots cannot all hold at once.
+TENANT_HEADS = "tenant-head-channels"
+HEAD_CHANNELS = 4
+LOWEST_TASK_PRIORITY = 5  # the dev server's matching.priorityLevels
+
+
+def _tenant_tasks(guild_id: int, shift: int | None = None) -> TaskPriority:
+    """A tenant's children's and listing's Temporal priority: this workflow's priority key
+    (``shift`` levels later, where the head-channels patch applies) and the tenant's fairness
+    key (Temporal's default where the fairness patch does not apply)."""
     if not workflow.patched(TENANT_FAIRNESS):
         return TaskPriority.default
     key = workflow.info().priority.priority_key
+    if shift is not None and workflow.patched(TENANT_HEADS):
+        key = min(LOWEST_TASK_PRIORITY, max(1, (key or DEFAULT_TASK_PRIORITY) + shift))
     return TaskPriority(priority_key=key, fairness_key=f"discord-{guild_id}")
 
 
@@ -163,6 +174,10 @@ def _add(total: ChannelSyncResult, step: ChannelPagesResult) -> None:
 class DiscordTenantSync:
     """Master of one tenant run: list channels, then a sliding window of ChannelSync children."""
 
+    def __init__(self) -> None:
+        self._heads = 0  # channels running at the tenant's own level (the window drains
+        # before a continue-as-new, so this never needs carrying)
+
     @workflow.run
     async def run(self, inp: TenantSyncInput) -> TenantSyncResult:
         return await reporting(
@@ -207,8 +222,10 @@ class DiscordTenantSync:
     ) -> None:
         """One channel's child, and its outcome counted; a child that failed is parked unless
         the failure means stop everything."""
+        head = self._heads < HEAD_CHANNELS  # one of the tenant's first running channels
+        self._heads += head
         try:
-            outcome = await self._start_channel(inp, state, channel)
+            outcome = await self._start_channel(inp, state, channel, 0 if head else 1)
         except ChildWorkflowError as err:
             state.failed += 1
             if cause_type(err) not in FATAL:  # e.g. terminated by hand: park it
@@ -218,6 +235,8 @@ class DiscordTenantSync:
                     state.fatal, state.fatal_type = cause_message(err), cause_type(err)
                 window.close()
             return
+        finally:
+            self._heads -= head
         if outcome.status == "failed":
             state.failed += 1
         elif outcome.status == "skipped":
@@ -266,7 +285,7 @@ class DiscordTenantSync:
             # a worker killed while listing: retried in seconds, not after 5 minutes
             heartbeat_timeout=heartbeat(inp.heartbeat_timeout_seconds),
             retry_policy=CHECKPOINTED,
-            priority=_tenant_tasks(inp.discord_guild_id),
+            priority=_tenant_tasks(inp.discord_guild_id, shift=-1),
         )
         return TenantSyncState(
             run_id=begun.run_id,
@@ -282,7 +301,7 @@ class DiscordTenantSync:
         )
 
     async def _start_channel(
-        self, inp: TenantSyncInput, state: TenantSyncState, channel: ChannelTarget
+        self, inp: TenantSyncInput, state: TenantSyncState, channel: ChannelTarget, shift: int
     ) -> ChannelSyncResult:
         cid = channel.discord_channel_id
         return await workflow.execute_child_workflow(
@@ -299,7 +318,7 @@ class DiscordTenantSync:
             id=f"discord-channel/{inp.discord_guild_id}/{cid}/run-{state.run_id}",
             static_summary=f"Discord channel {cid} of guild {inp.discord_guild_id}",
             search_attributes=search_attributes("discord", str(inp.discord_guild_id), "channel"),
-            priority=_tenant_tasks(inp.discord_guild_id),
+            priority=_tenant_tasks(inp.discord_guild_id, shift),
         )
 
     def _details(self, gid: int, state: TenantSyncState, running: int) -> None:
