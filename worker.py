@@ -178,11 +178,13 @@ class StopSignal:
             loop.add_signal_handler(sig, self._caught, sig)
 
     def _caught(self, sig: int) -> None:
-        if self.received is None:
+        first = self.received is None
+        if first:
             self.received = sig
-            if self._announce:
+        self.event.set()  # before the announce: a closed stdout must not stop the stop
+        if first and self._announce:
+            with suppress(OSError):
                 print(self._announce.format(signal=signal.Signals(sig).name), flush=True)
-        self.event.set()
 
     @property
     def exit_code(self) -> int:
