@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     PVP_PROCESSING_THREADS: int = Field(4, ge=1, le=64)
     PVP_SYNC_TASK_QUEUE: str = "pvp-sync"
     PVP_PROCESSING_TASK_QUEUE: str = "pvp-processing"
-    RATE_LIMIT_BACKEND: Literal["local", "postgres"] = "local"
+    RATE_LIMIT_BACKEND: Literal["local", "postgres"] = "postgres"
     # the most one response body may hold once decompressed; a bigger one is a BadPayload
     HTTP_MAX_RESPONSE_BYTES: int = Field(32 * 1024 * 1024, ge=64 * 1024, le=1024 * 1024 * 1024)
     RATE_LIMIT_MAX_WAIT_SECONDS: float = Field(30.0, gt=0, le=_DAY)

@@ -44,18 +44,6 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=5)  # running activities may finish before
 T = TypeVar("T")
 
 
-class BackendUnavailable(RuntimeError):
-    pass
-
-
-def require_local_backend(settings: Settings) -> None:
-    if settings.RATE_LIMIT_BACKEND != "local":
-        raise BackendUnavailable(
-            "RATE_LIMIT_BACKEND=postgres (a budget shared by several workers) is not built yet; "
-            "set RATE_LIMIT_BACKEND=local and run one worker per API credential"
-        )
-
-
 class WorkerGroup:
     """The worker's Workers, one per task queue (one client, one budget per provider), run as one:
     `async with group:` in tests and tools, `run()` / `shutdown()` in the worker process."""
@@ -107,7 +95,6 @@ async def build_worker(
     """A Worker with every provider's workflows and activities (from the registry), and the
     resources they own (closed on exit). ``graceful_shutdown``: how long a stop lets running
     activities finish before it cancels them (the demo's throw-away work does not wait)."""
-    require_local_backend(settings)
     install_log_filters()
     tune_gc()
     # Connections open lazily; each provider says how many its activities may hold at once.
@@ -118,6 +105,7 @@ async def build_worker(
         engine,
         main_queue,
         bool(task_queue and task_queue != settings.TEMPORAL_TASK_QUEUE),
+        database_url,
     )
     built = {spec.name: load(spec.activities)(ctx) for spec in SPECS}
     # Eager activity execution (the server hands a workflow's next activity straight back to
@@ -213,7 +201,6 @@ async def _serve() -> int:
         f"{GRACEFUL_SHUTDOWN.total_seconds():.0f} s to finish",
     )
     settings = get_settings()
-    require_local_backend(settings)  # a bad backend setting fails before anything starts
     with embedded_services() as endpoints:
         client = None if stop.received else await stop.until(_connect(settings, endpoints))
         if client is not None:
@@ -322,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return asyncio.run(_serve())
-    except (RuntimeStartError, BackendUnavailable) as exc:
+    except RuntimeStartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 1))  # a taken port setting is 2 (DESIGN §6)
     except KeyboardInterrupt:  # before the event loop's handler was in place

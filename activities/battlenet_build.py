@@ -9,24 +9,29 @@ from __future__ import annotations
 from activities.battlenet import BattleNetActivities
 from activities.pvp import PvpActivities
 from providers.battlenet import BattleNetClient
-from providers.ratelimit import RateLimiter, Window
+from providers.ratelimit import Limiter, Window
+from providers.shared_limit import budget
 from providers.spec import ActivitySet, BuildContext
 from settings import Settings
 
 
-def bnet_limiter(settings: Settings) -> RateLimiter:
-    """One bucket for the whole Battle.net client id: both windows enforced at once."""
-    return RateLimiter(
+def bnet_limiter(settings: Settings, database_url: str = "") -> Limiter:
+    """One bucket for the whole Battle.net client id: both windows enforced at once; shared by
+    every process using the client id when RATE_LIMIT_BACKEND=postgres."""
+    return budget(
+        settings,
+        database_url,
         "battlenet",
         [Window(settings.BNET_RATE_PER_SECOND, 1.0), Window(settings.BNET_RATE_PER_HOUR, 3600.0)],
-        max_wait=settings.RATE_LIMIT_MAX_WAIT_SECONDS,
+        provider="battlenet",
+        credential=[settings.BNET_API_BASE_URL, settings.BNET_CLIENT_ID or ""],
         spread=True,
         # a manual character add is 4 requests: keep 4 places for them while one runs
         manual_reserve=4 if settings.BNET_RATE_PER_SECOND >= 50 else 0,
     )
 
 
-def bnet_client(settings: Settings, limiter: RateLimiter) -> BattleNetClient:
+def bnet_client(settings: Settings, limiter: Limiter) -> BattleNetClient:
     secret = settings.BNET_CLIENT_SECRET.get_secret_value() if settings.BNET_CLIENT_SECRET else None
     return BattleNetClient(
         client_id=settings.BNET_CLIENT_ID,
@@ -50,7 +55,7 @@ def pvp_queues(settings: Settings, task_queue: str | None) -> tuple[str, str]:
 
 def build(ctx: BuildContext) -> ActivitySet:
     settings: Settings = ctx.settings
-    limiter = bnet_limiter(settings)
+    limiter = bnet_limiter(settings, ctx.database_url)
     client = bnet_client(settings, limiter)
     acts = BattleNetActivities(ctx.engine, client, settings.BNET_NOT_FOUND_RECHECK_SECONDS)
     pvp = PvpActivities(ctx.engine, client, settings.BNET_NOT_FOUND_RECHECK_SECONDS)
@@ -65,5 +70,5 @@ def build(ctx: BuildContext) -> ActivitySet:
             processing_queue: (pvp.processing_queue(), settings.PVP_PROCESSING_THREADS),
         },
         resources={"client": client, "limiter": limiter},
-        closers=[client.aclose],
+        closers=[client.aclose, *([limiter.aclose] if hasattr(limiter, "aclose") else [])],
     )

@@ -5,20 +5,36 @@ from __future__ import annotations
 from activities.discord import DiscordActivities, DiscordNotConfigured
 from providers.aiohttp_transport import AiohttpTransport
 from providers.discord import DiscordClient, DiscordLimiter
+from providers.ratelimit import Window
+from providers.shared_limit import budget
 from providers.spec import ActivitySet, BuildContext
-from settings import Settings
+from settings import Settings, parse_tenant_weights
 
 
 class LazyDiscordClient:
     """The Discord client, built on first use: a worker without DISCORD_BOT_TOKEN still serves
     the other providers, and a Discord activity then fails with a clear, non-retryable error."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, database_url: str = "") -> None:
         self.settings = settings
+        weights = parse_tenant_weights(settings.DISCORD_TENANT_WEIGHTS)
+        token = settings.DISCORD_BOT_TOKEN
+        self.global_budget = budget(
+            settings,
+            database_url,
+            "discord global",
+            [Window(settings.DISCORD_GLOBAL_RATE_PER_SECOND, 1.0)],
+            provider="discord",
+            credential=[settings.DISCORD_API_BASE_URL, token.get_secret_value() if token else ""],
+            spread=True,
+            weights=weights,
+        )
         self.limiter = DiscordLimiter(
             global_per_second=settings.DISCORD_GLOBAL_RATE_PER_SECOND,
             invalid_budget=settings.DISCORD_INVALID_REQUEST_BUDGET,
             max_wait=settings.RATE_LIMIT_MAX_WAIT_SECONDS,
+            tenant_weights=weights,
+            global_limiter=self.global_budget,
         )
         self.client: DiscordClient | None = None
 
@@ -48,11 +64,14 @@ class LazyDiscordClient:
     async def aclose(self) -> None:
         if self.client is not None:
             await self.client.aclose()
+        closer = getattr(self.global_budget, "aclose", None)
+        if closer is not None:
+            await closer()
 
 
 def build(ctx: BuildContext) -> ActivitySet:
     settings: Settings = ctx.settings
-    client = LazyDiscordClient(settings)
+    client = LazyDiscordClient(settings, ctx.database_url)
     acts = DiscordActivities(
         ctx.engine,
         client,

@@ -10,9 +10,9 @@ standing lease does not: a place is held only from one request's start to one pe
 answer, whichever process holds it.
 
 The process calls ``rate_limit_sync`` (one round trip, ``SyncCall``) when:
-- it renews its leases (every ``renew_every``; a lease lasts ``lease_seconds``; a SIGKILLed
-  process's places cool down and come back ``lease_seconds`` + one period + 1 s after its last
-  renewal);
+- it renews its leases (every ``renew_every``, 0.8 s; a lease lasts ``lease_seconds``, 2.5 s;
+  a SIGKILLed process's places cool down and come back ``lease_seconds`` + one period + 1 s
+  after its last renewal);
 - its waiters need more places than it holds and the database said more are there for it;
 - it gives places back: free ones at once, used ones as cooling ones (free at answer + period,
   computed from the database's clock: ``age`` is measured on this process's monotonic clock,
@@ -42,15 +42,15 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from providers.errors import BudgetExhausted
-from providers.ratelimit import LimiterStats, Priority, WaitLine, Window, WindowLog
+from providers.ratelimit import LimiterStats, Priority, RateLimiter, WaitLine, Window, WindowLog
 
-__all__ = ["LANES", "SharedRateLimiter", "SyncCall", "SyncResult", "fingerprint"]
+__all__ = ["LANES", "SharedRateLimiter", "SyncCall", "SyncResult", "budget", "fingerprint"]
 
 log = logging.getLogger("ratesync.limiter")
 
@@ -64,6 +64,10 @@ def fingerprint(provider: str, *parts: str) -> str:
     """A stable name for one credential's budget that does not reveal it (16 hex digits)."""
     digest = hashlib.sha256("\0".join(("ratesync-budget", provider, *parts)).encode())
     return digest.hexdigest()[:16]
+
+
+def _tightness(window: Window) -> float:
+    return window.period / window.limit
 
 
 def lane_of(priority: int) -> int:
@@ -228,11 +232,16 @@ class SharedRateLimiter:
         max_wait: float | None = 30.0,
         manual_reserve: int = 0,
         margin: float = 0.005,
-        lease_seconds: float = 2.0,
-        renew_every: float = 0.5,
+        lease_seconds: float = 2.5,
+        renew_every: float = 0.8,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        weights: Mapping[str, float] | None = None,
+        spread: bool = False,
     ) -> None:
+        """``spread``: pace starts below manual priority evenly over the places held (as the
+        local limiter's ``spread`` does), so a place frees every period/places for whoever is
+        first in line — a manual request then never waits behind a whole burst."""
         if not windows:
             raise ValueError("a bucket needs at least one window")
         self.name = name
@@ -257,7 +266,12 @@ class SharedRateLimiter:
         self._waiting = [0] * len(LANES)
         self._started = 0  # requests started since the last call
         self._last_active = float("-inf")
-        self._line = WaitLine()
+        self._spread = spread
+        self._tightest = min(
+            range(len(windows)), key=lambda k: windows[k].period / windows[k].limit
+        )
+        self._paced_at = float("-inf")
+        self._line = WaitLine(weights)  # fair between tenants within a priority
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -340,6 +354,9 @@ class SharedRateLimiter:
 
     def _ready_at(self, now: float, priority: int, *, kick: bool = True) -> float | None:
         ready = max(now, self._paused_until)
+        if self._spread and priority < Priority.MANUAL:
+            _spacing, slack = self._pacing()
+            ready = max(ready, self._paced_at - slack)
         usable = now < self._deadline
         poll = now + (0.25 if self._failing else 0.05)
         for i, wlog in enumerate(self._logs):
@@ -358,8 +375,8 @@ class SharedRateLimiter:
                 # the database had no more for us: they cool down until `nxt` (an hourly
                 # window spent: a long wait, reported as such so a workflow sleeps durably)
                 guess = nxt if at is None else min(at, nxt)
-            elif self._leased[i] >= self._asked[i]:
-                # we were given all we asked for and need more: ask again
+            elif self._leased[i] >= self._asked[i] and self._asked[i] < self._desired(i, now):
+                # we were given all we asked for and need more now: ask again
                 guess = poll if at is None else min(at, poll)
                 if kick:
                     self._wake_sync("demand")
@@ -370,7 +387,17 @@ class SharedRateLimiter:
             ready = max(ready, guess)
         return ready
 
+    def _pacing(self) -> tuple[float, float]:
+        """Spacing of paced starts over the places this process holds, and the slack a start
+        may run early by (timer overshoot and short stalls are made up, bursts stay small)."""
+        window = self.windows[self._tightest]
+        places = max(1, self._leased[self._tightest])
+        spacing = 0.98 * window.period / places
+        return spacing, spacing * max(2, places // 10)
+
     def _start(self, priority: int, waited: float) -> None:
+        if self._spread:
+            self._paced_at = max(self._paced_at, self._clock()) + self._pacing()[0]
         for wlog in self._logs:
             wlog.start()
         self._started += 1
@@ -438,32 +465,37 @@ class SharedRateLimiter:
         wlog._prune(now)
         return wlog.in_flight + len(wlog._ends)
 
+    def _desired(self, i: int, now: float) -> int:
+        """How many places of window ``i`` this process could use now."""
+        window, wlog = self.windows[i], self._logs[i]
+        waiting = sum(self._waiting)
+        if window.period >= SLOW_PERIOD:
+            # used places are handed back at every call; keep enough for the next calls
+            horizon = 3 * self.renew_every
+            desired = wlog.in_flight + waiting + math.ceil(self._rate * horizon) + 1
+        else:
+            desired = self._held(i, now) + waiting
+        return min(desired, window.limit)
+
     def _plan(self, *, release: bool = False) -> SyncCall:
         """What to ask for, give back and cool in the next call (applied locally on success)."""
         now = self._clock()
         elapsed = max(1e-3, now - self._rate_at)
         self._rate = 0.5 * self._rate + 0.5 * (self._started / elapsed)
-        waiting = sum(self._waiting)
         busy = self._busy(now) and not release
         want, give, cool, ages = [], [], [], []
         for i, (window, wlog) in enumerate(zip(self.windows, self._logs, strict=True)):
             held = self._held(i, now)
             leased = self._leased[i]
-            if not busy:
-                desired = 0
-            elif window.period >= SLOW_PERIOD:
-                # used places are handed back at every call; keep enough for the next calls
-                horizon = 3 * self.renew_every
-                desired = wlog.in_flight + waiting + math.ceil(self._rate * horizon) + 1
-            else:
-                desired = held + waiting
-            desired = min(desired, window.limit)
+            desired = self._desired(i, now) if busy else 0
             keep = (
                 min(desired, self._targets[i])
                 if self._synced_once and not (any(self._waiting[lane_of(Priority.MANUAL) :]))
                 else desired
             )
             free = max(0, leased - held)
+            if window.period >= SLOW_PERIOD and busy and leased <= 2 * keep:
+                keep = leased  # a little spare in a slow window saves calls
             g = max(0, min(free, leased - keep))
             c = 0
             age = 0.0
@@ -614,8 +646,10 @@ def postgres_limiter(
     credential: Sequence[str],
     max_wait: float | None,
     manual_reserve: int = 0,
-    lease_seconds: float = 2.0,
-    renew_every: float = 0.5,
+    lease_seconds: float = 2.5,
+    renew_every: float = 0.8,
+    weights: Mapping[str, float] | None = None,
+    spread: bool = False,
 ) -> SharedRateLimiter:
     """A shared limiter whose places live in the database at ``database_url``."""
     fp = fingerprint(provider, *credential)
@@ -641,4 +675,33 @@ def postgres_limiter(
         manual_reserve=manual_reserve,
         lease_seconds=lease_seconds,
         renew_every=renew_every,
+        weights=weights,
+        spread=spread,
     )
+
+
+def budget(
+    settings: Any,
+    database_url: str,
+    name: str,
+    windows: Sequence[Window],
+    *,
+    provider: str,
+    credential: Sequence[str],
+    manual_reserve: int = 0,
+    spread: bool = False,
+    weights: Mapping[str, float] | None = None,
+) -> RateLimiter | SharedRateLimiter:
+    """The budget of one credential as RATE_LIMIT_BACKEND says: in this process only
+    (``local``), or shared through Postgres by every process that uses the credential. A client
+    built with no database (a unit test of the client alone) has a local budget."""
+    if settings.RATE_LIMIT_BACKEND == "postgres" and database_url:
+        return postgres_limiter(
+            name, windows, database_url=database_url, provider=provider,
+            credential=credential, max_wait=settings.RATE_LIMIT_MAX_WAIT_SECONDS,
+            manual_reserve=manual_reserve, weights=weights, spread=spread,
+        )  # fmt: skip
+    return RateLimiter(
+        name, windows, max_wait=settings.RATE_LIMIT_MAX_WAIT_SECONDS, spread=spread,
+        manual_reserve=manual_reserve, weights=weights,
+    )  # fmt: skip

@@ -69,6 +69,7 @@ class BuildContext:
     engine: Any  # sqlalchemy AsyncEngine, shared by every provider of the worker
     task_queue: str  # the worker's main task queue
     custom_queue: bool  # a test or the demo runs its own queue: derive side queues from it
+    database_url: str = ""  # where a shared rate budget lives (RATE_LIMIT_BACKEND=postgres)
 
 
 @dataclass

@@ -157,7 +157,14 @@ BEGIN
         SELECT l.places INTO v_own FROM rate_limit_leases l
         WHERE l.bucket = p_bucket AND l.win = i - 1 AND l.client = p_client;
         v_own := coalesce(v_own, 0);
-        v_given := v_given + least(v_own, p_give[i]);
+        IF p_give[i] > 0 AND v_own > 0 AND EXISTS (
+            SELECT 1 FROM rate_limit_clients k
+            LEFT JOIN rate_limit_leases l
+              ON l.bucket = k.bucket AND l.client = k.client AND l.win = i - 1
+            WHERE k.bucket = p_bucket AND k.client <> p_client AND k.expires_at >= v_now
+              AND k.demand[i] > coalesce(l.places, 0)) THEN
+            v_given := v_given + least(v_own, p_give[i]);  -- someone waits for them
+        END IF;
         v_own := greatest(0, v_own - p_give[i] - p_cool[i]);
         IF p_cool[i] > 0 THEN
             v_gran := greatest(0.001, p_periods[i] / 1000.0);
@@ -236,10 +243,7 @@ BEGIN
         PERFORM pg_notify('ratesync_limit', p_bucket || ' pause ' || (b.paused_until - v_now));
     ELSIF v_manual AND (NOT v_was_manual OR v_unmet) THEN
         PERFORM pg_notify('ratesync_limit', p_bucket || ' manual');
-    ELSIF v_given > 0 AND EXISTS (
-        SELECT 1 FROM rate_limit_clients k
-        WHERE k.bucket = p_bucket AND k.client <> p_client AND k.expires_at >= v_now
-          AND k.waiting <> '{0,0,0,0,0}'::integer[]) THEN
+    ELSIF v_given > 0 THEN
         PERFORM pg_notify('ratesync_limit', p_bucket || ' freed');
     END IF;
 

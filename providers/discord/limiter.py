@@ -74,8 +74,11 @@ class DiscordLimiter:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         tenant_weights: Mapping[str, float] | None = None,
+        global_limiter: Any = None,
     ) -> None:
-        self.global_limiter = RateLimiter(
+        """``global_limiter``: the bot's global budget when it is built elsewhere (shared by
+        every process through Postgres); by default one in this process."""
+        self.global_limiter = global_limiter or RateLimiter(
             "discord global", [Window(global_per_second, 1.0)],
             max_wait=max_wait, spread=spread, clock=clock, weights=tenant_weights,
         )  # fmt: skip

@@ -24,7 +24,7 @@ def test_defaults():
     assert settings.TEMPORAL_NAMESPACE == "default"
     assert settings.BNET_RATE_PER_SECOND == 100
     assert settings.BNET_RATE_PER_HOUR == 36000
-    assert settings.RATE_LIMIT_BACKEND == "local"
+    assert settings.RATE_LIMIT_BACKEND == "postgres"  # budgets survive restarts (issue 12)
     assert settings.ZWIFT_RATE_RIDERS_POST == "1/900"
     assert settings.ZWIFT_RATE_CLUBS == "1/3600"
     assert settings.BNET_REGION == "eu"
