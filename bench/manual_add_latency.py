@@ -99,7 +99,7 @@ class Breakdown:
         return self.child_total - self.activity_queue - sum(self.activity_run.values())
 
 
-def _probe_manual_waits(limiter: RateLimiter, waits: list[float]) -> None:
+def _probe_manual_waits(limiter: Any, waits: list[float]) -> None:
     """Record how long each manual-priority request waited for its limiter slot.
 
     Wraps this one instance's `acquire` (which `slot` calls); the limiter itself is unchanged.
@@ -113,7 +113,7 @@ def _probe_manual_waits(limiter: RateLimiter, waits: list[float]) -> None:
             waits.append(time.monotonic() - began)
         return handle
 
-    limiter.acquire = timed  # type: ignore[method-assign]
+    limiter.acquire = timed
 
 
 async def _measure_loop_lag(samples: list[float], period: float = 0.05) -> None:
