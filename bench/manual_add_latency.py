@@ -33,7 +33,7 @@ from temporalio.service import RPCError
 from bench.common import throwaway_stack
 from cli import CliError
 from cli.scheduler import add, start
-from providers.ratelimit import Priority, RateLimiter
+from providers.ratelimit import Priority
 from sandbox.admin_client import admin
 from sandbox.battlenet import BattleNetSandboxConfig
 from sandbox.server import SandboxProcess
