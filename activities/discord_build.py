@@ -5,8 +5,9 @@ from __future__ import annotations
 from activities.discord import DiscordActivities, DiscordNotConfigured
 from providers.aiohttp_transport import AiohttpTransport
 from providers.discord import DiscordClient, DiscordLimiter
+from providers.discord.shared import SharedDiscordState
 from providers.ratelimit import Window
-from providers.shared_limit import budget
+from providers.shared_limit import SharedRateLimiter, budget
 from providers.spec import ActivitySet, BuildContext
 from settings import Settings, parse_tenant_weights
 
@@ -36,6 +37,12 @@ class LazyDiscordClient:
             tenant_weights=weights,
             global_limiter=self.global_budget,
         )
+        # with a shared budget the learned routes and the breaker's count are shared too
+        self.shared = (
+            SharedDiscordState(self.limiter, database_url, self.global_budget.fingerprint)
+            if isinstance(self.global_budget, SharedRateLimiter)
+            else None
+        )
         self.client: DiscordClient | None = None
 
     def __call__(self) -> DiscordClient:
@@ -64,6 +71,8 @@ class LazyDiscordClient:
     async def aclose(self) -> None:
         if self.client is not None:
             await self.client.aclose()
+        if self.shared is not None:
+            await self.shared.aclose()
         closer = getattr(self.global_budget, "aclose", None)
         if closer is not None:
             await closer()

@@ -245,6 +245,7 @@ class SharedRateLimiter:
         if not windows:
             raise ValueError("a bucket needs at least one window")
         self.name = name
+        self.fingerprint = ""  # of the credential whose budget this is (postgres_limiter)
         self.windows = tuple(windows)
         self.max_wait = max_wait
         self.manual_reserve = manual_reserve
@@ -667,7 +668,7 @@ def postgres_limiter(
             on_notify=limiter.notified,
         )
 
-    return SharedRateLimiter(
+    limiter = SharedRateLimiter(
         name,
         windows,
         store=store,
@@ -678,6 +679,8 @@ def postgres_limiter(
         weights=weights,
         spread=spread,
     )
+    limiter.fingerprint = fp
+    return limiter
 
 
 def budget(

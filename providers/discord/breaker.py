@@ -38,11 +38,19 @@ class InvalidRequestWindow:
         self.budget = budget
         self.period = period
         self._times: deque[float] = deque()
+        # other processes' answers on the same token (providers.discord.shared): (time, count)
+        self._external: list[tuple[float, int]] = []
 
     def _prune(self, now: float) -> None:
         cutoff = now - self.period
         while self._times and self._times[0] <= cutoff:
             self._times.popleft()
+        if self._external and self._external[0][0] <= cutoff:
+            self._external = [(t, n) for t, n in self._external if t > cutoff]
+
+    def set_external(self, entries: list[tuple[float, int]]) -> None:
+        """The other processes' invalid answers, as (monotonic time, count), oldest first."""
+        self._external = sorted(entries)
 
     def record(self, now: float) -> None:
         self._times.append(now)
@@ -50,15 +58,26 @@ class InvalidRequestWindow:
 
     def count(self, now: float) -> int:
         self._prune(now)
-        return len(self._times)
+        return len(self._times) + sum(n for _, n in self._external)
+
+    def local_times(self) -> list[float]:
+        return list(self._times)
 
     def open_until(self, now: float) -> float | None:
         """None while closed; else when enough counted answers will have left the window."""
-        self._prune(now)
-        excess = len(self._times) - self.budget
+        excess = self.count(now) - self.budget
         if excess < 0:
             return None
-        return self._times[excess] + self.period
+        if not self._external:
+            return self._times[excess] + self.period
+        # the (excess + 1)-th oldest answer of all processes must leave the window first
+        merged = sorted([(t, 1) for t in self._times] + self._external)
+        seen = 0
+        for t, n in merged:
+            seen += n
+            if seen > excess:
+                return t + self.period
+        return merged[-1][0] + self.period
 
 
 def _iso(epoch: float) -> str:

@@ -94,6 +94,7 @@ class DiscordLimiter:
         self._routes: dict[str, str] = {}  # route template → bucket hash
         self._states: dict[Key, BucketState] = {}
         self._lines: dict[Key, WaitLine] = {}  # the waiters of each bucket state
+        self.shared: Any = None  # providers.discord.shared.SharedDiscordState, when shared
 
     # -- keys and state -------------------------------------------------------------------
 
@@ -113,6 +114,14 @@ class DiscordLimiter:
 
     def bucket_of(self, route: str) -> str | None:
         return self._routes.get(route)
+
+    def learn_route(self, route: str, bucket: str) -> None:
+        """Another process learned ``route``'s bucket: waiters of the route move to its line."""
+        if self._routes.get(route) != bucket and route not in self._routes:
+            self._routes[route] = bucket
+            for key, line in list(self._lines.items()):
+                if key[0] == f"route:{route}":
+                    line.wake_all()
 
     def _line(self, key: Key) -> WaitLine:
         line = self._lines.get(key)
@@ -162,6 +171,8 @@ class DiscordLimiter:
         separately, when the request is sent (by ``tenant``: ``for_tenant`` around the send).
         """
         self.breaker.check(entity)
+        if self.shared is not None:
+            self.shared.touch()
         limit_wait = self.max_wait if max_wait is None else max_wait
         began = self._clock()
         reset_wait = False
