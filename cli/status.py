@@ -1,6 +1,7 @@
 """`status [--watch [SECONDS]]`: what is stored (each provider's counts), the failures, the
-latest runs and the running schedulers; with a provider's scope option (its
-``ProviderCommands.view``), that scope's latest sync as a table instead."""
+latest runs, the running schedulers and the shared rate budgets (``cli.budget_view``); with a
+provider's scope option (its ``ProviderCommands.view``), that scope's latest sync as a table
+instead."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
+from cli import budget_view
 from cli.commands import ScopeView, add_scope_option, each, scope_dest
 from cli.common import (
     EXIT_OK,
@@ -78,8 +80,8 @@ async def _overall(
     engine: AsyncEngine, settings: Settings, clients: dict[str, Client]
 ) -> dict[str, Any]:
     """The stored counts and runs, the runs first checked against Temporal when it is up (a run
-    whose workflow ended without closing its row is closed as Temporal says it ended), and the
-    running schedulers."""
+    whose workflow ended without closing its row is closed as Temporal says it ended), the
+    running schedulers and the rate budgets."""
     address = running_temporal(settings)
     client: Client | None = None
     note: str | None = None
@@ -99,6 +101,7 @@ async def _overall(
         if run.pop("id") in orphaned:
             run["status"], run["error"] = "orphaned", orphaned_reason(address)
     data["schedulers"] = [] if client is None else await running_schedulers(client)
+    data["rate_budgets"] = await budget_view.fetch(engine, settings.RATE_LIMIT_BACKEND)
     if note:
         data["temporal"] = note
     return data
@@ -164,6 +167,8 @@ def _render(data: dict[str, Any]) -> str:
         elif section == "schedulers":
             lines.append("schedulers:" if values else "schedulers: none running")
             lines += ["  " + _scheduler_line(s) for s in values]
+        elif section == "rate_budgets":
+            lines += budget_view.render(values)
         elif isinstance(values, dict):
             lines.append(f"{section}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
         elif isinstance(values, list):

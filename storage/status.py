@@ -1,12 +1,12 @@
 """What `starter.py status` shows: each provider's counts (its spec's ``status``), the dead
-letters and the latest runs."""
+letters, the latest runs and the shared rate budgets."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from providers.registry import SPECS
 from providers.spec import load
@@ -59,3 +59,49 @@ async def database_status(engine: AsyncEngine, runs: int = 5) -> dict[str, Any]:
         "recent_failures": [dict(r._mapping) for r in recent_failures],
         "runs": [dict(r._mapping) for r in latest],
     }
+
+
+# The shared rate budgets (migration 0005), read in one statement on the database's clock. A
+# lease nobody renewed is not free yet: rate_limit_sync turns it into places cooling until
+# expiry + period + its grace second (GRACE), so it is counted as cooling here until then.
+GRACE = 1.0
+BUDGETS_SQL = text(
+    """
+SELECT b.bucket, b.provider, b.fingerprint, b.paused_until, b.manual_until,
+       b.statements, b.requests, b.rate_limited, b.updated_at, n.t AS db_now,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object(
+            'limit', (w.v ->> 0)::integer,
+            'period', (w.v ->> 1)::double precision,
+            'leased', (SELECT coalesce(sum(l.places), 0) FROM rate_limit_leases l
+                       WHERE l.bucket = b.bucket AND l.win = w.i - 1 AND l.expires_at >= n.t),
+            'cooling', (SELECT coalesce(sum(k.places), 0) FROM rate_limit_cooling k
+                        WHERE k.bucket = b.bucket AND k.win = w.i - 1 AND k.free_at > n.t)
+                     + (SELECT coalesce(sum(l.places), 0) FROM rate_limit_leases l
+                        WHERE l.bucket = b.bucket AND l.win = w.i - 1 AND l.expires_at < n.t
+                          AND l.expires_at + l.period + :grace > n.t),
+            'demand', (SELECT coalesce(sum(c.demand[w.i]), 0) FROM rate_limit_clients c
+                       WHERE c.bucket = b.bucket AND c.expires_at >= n.t)
+        ) ORDER BY w.i), '[]'::jsonb)
+        FROM jsonb_array_elements(b.windows) WITH ORDINALITY AS w(v, i)) AS windows,
+       (SELECT count(*) FROM rate_limit_clients c
+        WHERE c.bucket = b.bucket AND c.expires_at >= n.t) AS processes,
+       (SELECT count(DISTINCT c.host) FROM rate_limit_clients c
+        WHERE c.bucket = b.bucket AND c.expires_at >= n.t) AS hosts,
+       (SELECT array_agg(x.s ORDER BY x.i) FROM (
+            SELECT u.i, sum(u.w)::integer AS s
+            FROM rate_limit_clients c, unnest(c.waiting) WITH ORDINALITY AS u(w, i)
+            WHERE c.bucket = b.bucket AND c.expires_at >= n.t GROUP BY u.i) x) AS waiting
+FROM rate_limit_buckets b, (SELECT extract(epoch FROM clock_timestamp()) AS t) n
+ORDER BY b.provider, b.bucket
+"""
+)
+
+
+async def rate_budgets(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Every shared rate budget as stored: per window its limit, period and the places leased
+    to live processes, cooling down (given back, used up, or held by a process that stopped
+    renewing) and wanted; the pause, the manual hold, the waiting requests per lane, the live
+    processes, the counters; ``db_now`` is the database clock (epoch seconds) they were read at.
+    Raises ``sqlalchemy.exc.ProgrammingError`` on a database without migration 0005."""
+    rows = (await conn.execute(BUDGETS_SQL, {"grace": GRACE})).all()
+    return [dict(r._mapping) for r in rows]
