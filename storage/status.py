@@ -105,3 +105,21 @@ async def rate_budgets(conn: AsyncConnection) -> list[dict[str, Any]]:
     Raises ``sqlalchemy.exc.ProgrammingError`` on a database without migration 0005."""
     rows = (await conn.execute(BUDGETS_SQL, {"grace": GRACE})).all()
     return [dict(r._mapping) for r in rows]
+
+
+async def budget_counters(conn: AsyncConnection, provider: str) -> tuple[int, int] | None:
+    """(requests, rate-limited calls) counted so far by every shared budget of ``provider``, by
+    every process (each process adds its own at its next call of rate_limit_sync, within a
+    second); None when the provider has no shared budget. They only grow: the difference of two
+    reads is what every process sent (and the 429 pauses it shared) in between."""
+    row = (
+        await conn.execute(
+            text(
+                "SELECT count(*) AS n, coalesce(sum(requests), 0) AS requests, "
+                "coalesce(sum(rate_limited), 0) AS rate_limited "
+                "FROM rate_limit_buckets WHERE provider = :provider"
+            ),
+            {"provider": provider},
+        )
+    ).one()
+    return (int(row.requests), int(row.rate_limited)) if row.n else None

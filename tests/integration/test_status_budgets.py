@@ -23,7 +23,7 @@ from cli import budget_view
 from providers.ratelimit import Priority, Window
 from providers.shared_limit import SharedRateLimiter, fingerprint, postgres_limiter
 from storage.db import create_engine
-from storage.status import rate_budgets
+from storage.status import budget_counters, rate_budgets
 from tests.cli_support import cli_env, run_cli
 from tests.db_support import fetch_rows
 
@@ -55,6 +55,15 @@ async def _until(url: str, ok: Callable[[dict[str, dict[str, Any]]], bool]) -> d
         if ok(rows) or time.monotonic() > deadline:
             return rows
         await asyncio.sleep(0.1)
+
+
+async def _counters(url: str, provider: str) -> tuple[int, int] | None:
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            return await budget_counters(conn, provider)
+    finally:
+        await engine.dispose()
 
 
 async def _raw_places(url: str, name: str) -> int:
@@ -106,6 +115,8 @@ async def test_status_shows_each_budget(temporal_env, database_url, task_queue) 
         )
         assert rows["busy"]["waiting"] == [1, 0, 0, 0, 0], rows
         assert rows["gone"]["windows"][0]["leased"] > 0, rows
+        assert await _counters(database_url, "test") == (6 + 1 + 1, 1)
+        assert await _counters(database_url, "elsewhere") is None
         # SIGKILL: the task and the connection stop, nothing is given back
         assert gone._task is not None
         gone._task.cancel()
