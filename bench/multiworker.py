@@ -55,6 +55,7 @@ from sandbox.server import SandboxProcess
 from sandbox.world import BattleNetWorldConfig
 from storage import battlenet as bnet_db
 from storage.db import create_engine
+from tests.integration.budget_support import worker_env
 from workflows.battlenet import BattleNetSync
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,22 +212,15 @@ async def one_run(stack: Stack, processes: int, args: argparse.Namespace) -> Row
     with SandboxProcess(config) as sandbox:
         database_url = await prepare(stack, sandbox.url)
         queue = f"bench-multi-{uuid.uuid4().hex[:8]}"
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
-            "TEMPORAL_TASK_QUEUE": queue,
-            "PVP_SYNC_TASK_QUEUE": f"{queue}.pvp-sync",
-            "PVP_PROCESSING_TASK_QUEUE": f"{queue}.pvp-processing",
-            "LOG_LEVEL": "WARNING",
-            "RATE_LIMIT_BACKEND": backend,
-            "BNET_CLIENT_ID": "sandbox-client",
-            "BNET_CLIENT_SECRET": "sandbox-secret",
-            "BNET_API_BASE_URL": sandbox.url,
-            "BNET_OAUTH_URL": f"{sandbox.url}/token",
-            "BNET_RATE_PER_SECOND": str(args.limit),
-            "BNET_MAX_CONCURRENT": "40",
-        }
+        env = worker_env(
+            database_url=database_url,
+            temporal_address=stack.client.service_client.config.target_host,
+            queue=queue,
+            sandbox_url=sandbox.url,
+            per_second=args.limit,
+            RATE_LIMIT_BACKEND=backend,
+            BNET_MAX_CONCURRENT="40",
+        )
         pool = Pool(env, processes)
         try:
             await pool.ready()
