@@ -6,8 +6,9 @@ requests that *arrived* in any window), RATE_LIMIT_BACKEND=postgres (the default
 1. three processes at one limit never put more than the limit in any 1-s window and draw no
    429; one is SIGKILLed mid-sync and not replaced: the sync ends with the sandbox's data exact,
    the dead process's lease rows go and the places of its 1-s lease are free within 5 s;
-2. restarting every worker after 90 % of an hourly budget: the new processes stop exactly at
-   the hourly budget (the batches sleep on a durable timer), no 429;
+2. every worker killed after 90 % of an hourly budget and restarted: the new processes send
+   nothing beyond the hourly budget (the batches sleep on a durable timer), no 429 (the killed
+   ones' hourly places cool for the hour, used or not: here nothing more is sent at all);
 3. a manual request from a third process (a SharedRateLimiter in this process) gets its slot
    within 0.25 s while two processes drain a backlog.
 """
