@@ -58,6 +58,7 @@ CHANNEL = "ratesync_limit"
 LANES = (Priority.BACKFILL, Priority.BULK, Priority.INCREMENTAL, Priority.URGENT, Priority.MANUAL)
 SLOW_PERIOD = 5.0  # windows at least this long report every used place at each call
 IDLE_RELEASE = 2.0  # nothing waiting or in flight this long: give every place back
+PEAK_HOLD = 2.0  # a window's demand is held at its peak this long
 
 
 def fingerprint(provider: str, *parts: str) -> str:
@@ -259,6 +260,7 @@ class SharedRateLimiter:
         self._leased = [0] * n
         self._targets = [0] * n
         self._asked = [0] * n  # what the last call asked for
+        self._peaks = [(0, float("-inf"))] * n  # recent peak demand per window, and since when
         self._next_free: list[float | None] = [None] * n
         self._deadline = float("-inf")  # the lease may be used until then (monotonic)
         self._paused_until = 0.0
@@ -359,7 +361,7 @@ class SharedRateLimiter:
             _spacing, slack = self._pacing()
             ready = max(ready, self._paced_at - slack)
         usable = now < self._deadline
-        poll = now + (0.25 if self._failing else 0.05)
+        unknown = False  # a place comes with a wake-up (an answer, a call's result)
         for i, wlog in enumerate(self._logs):
             cap = self._leased[i] if usable else 0
             if priority < Priority.MANUAL:
@@ -369,23 +371,29 @@ class SharedRateLimiter:
                 continue
             nxt = self._next_free[i]
             if not self._synced_once or not usable:
-                guess = poll  # nothing leased (yet, or any more): ask
+                # nothing leased (yet, or any more): ask; the call's result wakes the line. A
+                # database that does not answer is a wait of unknown length: at least a second
                 if kick:
                     self._wake_sync("demand")
-            elif self._leased[i] < self._asked[i] and nxt is not None and nxt > poll:
+                if self._failing:
+                    ready = max(ready, now + 1.0)
+                else:
+                    unknown = True
+                continue
+            if self._leased[i] < self._asked[i] and nxt is not None and nxt > now:
                 # the database had no more for us: they cool down until `nxt` (an hourly
                 # window spent: a long wait, reported as such so a workflow sleeps durably)
-                guess = nxt if at is None else min(at, nxt)
+                at = nxt if at is None else min(at, nxt)
             elif self._leased[i] >= self._asked[i] and self._asked[i] < self._desired(i, now):
-                # we were given all we asked for and need more now: ask again
-                guess = poll if at is None else min(at, poll)
                 if kick:
-                    self._wake_sync("demand")
+                    self._wake_sync("demand")  # we got all we asked for and need more: ask
+            # else our fair share is in use; the database's places come with a wake-up
+            if at is None:
+                unknown = True
             else:
-                # the database was short: places come back when another process gives them
-                # (it notifies), at our next renewal, or here as ours cool down
-                guess = poll if at is None else min(at, poll)
-            ready = max(ready, guess)
+                ready = max(ready, at)
+        if unknown and ready <= now:
+            return None
         return ready
 
     def _pacing(self) -> tuple[float, float]:
@@ -476,7 +484,14 @@ class SharedRateLimiter:
             desired = wlog.in_flight + waiting + math.ceil(self._rate * horizon) + 1
         else:
             desired = self._held(i, now) + waiting
-        return min(desired, window.limit)
+        desired = min(desired, window.limit)
+        # demand held at its peak for PEAK_HOLD: a lease that shrank at every lull would give
+        # places back to cool down for a period and then wait for them
+        peak, since = self._peaks[i]
+        if desired >= peak or now - since > PEAK_HOLD:
+            self._peaks[i] = (desired, now)
+            return desired
+        return peak
 
     def _plan(self, *, release: bool = False) -> SyncCall:
         """What to ask for, give back and cool in the next call (applied locally on success)."""

@@ -202,7 +202,8 @@ class Stack:
     # workers
     def worker_env(self, database_url: str, task_queue: str) -> dict[str, str]:
         assert self.bnet is not None and self.discord is not None
-        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV", "PYTHONPATH", "TMPDIR")
+        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV", "PYTHONPATH", "TMPDIR",
+                "RATE_LIMIT_BACKEND")  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k in keep}
         env.update(
             DATABASE_URL=database_url,

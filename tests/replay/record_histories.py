@@ -87,6 +87,13 @@ async def _servers(*extra_args: str) -> AsyncIterator[tuple[Client, str]]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+async def record_discord_set(tag: str) -> list[Path]:
+    """The Discord runs only, under a new tag (never overwriting): session 19 recorded its
+    patched paths (tenant-fairness, tenant-head-channels) as ``*-f<n>.json``."""
+    async with _servers() as (client, database_url):
+        return await _write(client, await _discord_runs(client, database_url), tag, keep=True)
+
+
 async def record(discord_only: bool = False) -> list[Path]:
     written: list[Path] = []
     async with _servers() as (client, database_url):
@@ -448,9 +455,12 @@ if __name__ == "__main__":
     parser.add_argument("--bounded-set", help="record the bounded set under this tag (e.g. b)")
     parser.add_argument("--scheduler-set", help="record the scheduler set under this tag (s)")
     parser.add_argument("--patch-set", help="record session 18's patched paths under this tag")
+    parser.add_argument("--discord-set", help="record the Discord runs under this tag (f)")
     args = parser.parse_args()
     HISTORIES.mkdir(exist_ok=True)
-    if args.patch_set:
+    if args.discord_set:
+        paths = asyncio.run(record_discord_set(args.discord_set))
+    elif args.patch_set:
         paths = asyncio.run(record_patch_set(args.patch_set))
     elif args.scheduler_set:
         paths = asyncio.run(record_scheduler_set(args.scheduler_set))
