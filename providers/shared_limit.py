@@ -397,12 +397,13 @@ class SharedRateLimiter:
         return ready
 
     def _pacing(self) -> tuple[float, float]:
-        """Spacing of paced starts over the places this process holds, and the slack a start
-        may run early by (timer overshoot and short stalls are made up, bursts stay small)."""
+        """Spacing of paced starts (the bucket's rate, as the local limiter paces: the places
+        held cap the rest), and the slack a start may run early by (timer overshoot and short
+        stalls are made up, bursts stay small). Pacing by the places held would hold a process
+        that has one place at one start per period while its lease grows."""
         window = self.windows[self._tightest]
-        places = max(1, self._leased[self._tightest])
-        spacing = 0.98 * window.period / places
-        return spacing, spacing * max(2, places // 10)
+        spacing = 0.98 * window.period / window.limit
+        return spacing, spacing * max(2, window.limit // 10)
 
     def _start(self, priority: int, waited: float) -> None:
         if self._spread:

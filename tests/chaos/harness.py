@@ -249,7 +249,8 @@ def stack() -> Iterator[Stack]:
         yield s
     finally:
         s.close()
-        shutil.rmtree(root, ignore_errors=True)
+        if not os.environ.get("CHAOS_KEEP"):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 # --- jobs -------------------------------------------------------------------------------------

@@ -170,8 +170,12 @@ async def _pvp_runs(client: Client, settings: Any, queue: str) -> list[Any]:
         id=master_id,
         task_queue=queue,
     )  # fmt: skip
-    runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{master_id}"')]
-    children = [wf async for wf in client.list_workflows(f'ParentWorkflowId = "{master_id}"')]
+    for _ in range(100):  # visibility lags the runs' ends a little
+        runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{master_id}"')]
+        children = [wf async for wf in client.list_workflows(f'ParentWorkflowId = "{master_id}"')]
+        if runs and len(children) >= 3:
+            break
+        await asyncio.sleep(0.1)
     return runs + children[:1]
 
 
@@ -205,8 +209,12 @@ async def _discord_runs(client: Client, database_url: str) -> list[Any]:
         )
         master_id = f"discord-sync/{gid}"
         await run_tenant_sync(client, settings, database_url, queue, gid, workflow_id=master_id)
-    runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{master_id}"')]
-    children = [wf async for wf in client.list_workflows(f'ParentWorkflowId = "{master_id}"')]
+    for _ in range(100):  # visibility lags the runs' ends a little
+        runs = [wf async for wf in client.list_workflows(f'WorkflowId = "{master_id}"')]
+        children = [wf async for wf in client.list_workflows(f'ParentWorkflowId = "{master_id}"')]
+        if runs and len(children) >= 3:
+            break
+        await asyncio.sleep(0.1)
     return runs + children
 
 
