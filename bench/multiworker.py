@@ -53,6 +53,7 @@ from sandbox.admin_client import admin
 from sandbox.battlenet import BattleNetSandboxConfig
 from sandbox.server import SandboxProcess
 from sandbox.world import BattleNetWorldConfig
+from settings import get_settings
 from storage import battlenet as bnet_db
 from storage.db import create_engine
 from tests.integration.budget_support import worker_env
@@ -205,7 +206,7 @@ async def limiter_costs(database_url: str, row: Row) -> None:
 
 async def one_run(stack: Stack, processes: int, args: argparse.Namespace) -> Row:
     assert stack.client is not None
-    backend = os.environ.get("RATE_LIMIT_BACKEND", "local")
+    backend = get_settings().RATE_LIMIT_BACKEND  # what the workers will use (same env)
     row = Row(processes, backend)
     backlog = world(args.seconds, args.limit, max(args.counts))
     config = BattleNetSandboxConfig(world=backlog, per_second=args.limit)
@@ -286,7 +287,7 @@ async def main() -> None:
     args = parser.parse_args()
     args.counts = counts = [int(n) for n in args.processes.split(",")]
     print(
-        f"code {code_version()}; RATE_LIMIT_BACKEND={os.environ.get('RATE_LIMIT_BACKEND', 'local')}"
+        f"code {code_version()}; RATE_LIMIT_BACKEND={get_settings().RATE_LIMIT_BACKEND}"
         f"; limit {args.limit}/s (strict sliding window), BNET_RATE_PER_SECOND={args.limit}; "
         f"{args.seconds:g} s measured per run",
         flush=True,

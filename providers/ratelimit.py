@@ -314,10 +314,16 @@ class WaitLine:
             raise
 
 
+class _Finishing(Protocol):
+    def _finish(self) -> None: ...
+
+
 class _Slot:
+    """One request's place, released once (shared with providers.shared_limit)."""
+
     __slots__ = ("_limiter", "_released")
 
-    def __init__(self, limiter: RateLimiter) -> None:
+    def __init__(self, limiter: _Finishing) -> None:
         self._limiter = limiter
         self._released = False
 

@@ -48,7 +48,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from providers.errors import BudgetExhausted
-from providers.ratelimit import LimiterStats, Priority, RateLimiter, WaitLine, Window, WindowLog
+from providers.ratelimit import (
+    LimiterStats,
+    Priority,
+    RateLimiter,
+    WaitLine,
+    Window,
+    WindowLog,
+    _Slot,
+)
 
 __all__ = ["LANES", "SharedRateLimiter", "SyncCall", "SyncResult", "budget", "fingerprint"]
 
@@ -59,6 +67,7 @@ LANES = (Priority.BACKFILL, Priority.BULK, Priority.INCREMENTAL, Priority.URGENT
 SLOW_PERIOD = 5.0  # windows at least this long report every used place at each call
 IDLE_RELEASE = 2.0  # nothing waiting or in flight this long: give every place back
 PEAK_HOLD = 2.0  # a window's demand is held at its peak this long
+RECHECK = 0.01  # a waiter without a known time looks again this soon (below any sane max wait)
 
 
 def fingerprint(provider: str, *parts: str) -> str:
@@ -206,19 +215,6 @@ class PostgresStore:
         if conn is not None:
             with suppress(Exception):
                 await asyncio.wait_for(conn.close(), 2.0)
-
-
-class _Slot:
-    __slots__ = ("_limiter", "_released")
-
-    def __init__(self, limiter: SharedRateLimiter) -> None:
-        self._limiter = limiter
-        self._released = False
-
-    def release(self) -> None:
-        if not self._released:
-            self._released = True
-            self._limiter._finish()
 
 
 class SharedRateLimiter:
@@ -393,7 +389,9 @@ class SharedRateLimiter:
             else:
                 ready = max(ready, at)
         if unknown and ready <= now:
-            return None
+            # look again shortly: a wake-up can be missed (a place taken back by a call while
+            # the head waited), and a waiter must never wait for ever
+            return now + RECHECK
         return ready
 
     def _pacing(self) -> tuple[float, float]:
