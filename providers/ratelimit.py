@@ -60,6 +60,7 @@ __all__ = [
     "WindowLog",
     "current_tenant",
     "for_tenant",
+    "wait_event",
 ]
 
 
@@ -178,6 +179,22 @@ def for_tenant(tenant: str | None) -> Iterator[None]:
 
 
 Entry = tuple[int, float, int]  # (-priority, fair-queuing tag, arrival): the heap's order
+
+
+async def wait_event(event: asyncio.Event, timeout: float | None) -> None:
+    """Wait until ``event`` is set or ``timeout`` seconds pass (the timer sets it).
+
+    Not ``asyncio.wait_for(event.wait(), timeout)``: on Python 3.11 that returns normally when
+    the waiting task is cancelled in the step its inner wait completes, so the cancellation is
+    lost and a cancelled waiter waits on (for a place a stopped limiter never gives)."""
+    if timeout is None:
+        await event.wait()
+        return
+    timer = asyncio.get_running_loop().call_later(max(0.0, timeout), event.set)
+    try:
+        await event.wait()
+    finally:
+        timer.cancel()
 
 
 class WaitLine:
@@ -304,10 +321,7 @@ class WaitLine:
                     current.wake_head()
                     return now - began
                 timeout = ready - now if head and ready is not None else None
-                try:
-                    await asyncio.wait_for(event.wait(), timeout)
-                except TimeoutError:
-                    pass
+                await wait_event(event, timeout)
         except BaseException:
             current._leave(entry, who)
             current.wake_head()

@@ -56,6 +56,7 @@ from providers.ratelimit import (
     Window,
     WindowLog,
     _Slot,
+    wait_event,
 )
 
 __all__ = ["LANES", "SharedRateLimiter", "SyncCall", "SyncResult", "budget", "fingerprint"]
@@ -341,6 +342,11 @@ class SharedRateLimiter:
         self._closed = True
         task, self._task = self._task, None
         if task is not None:
+            # a call in flight is let finish: cancelled, its effect in the database would be
+            # unknown here (and its places and requests counted twice by the release below)
+            self._kick.set()
+            with suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait({task}, timeout=self._store_timeout() + 1.0)
             task.cancel()
             with suppress(asyncio.CancelledError, Exception):
                 await task
@@ -348,6 +354,9 @@ class SharedRateLimiter:
             with suppress(Exception):
                 await asyncio.wait_for(self._call(self._plan(release=True)), 3.0)
         await self._store.aclose()
+
+    def _store_timeout(self) -> float:
+        return float(getattr(self._store, "timeout", 5.0))
 
     # -- local admission ------------------------------------------------------------------
 
@@ -437,7 +446,13 @@ class SharedRateLimiter:
     # -- talking to the database ----------------------------------------------------------
 
     def _ensure_task(self) -> None:
-        if self._task is None and not self._closed:
+        if self._closed:
+            return
+        if self._task is not None and self._task.done():
+            # it ended by an error nobody expected (logged there): start it again, waiters
+            # must never wait on a loop that is gone
+            self._task = None
+        if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"limiter {self.name}"
             )
@@ -598,18 +613,15 @@ class SharedRateLimiter:
                         timeout = min(timeout, max(0.0, nxt - now))
             else:
                 timeout = None
-            if timeout:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), timeout)
-            elif timeout is None:
-                await self._kick.wait()
+            if timeout is None or timeout > 0:
+                await wait_event(self._kick, timeout)
             self._kick.clear()
             if self._closed:
                 return
-            call = self._plan()
-            if call.release and not self._synced_once:
-                continue
             try:
+                call = self._plan()
+                if call.release and not self._synced_once:
+                    continue
                 await self._call(call)
             except asyncio.CancelledError:
                 raise

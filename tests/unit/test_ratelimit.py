@@ -402,6 +402,30 @@ async def test_cancelled_waiter_leaves_the_queue_and_the_next_one_is_served():
     assert limiter.stats.acquired == 2  # the held one and the follower; the cancelled one none
 
 
+async def test_a_waiter_cancelled_as_it_is_woken_is_cancelled_not_left_waiting():
+    """Python 3.11's asyncio.wait_for returns the inner result when the waiting task is cancelled
+    in the step its inner wait completes: the cancellation is lost and the waiter waits on for a
+    place that may never come (a crashed limiter's requesters hung the whole test run)."""
+    line = WaitLine()
+    later = time.monotonic() + 60.0
+
+    async def waiter() -> None:
+        # the head, ready in 60 s: it waits on its event with a timeout
+        await line.wait_turn(
+            Priority.BULK, lambda now: later, lambda now: None,
+            clock=time.monotonic, max_wait=None, budget="cancel-race",
+        )  # fmt: skip
+
+    task = asyncio.create_task(waiter())
+    await asyncio.sleep(0.01)
+    line.wake_head()  # its event is set and the task cancelled in one step
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=1.0)
+    assert task in done, "the cancellation was swallowed: the waiter still waits"
+    assert task.cancelled()
+    assert len(line) == 0
+
+
 async def test_reserve_keeps_slots_for_manual_requests():
     limiter = RateLimiter("reserve", [Window(3, 60.0)], reserve=1, max_wait=1.0)
     await fill(limiter, 2)
