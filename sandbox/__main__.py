@@ -5,6 +5,7 @@ Examples::
     python -m sandbox --port 8787 --seed 7 --regions eu,us --guilds-per-region 5
     python -m sandbox --provider discord --port 8788 --channels-per-tenant 50 \\
         --messages-per-channel 4000 --messages-limit 5/5
+    python -m sandbox --provider zwift --port 8789 --time-scale 60 --club-sizes 39,1500
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from sandbox.discord_limits import ROUTES as DISCORD_ROUTES
 from sandbox.discord_world import DiscordWorld, DiscordWorldConfig, TenantSpec
 from sandbox.server import PortInUseError, SandboxConfig, serve_forever
 from sandbox.world import BattleNetWorld, BattleNetWorldConfig
+from sandbox.zwift import API_PREFIX as ZWIFT_API_PREFIX
+from sandbox.zwift import ZwiftSandbox, ZwiftSandboxConfig
+from sandbox.zwift_limits import FAMILIES as ZWIFT_FAMILIES
+from sandbox.zwift_world import ZwiftWorldConfig
 
 _DEFAULT = "(default: %(default)s)"
 PROG = "python -m sandbox"
@@ -57,10 +62,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog,
         description="Serve a sandbox of one provider's API on 127.0.0.1; providers: battlenet "
-        "(default) and discord. battlenet: a strict, seeded imitation of the Battle.net WoW API "
-        "(token, guild, roster, character and PvP endpoints, 429s, 304s, admin endpoints), "
-        "discord: one of the Discord REST API v10 (guild, channels, threads, "
-        "messages; global, per-route and invalid-request limits).",
+        "(default), discord and zwift. battlenet: a strict, seeded imitation of the Battle.net "
+        "WoW API (token, guild, roster, character and PvP endpoints, 429s, 304s, admin "
+        "endpoints), discord: one of the Discord REST API v10 (guild, channels, threads, "
+        "messages; global, per-route and invalid-request limits), zwift: one of the "
+        "ZwiftRacing.app public API (clubs, riders, events, signups, results; strict windows "
+        "per endpoint family, divided by --time-scale).",
         epilog=f"Example: {prog} --port 8787 --seed 7 --guilds-per-region 5; "
         f"{prog} --provider discord --port 8788. Once listening it prints the `export` "
         "lines that point a worker at it.",
@@ -68,7 +75,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add = parser.add_argument
     add(
         "--provider",
-        choices=("battlenet", "discord"),
+        choices=("battlenet", "discord", "zwift"),
         default="battlenet",
         help="which API to serve (default: %(default)s)",
     )
@@ -109,6 +116,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     add("--token-ttl", type=int, default=defaults.token_ttl, help="seconds (default: %(default)s)")
     add("--retry-after-header", action="store_true", help="send Retry-After: 1 on 429s")
     _add_discord_options(parser)
+    _add_zwift_options(parser)
     return parser
 
 
@@ -142,6 +150,54 @@ def _add_discord_options(parser: argparse.ArgumentParser) -> None:
     add("--lifted", action="store_true", help="enforce no limit (headers are still sent)")
 
 
+def _add_zwift_options(parser: argparse.ArgumentParser) -> None:
+    defaults, world = ZwiftSandboxConfig(), ZwiftWorldConfig()
+    group = parser.add_argument_group("ZwiftRacing (--provider zwift)")
+    add = group.add_argument
+    add(
+        "--club-sizes",
+        default=",".join(str(n) for n in world.club_sizes),
+        help="riders per generated club, comma list (default: %(default)s)",
+    )
+    add("--clubless", type=int, default=world.clubless, help="riders in no club " + _DEFAULT)
+    add(
+        "--events",
+        default="{},{},{},{}".format(*world.event_counts().values()),
+        metavar="PAST,URGENT,NEAR,FAR",
+        help="events per class at the start (default: %(default)s)",
+    )
+    add(
+        "--signups",
+        default=f"{world.signups_min}-{world.signups_max}",
+        metavar="MIN-MAX",
+        help="signups per event (default: %(default)s)",
+    )
+    add("--api-key", default=defaults.api_key, help=_DEFAULT)
+    add(
+        "--time-scale",
+        type=float,
+        default=defaults.time_scale,
+        help="divides every window and places events in simulated time; 60 turns 1/15 min "
+        "into 1/15 s (default: %(default)s)",
+    )
+    add("--start", type=float, default=None, help="world start, epoch seconds (default: now)")
+    for family in ZWIFT_FAMILIES:
+        add(
+            "--{}-limit".format(family.replace("_", "-")),
+            type=_limit_pair,
+            default=getattr(defaults, family),
+            metavar="N/SECONDS",
+            help="{} window before the time scale (default: {}/{:g})".format(
+                family, *getattr(defaults, family)
+            ),
+        )
+    add(
+        "--no-retry-after-header",
+        action="store_true",
+        help="429s carry only the body's retryAfter, no Retry-After header",
+    )
+
+
 def _limit_pair(text: str) -> tuple[int, float]:
     limit, _, period = text.partition("/")
     try:
@@ -158,6 +214,8 @@ def _season_range(text: str) -> tuple[int, int]:
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     if args.provider == "discord":
         return discord_config_from_args(args)
+    if args.provider == "zwift":
+        return zwift_config_from_args(args)
     regions = tuple(region.strip().lower() for region in args.regions.split(",") if region.strip())
     world = BattleNetWorldConfig(
         seed=args.seed,
@@ -202,12 +260,79 @@ def discord_config_from_args(args: argparse.Namespace) -> DiscordSandboxConfig:
     )
 
 
+def _counts(text: str, what: str, size: int | None = None) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"{what}: expected comma-separated integers, got {text!r}") from None
+    if size is not None and len(counts) != size:
+        raise ValueError(f"{what}: expected {size} comma-separated integers, got {text!r}")
+    return counts
+
+
+def zwift_config_from_args(args: argparse.Namespace) -> ZwiftSandboxConfig:
+    past, urgent, near, far = _counts(args.events, "--events", 4)
+    low, _, high = args.signups.partition("-")
+    try:
+        signups_min, signups_max = int(low), int(high or low)
+    except ValueError:
+        raise ValueError(f"--signups: expected MIN-MAX, got {args.signups!r}") from None
+    world = ZwiftWorldConfig(
+        seed=args.seed,
+        club_sizes=_counts(args.club_sizes, "--club-sizes"),
+        clubless=args.clubless,
+        past_events=past,
+        urgent_events=urgent,
+        near_events=near,
+        far_events=far,
+        signups_min=signups_min,
+        signups_max=signups_max,
+    )
+    if not args.time_scale > 0:
+        raise ValueError("--time-scale must be > 0")
+    families = {family: getattr(args, f"{family}_limit") for family in ZWIFT_FAMILIES}
+    return ZwiftSandboxConfig(
+        world=world,
+        api_key=args.api_key,
+        time_scale=args.time_scale,
+        start=args.start,
+        retry_after_header=not args.no_retry_after_header,
+        lifted=args.lifted,
+        **families,
+    )
+
+
+def _zwift_message(config: ZwiftSandboxConfig, url: str) -> str:
+    """The ZwiftRacing sandbox's listening lines: base, key, a few clubs and events."""
+    sandbox = ZwiftSandbox(config)  # seeded: the same ids the server built
+    world = sandbox.world
+    clubs = ", ".join(f"{c.id} ({len(c.rider_ids)} riders)" for c in world.clubs.values())
+    now = sandbox.wall()
+    events = ", ".join(
+        f"{e.id} ({world.event_class(e, now)})"
+        for e in sorted(world.events.values(), key=lambda e: e.starts_at)
+    )
+    return "\n".join(
+        [
+            f"ZwiftRacing sandbox listening on {url} (API base {url}{ZWIFT_API_PREFIX}, "
+            f"time scale {config.time_scale:g})",
+            "point a worker at it (this is the sandbox's test key):",
+            f"export ZWIFT_API_BASE_URL={url}{ZWIFT_API_PREFIX}",
+            f"export ZWIFT_API_KEY={config.api_key}",
+            f"club ids: {clubs or '(none)'}",
+            f"event ids: {events or '(none: add one with POST /_admin/events)'}",
+        ]
+    )
+
+
 def _listening_message(config: SandboxConfig, url: str) -> str:
     """Where it listens, the `export` lines a worker needs and a few entities that exist.
 
     The credentials printed are the sandbox's own fixed test values (its --client-id,
-    --client-secret, --bot-token), never a user's secret.
+    --client-secret, --bot-token, --api-key), never a user's secret.
     """
+    if isinstance(config, ZwiftSandboxConfig):
+        return _zwift_message(config, url)
     if isinstance(config, DiscordSandboxConfig):
         tenants = ", ".join(str(guild_id) for guild_id in DiscordWorld(config.world).tenants)
         return "\n".join(

@@ -29,6 +29,8 @@ import uvicorn
 from sandbox.battlenet import BattleNetSandboxConfig, create_battlenet_app
 from sandbox.discord import DiscordSandboxConfig, create_discord_app
 from sandbox.discord_limits import ROUTES as DISCORD_ROUTES
+from sandbox.zwift import ZwiftSandboxConfig, create_zwift_app
+from sandbox.zwift_limits import FAMILIES as ZWIFT_FAMILIES
 
 __all__ = [
     "PortInUseError",
@@ -39,7 +41,7 @@ __all__ = [
     "serve_forever",
 ]
 
-SandboxConfig = BattleNetSandboxConfig | DiscordSandboxConfig
+SandboxConfig = BattleNetSandboxConfig | DiscordSandboxConfig | ZwiftSandboxConfig
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _PR_SET_PDEATHSIG = 1
@@ -170,9 +172,11 @@ class SandboxServer(_StartStop):
 
 
 def create_app(config: SandboxConfig) -> Any:
-    """The sandbox app for a Battle.net or a Discord config."""
+    """The sandbox app for a Battle.net, a Discord or a ZwiftRacing config."""
     if isinstance(config, DiscordSandboxConfig):
         return create_discord_app(config)
+    if isinstance(config, ZwiftSandboxConfig):
+        return create_zwift_app(config)
     return create_battlenet_app(config)
 
 
@@ -182,7 +186,8 @@ def serve_forever(
     port: int = 8787,
     on_listening: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve the Battle.net (or Discord) sandbox in the foreground until SIGINT/SIGTERM.
+    """Serve the Battle.net (or Discord, or ZwiftRacing) sandbox in the foreground until
+    SIGINT/SIGTERM.
 
     Raises :class:`PortInUseError` ("port 8787 is already in use; pass --port") when taken.
     ``on_listening`` gets the URL once the socket accepts connections.
@@ -228,6 +233,8 @@ def cli_args(config: SandboxConfig) -> list[str]:
     """The ``python -m sandbox`` options that reproduce ``config``."""
     if isinstance(config, DiscordSandboxConfig):
         return discord_cli_args(config)
+    if isinstance(config, ZwiftSandboxConfig):
+        return zwift_cli_args(config)
     world = config.world
     args = [
         f"--seed={world.seed}",
@@ -274,8 +281,34 @@ def discord_cli_args(config: DiscordSandboxConfig) -> list[str]:
     return args
 
 
+def zwift_cli_args(config: ZwiftSandboxConfig) -> list[str]:
+    """The ``python -m sandbox --provider=zwift`` options that reproduce ``config``."""
+    world = config.world
+    args = [
+        "--provider=zwift",
+        f"--seed={world.seed}",
+        f"--club-sizes={','.join(str(n) for n in world.club_sizes)}",
+        f"--clubless={world.clubless}",
+        "--events={},{},{},{}".format(*world.event_counts().values()),
+        f"--signups={world.signups_min}-{world.signups_max}",
+        f"--api-key={config.api_key}",
+        f"--time-scale={config.time_scale!r}",
+        *(
+            "--{}-limit={}/{!r}".format(family.replace("_", "-"), *getattr(config, family))
+            for family in ZWIFT_FAMILIES
+        ),
+    ]
+    if config.start is not None:
+        args.append(f"--start={config.start!r}")
+    if not config.retry_after_header:
+        args.append("--no-retry-after-header")
+    if config.lifted:
+        args.append("--lifted")
+    return args
+
+
 class SandboxProcess(_StartStop):
-    """A sandbox (Battle.net, or Discord for a ``DiscordSandboxConfig``) in a separate
+    """A sandbox (Battle.net, or Discord / ZwiftRacing for their configs) in a separate
     ``python -m sandbox`` process.
 
     The child gets SIGTERM if the parent dies (Linux ``PR_SET_PDEATHSIG``; note it fires when
