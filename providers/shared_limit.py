@@ -178,7 +178,12 @@ class PostgresStore:
             self._conn = conn
         return self._conn
 
-    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _notified(self, conn: Any, pid: int, _channel: str, payload: str) -> None:
+        if pid == conn.get_server_pid():
+            # our own call's news: acting on it would answer ourselves (a manual waiter's
+            # "manual" made it sync again at once, and again: a hundred calls in half a second
+            # holding the bucket's lock while the places it waited for were being given back)
+            return
         bucket, _, rest = payload.partition(" ")
         if bucket == self.bucket and self.on_notify is not None:
             kind, *args = rest.split(" ")
@@ -390,8 +395,13 @@ class SharedRateLimiter:
                 # window spent: a long wait, reported as such so a workflow sleeps durably)
                 at = nxt if at is None else min(at, nxt)
             elif self._leased[i] >= self._asked[i] and self._asked[i] < self._desired(i, now):
+                # we got all we asked for and need more: ask. The answer may be a place at once,
+                # so the wait is not known until it comes (a lease still growing must not read
+                # as a wait of a whole period: a short max_wait would give up for nothing)
                 if kick:
-                    self._wake_sync("demand")  # we got all we asked for and need more: ask
+                    self._wake_sync("demand")
+                unknown = True
+                continue
             # else our fair share is in use; the database's places come with a wake-up
             if at is None:
                 unknown = True
@@ -525,7 +535,8 @@ class SharedRateLimiter:
             )
             free = max(0, leased - held)
             if window.period >= SLOW_PERIOD and busy and leased <= 2 * keep:
-                keep = leased  # a little spare in a slow window saves calls
+                # a little spare in a slow window saves calls, within our share
+                keep = min(leased, self._targets[i]) if self._synced_once else leased
             g = max(0, min(free, leased - keep))
             c = 0
             age = 0.0
@@ -593,6 +604,11 @@ class SharedRateLimiter:
         if result.manual_until > result.db_now:
             self._manual_active_until = received + (result.manual_until - result.db_now)
         self._line.wake_all()
+        if any(
+            self._leased[i] > max(self._targets[i], self._held(i, received))
+            for i in range(len(self._logs))
+        ) and not any(self._waiting[lane_of(Priority.MANUAL) :]):
+            self._wake_sync("shrink")  # our share shrank and places are free: give them back
         return result
 
     async def _run(self) -> None:

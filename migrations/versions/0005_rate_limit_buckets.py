@@ -99,7 +99,7 @@ DECLARE
     v_margin constant double precision := 0.005;
     v_grace constant double precision := 1.0;
     v_gran double precision;
-    v_own integer; v_others integer; v_cool integer; v_free integer;
+    v_own integer; v_others integer; v_cool integer; v_free integer; v_spent integer;
     v_target integer; v_want integer; v_grant integer; v_rest integer; v_manual_sum integer;
     v_weight double precision; v_left double precision; v_share double precision;
     v_given integer := 0; v_unmet boolean := false;
@@ -185,8 +185,14 @@ BEGIN
         SELECT coalesce(sum(k.demand[i]), 0) INTO v_manual_sum FROM rate_limit_clients k
         WHERE k.bucket = p_bucket AND k.expires_at >= v_now AND k.lane >= 40;
         v_rest := p_limits[i] - least(p_limits[i], v_manual_sum);
+        -- a slow window's cooling places are spent (used places go back at every call, free
+        -- an hour later): the shares are of what is left, or a process holding the rest
+        -- would keep it from a manual request and from every newcomer (providers/shared_limit
+        -- SLOW_PERIOD)
+        v_spent := CASE WHEN p_periods[i] >= 5.0 THEN v_cool ELSE 0 END;
+        v_rest := greatest(0, v_rest - v_spent);
         IF b.manual_until > v_now THEN
-            v_rest := least(v_rest, greatest(0, p_limits[i] - p_reserve));
+            v_rest := least(v_rest, greatest(0, p_limits[i] - v_spent - p_reserve));
             IF NOT v_manual THEN v_free := v_free - p_reserve; END IF;
         END IF;
         IF v_manual THEN

@@ -140,3 +140,43 @@ async def test_processes_share_one_budget_at_its_rate(database_url: str) -> None
     )
     assert rows[0]["requests"] == len(sim.spans)
     assert SECRET not in str(rows)  # the credential is only fingerprinted
+
+
+async def test_a_growing_lease_is_not_reported_as_a_wait_of_a_period(database_url: str) -> None:
+    """Requests one after another on a fresh budget with room are served at once, as locally:
+    a lease of one place (the first request's) is not a wait of one period for the second, it
+    asks for more (a short max_wait gave up: the first activity of a sync failed an attempt)."""
+    limiter = postgres_limiter(
+        "grow", [Window(10, 1.0)], database_url=database_url, provider="test",
+        credential=[SECRET], max_wait=0.05,
+    )  # fmt: skip
+    try:
+        for _ in range(8):
+            async with limiter.slot(Priority.BULK):
+                pass
+    finally:
+        await limiter.aclose()
+    assert limiter.stats.acquired == 8 and limiter.stats.exhausted == 0
+
+
+async def test_a_manual_waiter_does_not_answer_its_own_notification(database_url: str) -> None:
+    """A manual request the bucket cannot serve yet notifies "manual" (the others give back the
+    reserve); its own process must not take that as news and sync again: it did, at once and
+    for ever, a hundred calls in half a second holding the bucket's lock. And the places the
+    others hold in the slow window (all but the spent ones) come back to it: shares are of what
+    is not spent."""
+    windows = [Window(5, 1.0), Window(100, 3600.0)]
+    bulk = _limiter(database_url, windows, "ping")
+    manual = _limiter(database_url, windows, "ping")
+    held = [await bulk.acquire(Priority.BULK) for _ in range(5)]
+    try:
+        waiter = asyncio.create_task(manual.acquire(Priority.MANUAL))
+        await asyncio.sleep(0.6)
+        calls = manual.stats.statements
+        for h in held:
+            h.release()
+        (await asyncio.wait_for(waiter, 5.0)).release()
+    finally:
+        await bulk.aclose()
+        await manual.aclose()
+    assert calls <= 6, f"{calls} calls while waiting 0.6 s: {manual.stats.reasons}"
