@@ -1,0 +1,37 @@
+"""ZwiftRacing.app public API: client (a limiter per endpoint family) and payload parsers."""
+
+from providers.zwift.client import (
+    DEFAULT_BASE_URL,
+    FAMILIES,
+    ZwiftClient,
+    check_id,
+    chunks,
+    family_limiters,
+    parse_rate,
+)
+from providers.zwift.parse import (
+    PAGE_SIZE,
+    ClubPage,
+    EventAnswer,
+    ResultsAnswer,
+    RiderAnswer,
+    RidersAnswer,
+    SignupsAnswer,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "FAMILIES",
+    "PAGE_SIZE",
+    "ClubPage",
+    "EventAnswer",
+    "ResultsAnswer",
+    "RiderAnswer",
+    "RidersAnswer",
+    "SignupsAnswer",
+    "ZwiftClient",
+    "check_id",
+    "chunks",
+    "family_limiters",
+    "parse_rate",
+]
