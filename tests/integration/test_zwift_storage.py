@@ -262,3 +262,57 @@ async def test_the_sync_log_and_status(engine):
         ("riders_get", 200, 0.4, 40),
     ]
     assert log[2].kind == "manual" and log[2].club_id is None and log[2].at is not None
+
+
+async def test_a_sandbox_club_and_its_events_are_stored_as_the_truth(engine):
+    """Client → parsers → storage over a club of more than 1000 riders equals the sandbox."""
+    import httpx
+
+    from providers.ratelimit import Window
+    from providers.zwift import FAMILIES, ZwiftClient, chunks, family_limiters
+    from sandbox.zwift import ZwiftSandboxConfig, create_zwift_app
+    from sandbox.zwift_world import ZwiftWorldConfig
+
+    world = ZwiftWorldConfig(seed=11, club_sizes=(1500,), clubless=5, signups_max=30)
+    app = create_zwift_app(ZwiftSandboxConfig(world=world, lifted=True))
+    sandbox = app.state.sandbox
+    client = ZwiftClient(
+        api_key="sandbox-zwift-key", base_url="http://zwift.test/api",
+        limiters=family_limiters({f: Window(1000, 1.0) for f in FAMILIES}),  # lifted sandbox
+        transport=httpx.ASGITransport(app=app),
+    )  # fmt: skip
+    club = next(iter(sandbox.world.clubs.values()))
+    try:
+        async with engine.begin() as conn:
+            started = (await conn.execute(text("SELECT now()"))).scalar_one()
+            await db.track_club(conn, club.id)
+            async for page in client.club_pages(club.id):
+                await db.store_club_page(conn, club.id, page.raw)
+            assert await db.finish_club_pass(conn, club.id, started) == 1500
+            for ids in chunks(await db.club_rider_ids(conn, club.id)):
+                await db.store_riders(conn, (await client.riders(ids)).raw)
+            for event_id in sandbox.world.events:
+                await db.store_event(conn, (await client.event(event_id)).raw)
+                await db.store_signups(conn, event_id, (await client.event_signups(event_id)).raw)
+                event = sandbox.world.events[event_id]
+                if sandbox.wall() >= event.finishes_at:
+                    await db.store_results(conn, event_id, (await client.results(event_id)).raw)
+    finally:
+        await client.aclose()
+    truth = sandbox.world.truth(sandbox.wall())
+    stored = {r.rider_id: r for r in await rows(engine, "SELECT * FROM zwift_riders")}
+    assert sorted(stored) == truth["clubs"][0]["rider_ids"]
+    for rider_id, rider in stored.items():
+        expected = truth["riders"][str(rider_id)]
+        assert (rider.club_id, rider.name, rider.category) == (
+            expected["club_id"], expected["name"], expected["category"],
+        )  # fmt: skip
+        assert rider.rating == expected["rating"]
+    signups = await rows(engine, "SELECT event_id, rider_id FROM zwift_event_signups")
+    results = await rows(engine, "SELECT event_id, rider_id FROM zwift_event_results")
+    for event in truth["events"]:
+        mine = sorted(r.rider_id for r in signups if r.event_id == event["event_id"])
+        assert mine == sorted(event["signups"])
+        got = sorted(r.rider_id for r in results if r.event_id == event["event_id"])
+        assert got == sorted(event["results"] or [])
+    assert sandbox.stats()["throttled"] == 0

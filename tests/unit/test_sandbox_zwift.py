@@ -487,3 +487,33 @@ def test_cli_options_reproduce_a_config() -> None:
     assert config_from_args(args) == config
     with pytest.raises(ValueError):
         config_from_args(build_parser().parse_args(["--provider=zwift", "--events=1,2"]))
+
+
+def test_served_for_real_a_reset_drops_the_connection() -> None:
+    from sandbox.server import SandboxServer
+
+    config = ZwiftSandboxConfig(world=SMALL, lifted=True)
+    with SandboxServer(create_zwift_app(config)) as server:
+        rider = next(iter(ZwiftWorld(SMALL, start=START).riders))
+        url = f"{server.url}{API_PREFIX}/public/riders/{rider}"
+        assert httpx.get(url, headers=HEADERS).status_code == 200
+        httpx.post(f"{server.url}/_admin/faults", json={"reset_rate": 1.0})
+        with pytest.raises(httpx.TransportError):
+            httpx.get(url, headers=HEADERS)
+        stats = httpx.get(f"{server.url}/_admin/stats").json()
+        assert stats["faults_injected"] == {"reset": 1}
+
+
+def test_the_sandbox_runs_as_a_process_from_its_cli_options() -> None:
+    from sandbox.server import SandboxProcess
+
+    config = ZwiftSandboxConfig(world=SMALL, time_scale=60.0, api_key="k")
+    with SandboxProcess(config) as process:
+        truth = httpx.get(f"{process.url}/_admin/truth", timeout=30).json()
+        assert truth["time_scale"] == 60.0
+        assert [len(c["rider_ids"]) for c in truth["clubs"]] == [12, 2345]
+        answer = httpx.get(
+            f"{process.url}{API_PREFIX}/public/clubs/{truth['clubs'][0]['club_id']}",
+            headers={"Authorization": "k"},
+        )
+        assert answer.status_code == 200 and len(answer.json()["riders"]) == 12
