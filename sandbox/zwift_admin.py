@@ -12,7 +12,8 @@ so they equal what the API would serve at that moment.
 - ``GET /_admin/truth/events/{event_id}``: ``{"truth", "event", "signups", "results"}`` (the
   three API payloads; ``results`` null before the event finished).
 - ``POST /_admin/events`` body ``{"starts_in": <simulated seconds from now>, "signups": N}``
-  (signups optional): a new event → its truth. Ratings of its finishers change once it ends.
+  (signups optional; ``starts_in`` >= 0: the past is fixed): a new event → its truth.
+  Ratings of its finishers change once it ends.
 - ``GET /_admin/clock``: ``{"now", "start", "time_scale", "simulated_elapsed"}``.
 """
 
@@ -94,6 +95,8 @@ async def add_event(request: Request) -> Response:
         if unknown:
             raise ValueError(f"unknown event fields: {sorted(unknown)}")
         starts_in = float(body["starts_in"])
+        if not starts_in >= 0:  # the past (its results, the ratings they moved) is fixed
+            raise ValueError("starts_in must be >= 0 (simulated seconds from now)")
         signups = body.get("signups")
         count = None if signups is None else int(signups)
         if count is not None and count < 0:

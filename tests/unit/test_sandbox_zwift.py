@@ -434,6 +434,8 @@ async def test_admin_adds_an_event_relative_to_now() -> None:
         assert event.status_code == 200
         bad = await zwift.client.post("/_admin/events", json={"signups": 7})
         assert bad.status_code == 400
+        past = await zwift.client.post("/_admin/events", json={"starts_in": -1})
+        assert past.status_code == 400
 
 
 # --- faults, counters, determinism -----------------------------------------------------------
