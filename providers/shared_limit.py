@@ -390,9 +390,15 @@ class SharedRateLimiter:
                 else:
                     unknown = True
                 continue
-            if self._leased[i] < self._asked[i] and nxt is not None and nxt > now:
-                # the database had no more for us: they cool down until `nxt` (an hourly
-                # window spent: a long wait, reported as such so a workflow sleeps durably)
+            if (
+                self._leased[i] < min(self._asked[i], max(1, self._targets[i]))
+                and nxt is not None
+                and nxt > now
+            ):
+                # the database had not even our share: they cool down until `nxt` (an hourly
+                # window spent: a long wait, reported as such so a workflow sleeps durably).
+                # Short of what we asked but at our share, the rest is another process's to
+                # give back: not a wait of an hour
                 at = nxt if at is None else min(at, nxt)
             elif self._leased[i] >= self._asked[i] and self._asked[i] < self._desired(i, now):
                 # we got all we asked for and need more: ask. The answer may be a place at once,

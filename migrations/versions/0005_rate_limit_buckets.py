@@ -100,6 +100,7 @@ DECLARE
     v_grace constant double precision := 1.0;
     v_gran double precision;
     v_own integer; v_others integer; v_cool integer; v_free integer; v_spent integer;
+    v_keep integer;
     v_target integer; v_want integer; v_grant integer; v_rest integer; v_manual_sum integer;
     v_weight double precision; v_left double precision; v_share double precision;
     v_given integer := 0; v_unmet boolean := false;
@@ -157,13 +158,16 @@ BEGIN
         SELECT l.places INTO v_own FROM rate_limit_leases l
         WHERE l.bucket = p_bucket AND l.win = i - 1 AND l.client = p_client;
         v_own := coalesce(v_own, 0);
-        IF p_give[i] > 0 AND v_own > 0 AND EXISTS (
+        -- places given back, or used ones over our share cooling down in a fast window (a
+        -- share shrunk for a manual request is given back so: the manual process must hear of
+        -- it, not wait for its next renewal; a slow window's cooled places are spent)
+        IF (p_give[i] > 0 AND v_own > 0 OR p_cool[i] > 0 AND p_periods[i] < 5.0) AND EXISTS (
             SELECT 1 FROM rate_limit_clients k
             LEFT JOIN rate_limit_leases l
               ON l.bucket = k.bucket AND l.client = k.client AND l.win = i - 1
             WHERE k.bucket = p_bucket AND k.client <> p_client AND k.expires_at >= v_now
               AND k.demand[i] > coalesce(l.places, 0)) THEN
-            v_given := v_given + least(v_own, p_give[i]);  -- someone waits for them
+            v_given := v_given + least(v_own, p_give[i] + p_cool[i]);  -- someone waits
         END IF;
         v_own := greatest(0, v_own - p_give[i] - p_cool[i]);
         IF p_cool[i] > 0 THEN
@@ -191,9 +195,13 @@ BEGIN
         -- SLOW_PERIOD)
         v_spent := CASE WHEN p_periods[i] >= 5.0 THEN v_cool ELSE 0 END;
         v_rest := greatest(0, v_rest - v_spent);
-        IF b.manual_until > v_now THEN
-            v_rest := least(v_rest, greatest(0, p_limits[i] - v_spent - p_reserve));
-            IF NOT v_manual THEN v_free := v_free - p_reserve; END IF;
+        -- the reserve for manual requests: whole while one is active, one place otherwise,
+        -- so the first manual request is served at its first call instead of waiting for the
+        -- other processes to hear of it and give a place back
+        v_keep := CASE WHEN b.manual_until > v_now THEN p_reserve ELSE least(1, p_reserve) END;
+        IF v_keep > 0 THEN
+            v_rest := least(v_rest, greatest(0, p_limits[i] - v_spent - v_keep));
+            IF NOT v_manual THEN v_free := v_free - v_keep; END IF;
         END IF;
         IF v_manual THEN
             v_target := p_want[i];
