@@ -19,9 +19,12 @@ from settings import Settings
 MANUAL_RESERVE = {"riders_get": 1}
 
 
+def _key(settings: Settings) -> str | None:
+    return settings.ZWIFT_API_KEY.get_secret_value() if settings.ZWIFT_API_KEY else None
+
+
 def zwift_limiters(settings: Settings, database_url: str = "") -> dict[str, Limiter]:
     """One budget per family for the configured key (fingerprinted with the base URL)."""
-    key = settings.ZWIFT_API_KEY.get_secret_value() if settings.ZWIFT_API_KEY else ""
     limiters: dict[str, Limiter] = {}
     for family in FAMILIES:
         window = parse_rate(getattr(settings, f"ZWIFT_RATE_{family.upper()}"))
@@ -31,12 +34,13 @@ def zwift_limiters(settings: Settings, database_url: str = "") -> dict[str, Limi
             family,
             [window],
             provider="zwift",
-            credential=[settings.ZWIFT_API_BASE_URL, key],
+            credential=[settings.ZWIFT_API_BASE_URL, _key(settings) or ""],
             manual_reserve=MANUAL_RESERVE.get(family, 0),
         )
     return limiters
 
 
 def zwift_client(settings: Settings, limiters: dict[str, Limiter]) -> ZwiftClient:
-    key = settings.ZWIFT_API_KEY.get_secret_value() if settings.ZWIFT_API_KEY else None
-    return ZwiftClient(api_key=key, base_url=settings.ZWIFT_API_BASE_URL, limiters=limiters)
+    return ZwiftClient(
+        api_key=_key(settings), base_url=settings.ZWIFT_API_BASE_URL, limiters=limiters
+    )

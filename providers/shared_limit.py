@@ -114,6 +114,8 @@ class SyncResult:
 class Store(Protocol):
     """Where the places live: Postgres (``PostgresStore``) or, in unit tests, a fake."""
 
+    timeout: float  # seconds one call may take
+
     async def sync(self, call: SyncCall) -> SyncResult: ...
 
     async def aclose(self) -> None: ...
@@ -351,7 +353,7 @@ class SharedRateLimiter:
             # unknown here (and its places and requests counted twice by the release below)
             self._kick.set()
             with suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait({task}, timeout=self._store_timeout() + 1.0)
+                await asyncio.wait({task}, timeout=self._store.timeout + 1.0)
             task.cancel()
             with suppress(asyncio.CancelledError, Exception):
                 await task
@@ -359,9 +361,6 @@ class SharedRateLimiter:
             with suppress(Exception):
                 await asyncio.wait_for(self._call(self._plan(release=True)), 3.0)
         await self._store.aclose()
-
-    def _store_timeout(self) -> float:
-        return float(getattr(self._store, "timeout", 5.0))
 
     # -- local admission ------------------------------------------------------------------
 
