@@ -109,11 +109,23 @@ class Settings(BaseSettings):
     ZWIFT_RATE_RESULTS: str = "1/60"
     ZWIFT_RATE_EVENTS: str = "1/60"
     ZWIFT_RATE_EVENT_SIGNUPS: str = "1/60"
+    # an event starting within this many seconds is urgent; within NEAR, near; later, far
+    ZWIFT_URGENT_WITHIN_SECONDS: int = Field(900, ge=1, le=_DAY)
+    ZWIFT_NEAR_WITHIN_SECONDS: int = Field(3600, ge=1, le=7 * _DAY)
+    ZWIFT_FAR_EVENTS_PER_RUN: int = Field(5, ge=1, le=1000)  # then more urgent work goes first
+    # for the sandbox's time scale S only (1 against the real API): every Zwift window,
+    # cadence, horizon and the ageing step are divided by it
+    ZWIFT_TIME_SCALE: float = Field(1.0, gt=0, le=3600)
 
     # --- scheduler -----------------------------------------------------------------------------
     SCHEDULER_BATTLENET_SYNC_EVERY: str = "15m"
     SCHEDULER_PVP_EVERY: str = "off"
     SCHEDULER_DISCORD_SYNC_EVERY: str = "15m"
+    SCHEDULER_ZWIFT_RIDERS_EVERY: str = "6h"
+    SCHEDULER_ZWIFT_URGENT_EVERY: str = "5m"
+    SCHEDULER_ZWIFT_NEAR_EVERY: str = "10m"
+    SCHEDULER_ZWIFT_FAR_EVERY: str = "2h"
+    SCHEDULER_ZWIFT_RESULTS_EVERY: str = "10m"
     SCHEDULER_MAX_CONCURRENT: int = Field(4, ge=1, le=100)
     SCHEDULER_AGEING_SECONDS: float = Field(60.0, gt=0, le=_DAY)
 
@@ -147,7 +159,14 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "SCHEDULER_BATTLENET_SYNC_EVERY", "SCHEDULER_PVP_EVERY", "SCHEDULER_DISCORD_SYNC_EVERY"
+        "SCHEDULER_BATTLENET_SYNC_EVERY",
+        "SCHEDULER_PVP_EVERY",
+        "SCHEDULER_DISCORD_SYNC_EVERY",
+        "SCHEDULER_ZWIFT_RIDERS_EVERY",
+        "SCHEDULER_ZWIFT_URGENT_EVERY",
+        "SCHEDULER_ZWIFT_NEAR_EVERY",
+        "SCHEDULER_ZWIFT_FAR_EVERY",
+        "SCHEDULER_ZWIFT_RESULTS_EVERY",
     )
     @classmethod
     def _check_cadence(cls, value: str) -> str:

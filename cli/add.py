@@ -9,11 +9,11 @@ import sys
 from dataclasses import replace
 
 from cli import CliError
-from cli.commands import add_scope_argument, each
-from cli.common import EXIT_USAGE, Verbs, add_verb, temporal
+from cli.commands import add_scope_argument, each, resolve_scope, scope_dest
+from cli.common import EXIT_USAGE, Verbs, add_verb, database, services, temporal
 from cli.launch import outcome, start_and_maybe_wait
 from cli.pollers import no_worker, worker_polls
-from cli.scheduler import BadRequest, manual_add
+from cli.scheduler import BadRequest, entity_command, manual_add
 from providers.ratelimit import Priority
 from settings import Settings
 
@@ -30,13 +30,11 @@ def register(verbs: Verbs) -> None:
             parser = add_verb(
                 entities, command.name, command.help, run, description=command.description
             )
-            add_scope_argument(parser, spec)
+            add_scope_argument(parser, spec, command.scope_as_option)
             command.arguments(parser)
+            default = Priority(kind.priority).name.lower()  # an entity kind's is a Priority
             parser.add_argument(
-                "--priority",
-                choices=PRIORITY_NAMES,
-                default=kind.priority.name.lower(),
-                help=f"(default: {kind.priority.name.lower()})",
+                "--priority", choices=PRIORITY_NAMES, default=default, help=f"(default: {default})"
             )
             parser.add_argument(
                 "--wait", action="store_true", help="wait until its rows are stored"
@@ -47,6 +45,11 @@ def register(verbs: Verbs) -> None:
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
+    spec, command = entity_command(args.entity)
+    if command.scope_as_option and getattr(args, scope_dest(spec), None) is None:
+        async with services(settings, temporal=False) as svc, database(svc) as engine:
+            async with engine.connect() as conn:
+                await resolve_scope(spec, args, conn)
     try:
         launch = manual_add(args, settings)  # checked before anything is sent
     except BadRequest as exc:

@@ -64,6 +64,9 @@ class TrackCommand:
     register: Callable[[AsyncConnection, str, argparse.Namespace], Awaitable[int]]
     label: Callable[[str, argparse.Namespace], str]  # the entity, as "tracking …" names it
     arguments: Arguments = no_arguments
+    # the scope as its option (``--club``), not the first argument: when it is left out, the
+    # provider's ``default_scope`` finds it (`track event <id>`: the one club tracked)
+    scope_as_option: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class AddCommand:
     description: str
     key: Callable[[argparse.Namespace], str]
     arguments: Arguments = no_arguments
+    scope_as_option: bool = False  # as TrackCommand's
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,9 @@ class ProviderCommands:
     add: tuple[AddCommand, ...] = ()
     reset: ResetCommand | None = None
     view: ScopeView | None = None
+    # the scope of a command that left its scope option out (``scope_as_option``), from the
+    # database; CliError (one line, naming the option) when it cannot tell
+    default_scope: Callable[[AsyncConnection], Awaitable[str]] | None = None
 
 
 def commands(spec: ProviderSpec) -> ProviderCommands:
@@ -153,9 +160,17 @@ def add_scope_option(
     )
 
 
-def add_scope_argument(parser: argparse.ArgumentParser, spec: ProviderSpec) -> None:
-    """The scope as the first positional argument (`track`, `add`)."""
+def add_scope_argument(
+    parser: argparse.ArgumentParser, spec: ProviderSpec, as_option: bool = False
+) -> None:
+    """The scope as the first positional argument (`track`, `add`), or ``as_option`` as its
+    optional option (found by the provider's ``default_scope`` when left out)."""
     scope = commands(spec).scope
+    if as_option:
+        add_scope_option(
+            parser, spec, f"{scope.help} (default: the one tracked, if only one is)", False
+        )
+        return
     parser.add_argument(
         scope_dest(spec),
         type=scope.type,
@@ -171,3 +186,16 @@ def scope_of(spec: ProviderSpec, args: argparse.Namespace, settings: Settings) -
     if value is None and spec.default_scope:
         value = getattr(settings, spec.default_scope)
     return None if value is None else str(value)
+
+
+async def resolve_scope(spec: ProviderSpec, args: argparse.Namespace, conn: AsyncConnection) -> str:
+    """The command's scope: as given, else the provider's ``default_scope``."""
+    given = getattr(args, scope_dest(spec), None)
+    if given is not None:
+        return str(given)
+    finder = commands(spec).default_scope
+    if finder is None:
+        raise ValueError(f"{spec.name} needs {spec.scope_option}")
+    found = await finder(conn)
+    setattr(args, scope_dest(spec), commands(spec).scope.type(found))
+    return found

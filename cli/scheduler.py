@@ -84,8 +84,10 @@ def cadences(spec: ProviderSpec, settings: Settings, every: str | None) -> dict[
         value = str(getattr(settings, str(kind.cadence_setting)))
         if n == 0 and every:
             value = every
-        if parse_cadence(value) is not None:
-            found[kind.name] = value
+        seconds = parse_cadence(value)
+        if seconds is not None:
+            scale = spec.time_scale(settings)
+            found[kind.name] = value if scale == 1 else f"{max(1, round(seconds / scale))}s"
     return found
 
 
@@ -97,7 +99,7 @@ def scheduler_input(
         scope=scope,
         cadences=cadences(spec, settings, every),
         max_concurrent=settings.SCHEDULER_MAX_CONCURRENT,
-        ageing_seconds=settings.SCHEDULER_AGEING_SECONDS,
+        ageing_seconds=settings.SCHEDULER_AGEING_SECONDS / spec.time_scale(settings),
     )
 
 

@@ -27,10 +27,12 @@ from cli.common import (
     running_temporal,
     services,
 )
-from cli.scheduler import running_schedulers
+from cli.scheduler import running_schedulers, scheduler_state
+from providers.spec import ProviderSpec
 from settings import Settings
 from storage import sync as syncdb
 from storage.status import database_status
+from workflows.scheduler import scheduler_id
 
 
 def register(verbs: Verbs) -> None:
@@ -48,12 +50,29 @@ def register(verbs: Verbs) -> None:
             add_scope_option(parser, spec, commands.view.help, required=False)
 
 
-def _chosen_view(args: argparse.Namespace) -> tuple[ScopeView, str] | None:
+def _chosen_view(args: argparse.Namespace) -> tuple[ScopeView, str, ProviderSpec] | None:
     for spec, commands in each():
         value = getattr(args, scope_dest(spec), None)
         if commands.view is not None and value is not None:
-            return commands.view, str(value)
+            return commands.view, str(value), spec
     return None
+
+
+async def _scope_scheduler(
+    spec: ProviderSpec, scope: str, settings: Settings, clients: dict[str, Client]
+) -> dict[str, Any]:
+    """The scope's scheduler as Temporal says (its queue and waits from its status query), or
+    why that is not known."""
+    address = running_temporal(settings)
+    if address is None:
+        return {"state": "unknown", "worker": "Temporal is not running"}
+    try:
+        client = clients.get(address) or await connect_quickly(address, settings)
+        clients[address] = client
+        return await scheduler_state(client, scheduler_id(spec.name, scope))
+    except Exception as exc:  # status must work without Temporal
+        clients.pop(address, None)
+        return {"state": "unknown", "worker": f"Temporal at {address}: {cause_message(exc)}"}
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -67,6 +86,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 async with engine.connect() as conn:
                     data = await view[0].fetch(conn, view[1])
+                data["scheduler"] = await _scope_scheduler(view[2], view[1], settings, clients)
                 human = view[0].render(data)
             if args.watch and not args.json:
                 print(f"\x1b[2J\x1b[H{datetime.now(UTC):%H:%M:%S} (Ctrl-C to stop)")

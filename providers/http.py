@@ -270,16 +270,18 @@ class ProviderHTTP:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         data: Mapping[str, str] | None = None,
+        content: bytes | None = None,
         auth: httpx.Auth | None = None,
         limited: bool = True,
         max_wait: float | None = None,
     ) -> httpx.Response:
         """Send one request inside a limiter slot and read its body (capped at
         ``max_response_bytes`` once decoded); raise Transient on transport failure, BadInput
-        (nothing sent) for a URL off the configured origins."""
+        (nothing sent) for a URL off the configured origins. ``data`` is a form body,
+        ``content`` a body of its own (give its Content-Type in ``headers``)."""
         try:
             request = self._http.build_request(
-                method, url, params=params, headers=headers, data=data
+                method, url, params=params, headers=headers, data=data, content=content
             )
         except (httpx.InvalidURL, UnicodeError) as exc:
             raise BadInput(f"{self.provider}: no valid URL for {entity} ({type(exc).__name__})",

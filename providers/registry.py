@@ -5,10 +5,12 @@ from __future__ import annotations
 from providers.battlenet.spec import SPEC as BATTLENET
 from providers.discord.spec import SPEC as DISCORD
 from providers.spec import ProviderSpec
+from providers.zwift.spec import SPEC as ZWIFT
 
 SPECS: tuple[ProviderSpec, ...] = (
     BATTLENET,
     DISCORD,
+    ZWIFT,
 )
 
 

@@ -19,7 +19,7 @@ class SyncKind:
     """A kind of sync the provider's scheduler can run."""
 
     name: str
-    priority: Priority
+    priority: int  # a Priority, or a level between two (ZwiftRacing's near events)
     cadence_setting: str | None = None  # the Settings field with its default cadence ("off")
     entity: bool = False  # one entity (a manual add, keyed realm/name, id…), not a whole scope
 
@@ -52,11 +52,14 @@ class ProviderSpec:
     # "module:NAME" of its ``cli.commands.ProviderCommands``: the sub-commands and options only
     # this provider has (`track guild …`, `sync pvp …`), reached through the generic verbs
     cli: str | None = None
+    # a sandbox's time scale (simulated seconds per real second): its scheduler's cadences and
+    # ageing step are divided by it (1: real time)
+    time_scale: Callable[[Any], float] = lambda settings: 1.0
 
     def kind(self, name: str) -> SyncKind | None:
         return next((k for k in self.kinds if k.name == name), None)
 
-    def priority(self, kind: str) -> Priority:
+    def priority(self, kind: str) -> int:
         found = self.kind(kind)
         return found.priority if found is not None else Priority.INCREMENTAL
 

@@ -26,12 +26,19 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = [
+    "EVENT_KINDS",
     "CallLog",
+    "EventDue",
     "RidersStored",
+    "bulk_rider_ids",
     "club_rider_ids",
+    "db_now",
+    "events_due",
     "finish_club_pass",
     "log_call",
     "log_calls",
+    "results_not_ready",
+    "signups_missing",
     "status",
     "store_club_page",
     "store_event",
@@ -42,6 +49,8 @@ __all__ = [
     "track_club",
     "track_event",
     "track_rider",
+    "tracked_clubs",
+    "untrack_event",
 ]
 
 _DOC = "convert_from(CAST(:raw AS bytea), 'UTF8')::jsonb"
@@ -197,16 +206,20 @@ async def store_riders(conn: AsyncConnection, raw: bytes) -> RidersStored:
     return _stored((await conn.execute(_STORE_RIDERS, {"raw": raw})).one())
 
 
-async def store_rider(conn: AsyncConnection, raw: bytes, *, tracked: bool = False) -> RidersStored:
-    """One rider (``GET /public/riders/{id}``); ``tracked`` marks a manual add."""
+async def store_rider(
+    conn: AsyncConnection, raw: bytes, *, tracked: bool = False, for_club: int | None = None
+) -> RidersStored:
+    """One rider (``GET /public/riders/{id}``); ``tracked`` marks a manual add, ``for_club``
+    the club whose bulk refreshes keep it fresh from then on."""
     stored = await store_riders(conn, raw)
     if tracked:
         await conn.execute(
             text(
-                "UPDATE zwift_riders SET tracked = true WHERE rider_id = "
-                f"({_DOC}->>'riderId')::bigint"
+                "UPDATE zwift_riders SET tracked = true, "
+                "added_for_club = coalesce(CAST(:club AS bigint), added_for_club) "
+                f"WHERE rider_id = ({_DOC}->>'riderId')::bigint"
             ),
-            {"raw": raw},
+            {"raw": raw, "club": for_club},
         )
     return stored
 
@@ -229,15 +242,141 @@ async def club_rider_ids(conn: AsyncConnection, club_id: int) -> list[int]:
     return [int(r) for r in rows.scalars()]
 
 
+async def bulk_rider_ids(
+    conn: AsyncConnection, club_id: int, after: int = 0, limit: int = 1000
+) -> list[int]:
+    """The next ids of a club's bulk refresh, ascending after ``after``: its members as stored
+    and the riders added by hand for it."""
+    rows = await conn.execute(
+        text(
+            "SELECT rider_id FROM zwift_riders WHERE (club_id = :c OR added_for_club = :c) "
+            "AND rider_id > :after ORDER BY rider_id LIMIT :limit"
+        ),
+        {"c": club_id, "after": after, "limit": limit},
+    )
+    return [int(r) for r in rows.scalars()]
+
+
+async def tracked_clubs(conn: AsyncConnection) -> list[int]:
+    rows = await conn.execute(
+        text("SELECT club_id FROM zwift_clubs WHERE tracked ORDER BY club_id")
+    )
+    return [int(r) for r in rows.scalars()]
+
+
 # --- events ----------------------------------------------------------------------------------
 
 
-async def track_event(conn: AsyncConnection, event_id: int) -> None:
+async def track_event(conn: AsyncConnection, event_id: int, club_id: int | None = None) -> None:
+    """Register an event (idempotent); ``club_id``: the club whose scheduler keeps it fresh
+    (kept when None)."""
     await conn.execute(
         text(
-            "INSERT INTO zwift_events (event_id, tracked) VALUES (:e, true) "
-            "ON CONFLICT (event_id) DO UPDATE SET tracked = true, updated_at = now()"
+            "INSERT INTO zwift_events (event_id, tracked, club_id) VALUES (:e, true, :c) "
+            "ON CONFLICT (event_id) DO UPDATE SET tracked = true, "
+            "club_id = coalesce(EXCLUDED.club_id, zwift_events.club_id), updated_at = now()"
         ),
+        {"e": event_id, "c": club_id},
+    )
+
+
+# What a pass of each event kind selects for one club, on the database's clock: urgent events
+# start within ``:urgent`` seconds, near ones within ``:near`` (and events whose start is not
+# known yet: a tracked id never read), far ones later. An event needs the pass when its event or
+# its signups were last read more than ``:fresh`` seconds ago (so a pass cut short, retried or
+# continued by the next run goes on where it stopped, and nothing is read twice in one pass);
+# results are asked once an event has started and until they are stored, at most once per
+# ``:fresh`` seconds while the API says there are none yet.
+_NOW = "now()"
+_FRESH = "now() - make_interval(secs => :fresh)"
+_EVENT_CLASS = {
+    "urgent": f"e.starts_at > {_NOW} AND e.starts_at <= {_NOW} + make_interval(secs => :urgent)",
+    "near": f"(e.starts_at IS NULL OR (e.starts_at > {_NOW} "
+    f"AND e.starts_at <= {_NOW} + make_interval(secs => :near)))",
+    "far": f"e.starts_at > {_NOW} + make_interval(secs => :near)",
+}
+_EVENT_STALE = (
+    f"(e.last_synced_at IS NULL OR e.last_synced_at < {_FRESH} "
+    f"OR e.signups_synced_at IS NULL OR e.signups_synced_at < {_FRESH})"
+)
+_RESULTS_DUE = (
+    f"e.starts_at <= {_NOW} AND e.results_synced_at IS NULL "
+    f"AND (e.results_checked_at IS NULL OR e.results_checked_at < {_FRESH})"
+)
+EVENT_KINDS = ("urgent", "near", "far", "results")
+
+
+@dataclass(frozen=True)
+class EventDue:
+    event_id: int
+    needs_event: bool  # the event object is older than the pass
+    needs_signups: bool
+
+
+def _due_sql(kind: str, select: str) -> str:
+    where = _RESULTS_DUE if kind == "results" else f"{_EVENT_CLASS[kind]} AND {_EVENT_STALE}"
+    return f"SELECT {select} FROM zwift_events e WHERE e.tracked AND e.club_id = :club AND {where}"
+
+
+async def events_due(
+    conn: AsyncConnection,
+    club_id: int,
+    kind: str,
+    *,
+    fresh_seconds: float,
+    urgent_seconds: float,
+    near_seconds: float,
+    limit: int = 1,
+) -> tuple[list[EventDue], int]:
+    """The club's events a ``kind`` pass (urgent, near, far, results) still has to read, soonest
+    start first (unknown starts first), at most ``limit``; and how many there are in all."""
+    if kind not in EVENT_KINDS:
+        raise ValueError(f"no event pass of kind {kind!r}")
+    params = {
+        "club": club_id, "fresh": float(fresh_seconds), "urgent": float(urgent_seconds),
+        "near": float(near_seconds), "limit": limit,
+    }  # fmt: skip
+    select = (
+        f"e.event_id, (e.last_synced_at IS NULL OR e.last_synced_at < {_FRESH}) AS needs_event, "
+        f"(e.signups_synced_at IS NULL OR e.signups_synced_at < {_FRESH}) AS needs_signups"
+    )
+    rows = await conn.execute(
+        text(_due_sql(kind, select) + " ORDER BY e.starts_at NULLS FIRST, e.event_id LIMIT :limit"),
+        params,
+    )
+    due = [EventDue(int(r.event_id), bool(r.needs_event), bool(r.needs_signups)) for r in rows]
+    total = int((await conn.execute(text(_due_sql(kind, "count(*)")), params)).scalar_one())
+    return due, total
+
+
+async def signups_missing(conn: AsyncConnection, event_id: int) -> None:
+    """The API has no signup list for the event (404): read again on the next pass, rows kept."""
+    await conn.execute(
+        text("UPDATE zwift_events SET signups_synced_at = now(), updated_at = now() "
+             "WHERE event_id = :e"),
+        {"e": event_id},
+    )  # fmt: skip
+
+
+async def db_now(conn: AsyncConnection) -> datetime:
+    """The database's clock (what every stored time is compared with)."""
+    found: datetime = (await conn.execute(text("SELECT now()"))).scalar_one()
+    return found
+
+
+async def results_not_ready(conn: AsyncConnection, event_id: int) -> None:
+    """The API has no results for the event yet (404 until it finished): asked again later."""
+    await conn.execute(
+        text("UPDATE zwift_events SET results_checked_at = now(), updated_at = now() "
+             "WHERE event_id = :e"),
+        {"e": event_id},
+    )  # fmt: skip
+
+
+async def untrack_event(conn: AsyncConnection, event_id: int) -> None:
+    """The API does not know the event (404): no pass asks for it again; its rows stay."""
+    await conn.execute(
+        text("UPDATE zwift_events SET tracked = false, updated_at = now() WHERE event_id = :e"),
         {"e": event_id},
     )
 

@@ -66,6 +66,7 @@ MIN_CHECK_SECONDS = 1.0
 CHILD_CHECK = "scheduler-child-check"  # look at children of earlier runs that never reported
 IDS_AT_ENQUEUE = "scheduler-ids-at-enqueue"  # a request's child id is fixed when it is queued
 CHILD_DEADLINE = "scheduler-child-deadline"  # a child running past its deadline is cancelled
+MORE = "more"  # a child's status: done with a slice, its kind has work left (queued again)
 CLOSED = {
     "COMPLETED": "completed",
     "FAILED": "failed",
@@ -133,6 +134,7 @@ class Scheduler:
         self._checks = False  # CHILD_CHECK (decided when `run` starts)
         self._deadlines = False  # CHILD_DEADLINE (decided when `run` starts)
         self._ids_fixed: bool | None = None  # IDS_AT_ENQUEUE (decided at the first request)
+        self._blocked: set[str] = set()  # requests counted as waiting for a held resource
 
     # -- messages -------------------------------------------------------------------------
 
@@ -471,8 +473,11 @@ class Scheduler:
         # Handlers can run while a child start is awaited: re-check pause and time each round.
         while state.queue and window.has_room() and not state.paused:
             now = workflow.now()
+            ready = self._unblocked(plan)
+            if not ready:
+                break  # each waits for a running child of its endpoints: it ends, we wake
             best = max(
-                state.queue,
+                ready,
                 key=lambda r: (self._effective(r, now), -(r.enqueued_at or now).timestamp()),
             )
             state.queue.remove(best)
@@ -524,6 +529,27 @@ class Scheduler:
             state.dispatched += 1
             if running in state.running:  # not already reported done
                 self._watch(handle, child_id)
+
+    def _unblocked(self, plan: ProviderPlan | None) -> list[SyncRequest]:
+        """The queued requests that may start now. A plan may name what each kind holds while
+        it runs (``resources(kind)``: e.g. the endpoint families it reads); a request whose
+        resources a running child holds waits for it, counted once as a conflict avoided."""
+        state = self._state
+        resources = getattr(plan, "resources", None)
+        if resources is None:
+            return list(state.queue)
+        held: set[str] = set()
+        for child in state.running:
+            held |= _resources(resources, child.request.kind)
+        ready = []
+        for request in state.queue:
+            if _resources(resources, request.kind) & held:
+                if request.request_id not in self._blocked:
+                    self._blocked.add(request.request_id)
+                    state.conflicts += 1
+            else:
+                ready.append(request)
+        return ready
 
     def _forget_aliases(self, rid: str, status: str, detail: str) -> None:
         """Requests merged into a rejected one end with it."""
@@ -592,8 +618,8 @@ class Scheduler:
 
         async def watch() -> None:
             try:
-                await handle
-                self._finish(child_id, "completed", "")
+                result = await handle
+                self._finish(child_id, MORE if _status_of(result) == MORE else "completed", "")
             except Exception as exc:
                 self._finish(child_id, "failed", cause_message(exc))
 
@@ -614,6 +640,10 @@ class Scheduler:
         assert found.request.enqueued_at is not None
         waited = (found.started_at - found.request.enqueued_at).total_seconds()
         self._record(found.request, status, waited, detail, now - found.started_at, child_id)
+        if status == MORE:  # the child did a slice of its kind's work: the rest queues now
+            request = found.request
+            self._add(SyncRequest(kind=request.kind, key=request.key,
+                                  priority=request.priority, reason="continued"))  # fmt: skip
         self._wake = True
 
     def _record(
@@ -692,9 +722,23 @@ class Scheduler:
             },
             last_result={k: v.last_status for k, v in state.kinds.items()},
             dispatched_total=state.dispatched,
+            conflicts_avoided=state.conflicts,
             rejected_total=state.rejected_total,
             rejected=[
                 f"{r.at.isoformat(timespec='seconds')} {r.what}: {r.reason}"
                 for r in state.rejections[-10:]
             ],
         )
+
+
+def _resources(resources: Any, kind: str) -> set[str]:
+    """What a plan says ``kind`` holds; a plan that breaks holds nothing (never a task failure)."""
+    try:
+        return set(resources(kind))
+    except Exception:
+        return set()
+
+
+def _status_of(result: Any) -> object:
+    """A child result's ``status`` (a dict: started by type name, no result type given)."""
+    return result.get("status") if isinstance(result, dict) else getattr(result, "status", None)

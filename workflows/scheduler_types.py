@@ -208,6 +208,7 @@ class SchedulerInput:
     aliases: dict[str, list[str]] = field(default_factory=dict)  # request → merged into it
     rejections: list[Rejection] = field(default_factory=list)  # recent, newest last
     rejected_total: int = 0
+    conflicts: int = 0  # requests that waited for a running child holding their resources
 
 
 @dataclass
@@ -225,3 +226,6 @@ class SchedulerStatus:
     dispatched_total: int
     rejected_total: int = 0
     rejected: list[str] = field(default_factory=list)  # the latest, "<when> <what>: <reason>"
+    # requests that would have competed with a running child for the same resources (e.g. a
+    # Zwift club's endpoint windows) and waited for it instead: conflicts avoided, not 429s
+    conflicts_avoided: int = 0

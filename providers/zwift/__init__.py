@@ -3,11 +3,13 @@
 from providers.zwift.client import (
     DEFAULT_BASE_URL,
     FAMILIES,
+    CallRecord,
     ZwiftClient,
     check_id,
     chunks,
     family_limiters,
     parse_rate,
+    recording_calls,
 )
 from providers.zwift.parse import (
     PAGE_SIZE,
@@ -23,6 +25,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "FAMILIES",
     "PAGE_SIZE",
+    "CallRecord",
     "ClubPage",
     "EventAnswer",
     "ResultsAnswer",
@@ -34,4 +37,5 @@ __all__ = [
     "chunks",
     "family_limiters",
     "parse_rate",
+    "recording_calls",
 ]

@@ -19,16 +19,17 @@ and stops at a page of fewer than 1000 riders.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import httpx
 
-from providers.errors import AuthFailed, BadInput, RateLimited, Transient
+from providers.errors import AuthFailed, BadInput, RateLimited
 from providers.http import DEFAULT_MAX_RESPONSE_BYTES, TRANSIENT_RETRIES, ProviderHTTP
-from providers.http import _counter as _request_counter  # count_requests()' per-task count
 from providers.ratelimit import Limiter, Priority, RateLimiter, Window
 from providers.zwift.parse import (
     PAGE_SIZE,
@@ -49,11 +50,13 @@ from providers.zwift.parse import (
 __all__ = [
     "DEFAULT_BASE_URL",
     "FAMILIES",
+    "CallRecord",
     "ZwiftClient",
     "check_id",
     "chunks",
     "family_limiters",
     "parse_rate",
+    "recording_calls",
 ]
 
 DEFAULT_BASE_URL = "https://api.zwiftracing.app/api"
@@ -71,6 +74,32 @@ FAMILIES: dict[str, Window] = {
 }
 
 T = TypeVar("T")
+
+
+@dataclass
+class CallRecord:
+    """One request as the sync log keeps it: its family, entity, HTTP status (0: no answer, a
+    transport failure), seconds waited for its rate-budget place, and its priority."""
+
+    family: str
+    entity: str
+    status: int
+    waited: float
+    priority: int
+
+
+_calls: ContextVar[list[CallRecord] | None] = ContextVar("zwift_calls", default=None)
+
+
+@contextmanager
+def recording_calls() -> Iterator[list[CallRecord]]:
+    """Collect a record of every request the client sends in this task (``zwift_sync_log``)."""
+    found: list[CallRecord] = []
+    token = _calls.set(found)
+    try:
+        yield found
+    finally:
+        _calls.reset(token)
 
 
 def parse_rate(text: str, setting: str = "ZWIFT_RATE_*") -> Window:
@@ -228,13 +257,20 @@ class ZwiftClient(ProviderHTTP):
         asked again, each time through the limiter."""
         url = self.base_url + endpoint.path.format(**ids)
         limiter = self.limiters[endpoint.family]
+        headers = None if body is None else {"Content-Type": "application/json"}
+        log = _calls.get()
 
         async def once() -> httpx.Response:
-            async with limiter.slot(priority, max_wait):
-                if body is None:
-                    response = await self.send(endpoint.method, url, entity=entity)
-                else:
-                    response = await self._send_body(endpoint.method, url, body, entity)
+            asked = time.monotonic()
+            record = CallRecord(endpoint.family, entity, 0, 0.0, int(priority))
+            async with limiter.slot(priority, max_wait):  # BudgetExhausted: nothing sent
+                record.waited = time.monotonic() - asked
+                if log is not None:
+                    log.append(record)  # status 0 unless an answer comes
+                response = await self.send(
+                    endpoint.method, url, entity=entity, content=body, headers=headers
+                )
+            record.status = response.status_code
             if response.status_code == 429:
                 self.rate_limited += 1
                 paused = limiter.on_rate_limited(self.retry_after_of(response))
@@ -247,26 +283,6 @@ class ZwiftClient(ProviderHTTP):
             return response
 
         return await self.retrying(once)
-
-    async def _send_body(self, method: str, url: str, body: bytes, entity: str) -> httpx.Response:
-        """``send`` for a request with a JSON body (``ProviderHTTP.send`` takes form data only):
-        the same origin check, request counting and transport-error mapping."""
-        request = self._http.build_request(
-            method, url, content=body, headers={"Content-Type": "application/json"}
-        )
-        self.check_origin(request.url, entity)
-        self.requests_sent += 1
-        box = _request_counter.get()
-        if box is not None:
-            box[0] += 1
-        try:
-            return await self._exchange(request, None, entity)
-        except httpx.TimeoutException as exc:
-            raise Transient(f"zwift: timeout on {entity}", entity=entity) from exc
-        except httpx.TransportError as exc:
-            raise Transient(
-                f"zwift: connection error on {entity} ({type(exc).__name__})", entity=entity
-            ) from exc
 
     # -- API ----------------------------------------------------------------------------------
 
