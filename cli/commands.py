@@ -64,8 +64,8 @@ class TrackCommand:
     register: Callable[[AsyncConnection, str, argparse.Namespace], Awaitable[int]]
     label: Callable[[str, argparse.Namespace], str]  # the entity, as "tracking …" names it
     arguments: Arguments = no_arguments
-    # the scope as its option (``--club``), not the first argument: when it is left out, the
-    # provider's ``default_scope`` finds it (`track event <id>`: the one club tracked)
+    # the scope as its option (the spec's ``scope_option``), not the first argument: when it
+    # is left out, the provider's ``default_scope`` finds it (e.g. the one scope tracked)
     scope_as_option: bool = False
 
 

@@ -209,13 +209,13 @@ def render_status(data: dict[str, Any]) -> str:
             )
         else:
             lines.append(f"scheduler {sched.get('state')}: {sched.get('worker', '')}".rstrip(": "))
-    lines.append("endpoint       window                          calls/h  429s/h  wait avg/max")
+    lines.append("endpoint       calls/h  429s/h  wait avg/max  window")
     for e in data["endpoints"]:
-        window = e["window"] or "no budget yet"
         lines.append(
-            f"{e['endpoint']:<14} {window[:31]:<31} {e['calls_last_hour']:>7} "
-            f"{e['rate_limited_last_hour']:>7}  {e['avg_wait_seconds']:.1f}/"
-            f"{e['max_wait_seconds']:.1f}s"
+            f"{e['endpoint']:<14} {e['calls_last_hour']:>7} {e['rate_limited_last_hour']:>7}  "
+            + f"{e['avg_wait_seconds']:.1f}/{e['max_wait_seconds']:.1f}s".ljust(14)
+            + f"{e['window'] or 'no budget yet'}"
+            + (f" · paused until {e['paused_until']:%H:%M:%S}" if e["paused_until"] else "")
         )
     return "\n".join(lines)
 

@@ -319,6 +319,7 @@ def _zwift_message(config: ZwiftSandboxConfig, url: str) -> str:
             "point a worker at it (this is the sandbox's test key):",
             f"export ZWIFT_API_BASE_URL={url}{ZWIFT_API_PREFIX}",
             f"export ZWIFT_API_KEY={config.api_key}",
+            *([f"export ZWIFT_TIME_SCALE={config.time_scale:g}"] if config.time_scale != 1 else []),
             f"club ids: {clubs or '(none)'}",
             f"event ids: {events or '(none: add one with POST /_admin/events)'}",
         ]

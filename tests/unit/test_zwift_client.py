@@ -162,7 +162,7 @@ async def test_transient_failures_are_asked_again_through_the_limiter() -> None:
 async def test_a_url_off_the_base_is_refused() -> None:
     client = ZwiftClient(api_key="k", base_url=BASE, limiters=loose())
     with pytest.raises(BadInput, match="ZWIFT_API_BASE_URL"):
-        await client._send_body("POST", "http://elsewhere.test/api/public/riders", b"[1]", "x")
+        await client.send("POST", "http://elsewhere.test/api/public/riders", entity="x", content=b"[1]")
     await client.aclose()
 
 
