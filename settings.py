@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     # an event starting within this many seconds is urgent; within NEAR, near; later, far
     ZWIFT_URGENT_WITHIN_SECONDS: int = Field(900, ge=1, le=_DAY)
     ZWIFT_NEAR_WITHIN_SECONDS: int = Field(3600, ge=1, le=7 * _DAY)
-    ZWIFT_FAR_EVENTS_PER_RUN: int = Field(5, ge=1, le=1000)  # then more urgent work goes first
+    ZWIFT_FAR_EVENTS_PER_RUN: int = Field(3, ge=1, le=1000)  # then more urgent work goes first
     # for the sandbox's time scale S only (1 against the real API): every Zwift window,
     # cadence, horizon and the ageing step are divided by it
     ZWIFT_TIME_SCALE: float = Field(1.0, gt=0, le=3600)

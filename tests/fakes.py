@@ -53,3 +53,53 @@ class FakePlan:
             summary=f"fake {request.kind}",
             build_arg=lambda report_to: FakeSyncInput(seconds, report_to),
         )
+
+
+@dataclass
+class DayChildInput:
+    kind: str
+    seconds: float
+    more: bool
+    report_to: str | None = None
+
+
+@workflow.defn(name="ZwiftDayChild")
+class ZwiftDayChild:
+    """A ZwiftRacing kind's stand-in (tests/timeskip/test_zwift_day.py): takes its time, then
+    ends ``more`` (a far slice with the rest of its pass left) or completed."""
+
+    @workflow.run
+    async def run(self, inp: DayChildInput) -> dict[str, str]:
+        await workflow.sleep(timedelta(seconds=inp.seconds))
+        status = "more" if inp.more else "completed"
+        await report_done(inp.report_to, status)
+        return {"status": status}
+
+
+@dataclass
+class DayDriverInput:
+    scheduler_id: str
+    adds_at: list[float]  # seconds after the start: a manual rider add each
+    day_seconds: float
+
+
+@workflow.defn(name="ZwiftDayDriver")
+class ZwiftDayDriver:
+    """Sends the manual adds of a simulated day at their times (so the test only waits for this
+    workflow's result while the server skips time), then sleeps out the day. Returns each add's
+    rider key and when it was sent, as ISO times."""
+
+    @workflow.run
+    async def run(self, inp: DayDriverInput) -> dict[str, str]:
+        began = workflow.now()
+        sent: dict[str, str] = {}
+        handle = workflow.get_external_workflow_handle(inp.scheduler_id)
+        for n, at in enumerate(inp.adds_at):
+            await workflow.sleep(began + timedelta(seconds=at) - workflow.now())
+            key = str(5574 + n)
+            request = SyncRequest(kind="rider", key=key, priority=Priority.MANUAL,
+                                  reason="manual add", request_id=f"add-{n}")  # fmt: skip
+            sent[key] = workflow.now().isoformat()
+            await handle.signal("enqueue", request)
+        await workflow.sleep(began + timedelta(seconds=inp.day_seconds) - workflow.now())
+        return sent

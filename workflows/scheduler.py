@@ -66,6 +66,7 @@ MIN_CHECK_SECONDS = 1.0
 CHILD_CHECK = "scheduler-child-check"  # look at children of earlier runs that never reported
 IDS_AT_ENQUEUE = "scheduler-ids-at-enqueue"  # a request's child id is fixed when it is queued
 CHILD_DEADLINE = "scheduler-child-deadline"  # a child running past its deadline is cancelled
+CADENCE_GRID = "scheduler-cadence-grid"  # a cadence's next slot keeps its grid (no drift)
 MORE = "more"  # a child's status: done with a slice, its kind has work left (queued again)
 CLOSED = {
     "COMPLETED": "completed",
@@ -133,6 +134,7 @@ class Scheduler:
         self._watched: set[str] = set()  # running children this run awaits itself
         self._checks = False  # CHILD_CHECK (decided when `run` starts)
         self._deadlines = False  # CHILD_DEADLINE (decided when `run` starts)
+        self._phases = False  # CADENCE_GRID (decided when `run` starts)
         self._ids_fixed: bool | None = None  # IDS_AT_ENQUEUE (decided at the first request)
         self._blocked: set[str] = set()  # requests counted as waiting for a held resource
 
@@ -244,6 +246,10 @@ class Scheduler:
     def child_done(self, done: ChildDone) -> None:
         if not isinstance(done, ChildDone) or not isinstance(done.child_id, str):
             return
+        if done.status == MORE and done.child_id in self._watched:
+            # its continuation reuses its id: queued once the child has closed (its handle
+            # ends), never while it is still running, which would refuse the start
+            return
         self._finish(done.child_id, str(done.status)[:20], str(done.detail))
 
     @workflow.query
@@ -272,6 +278,7 @@ class Scheduler:
         inp = self._state
         self._checks = workflow.patched(CHILD_CHECK)
         self._deadlines = workflow.patched(CHILD_DEADLINE)
+        self._phases = workflow.patched(CADENCE_GRID)
         if not inp.started:
             inp.started = True
             for kind, spec in inp.cadences.items():
@@ -452,7 +459,16 @@ class Scheduler:
             )
             if not busy:
                 self._add(SyncRequest(kind=kind, priority=ks.priority, reason="cadence"))
-            ks.next_due = now + timedelta(seconds=ks.every_seconds) if ks.every_seconds else None
+            if not ks.every_seconds:
+                ks.next_due = None
+            elif self._phases:
+                # keep each cadence on its own grid (the next slot after now): timers that fire
+                # a little late do not drift, so kinds of commensurate cadences fall due together
+                # and the more urgent goes first, not whichever timer fired a moment earlier
+                step = timedelta(seconds=ks.every_seconds)
+                ks.next_due += step * ((now - ks.next_due) // step + 1)
+            else:
+                ks.next_due = now + timedelta(seconds=ks.every_seconds)
 
     def _effective(self, request: SyncRequest, now: datetime) -> float:
         """Priority plus one level per `ageing_seconds` waited, up to the manual level.
@@ -464,7 +480,18 @@ class Scheduler:
         waited = (now - request.enqueued_at).total_seconds()
         step = max(self._state.ageing_seconds, 0.001)
         aged = request.priority + AGEING_STEP * int(waited // step)
-        return min(aged, max(request.priority, Priority.MANUAL))
+        return min(aged, max(request.priority, self._ageing_cap(request.kind)))
+
+    def _ageing_cap(self, kind: str) -> int:
+        """The highest level ageing lifts ``kind`` to: the manual level, or lower where the plan
+        says (``ageing_cap(kind)``: e.g. far events age past near ones, never past urgent)."""
+        capped = getattr(self._plan(), "ageing_cap", None)
+        if capped is None:
+            return Priority.MANUAL
+        try:
+            return min(int(capped(kind)), Priority.MANUAL)
+        except Exception:  # a plan's bug: the default, never a task failure
+            return Priority.MANUAL
 
     async def _dispatch(self) -> None:
         state = self._state
@@ -683,8 +710,8 @@ class Scheduler:
     def _should_continue_as_new(self) -> bool:
         info = workflow.info()
         budget = self._state.event_budget
-        if budget and info.get_current_history_length() >= max(budget, MIN_EVENT_BUDGET):
-            return True
+        if budget:  # an explicit budget replaces the server's hint (at most MAX_EVENT_BUDGET)
+            return info.get_current_history_length() >= max(budget, MIN_EVENT_BUDGET)
         return info.is_continue_as_new_suggested()
 
     def _describe(self, now: datetime) -> None:

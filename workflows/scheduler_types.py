@@ -189,7 +189,7 @@ class SchedulerInput:
     cadences: dict[str, str] = field(default_factory=dict)  # kind → "15m" (first start only)
     max_concurrent: int = 4
     ageing_seconds: float = 60.0
-    event_budget: int = 0  # >0: continue-as-new past this many events (tests); else server hint
+    event_budget: int = 0  # >0: continue-as-new past this many events, not at the server's hint
     visibility: bool = True  # set search attributes on children (needs them registered)
     # carried across continue-as-new
     kinds: dict[str, KindState] = field(default_factory=dict)

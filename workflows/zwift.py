@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         ZwiftSyncInput,
         ZwiftSyncResult,
     )
+    from providers.ratelimit import Priority
     from providers.zwift.spec import SPEC as ZWIFT
     from workflows.kernel import WORK_DEADLINE, heartbeat, run_until_done
     from workflows.plans import ChildPlan
@@ -121,6 +122,11 @@ class ZwiftPlan:
 
     def resources(self, kind: str) -> frozenset[str]:
         return RESOURCES.get(kind, frozenset())
+
+    def ageing_cap(self, kind: str) -> int:
+        """Waiting lifts near and far passes past each other and past the rider sync, never past
+        an urgent pass or a manual add: those stay short, so nothing starves."""
+        return Priority.URGENT - 1 if kind in ("near", "far") else Priority.MANUAL
 
     def check(self, scope: str, request: SyncRequest) -> None:
         check_id_text(scope, "zwift scope", "club id")

@@ -1,5 +1,5 @@
 """A ZwiftRacing club's scheduler on the real dev server, Postgres and the strict sandbox at
-time scale 120 (1 per hour becomes 1 per 30 s): every kind runs at its cadence, manual rider
+time scale 360 (1 per hour becomes 1 per 10 s): every kind runs at its cadence, manual rider
 adds are served within one single-rider window, no call is answered 429, and what is stored
 equals the sandbox's truth — a club of more than 1000 riders (two pages, the inclusive cursor's
 repeat dropped; two bulk POSTs), every tracked event with its signups, results once finished.
@@ -28,7 +28,7 @@ from worker import build_worker
 from workflows.scheduler import Scheduler
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
-SCALE = 120.0
+SCALE = 360.0
 
 
 def _settings(url: str, key: str, task_queue: str) -> Settings:
@@ -128,7 +128,8 @@ async def test_a_club_scheduler_keeps_riders_events_signups_and_results_equal_to
     )
     try:
         assert stats["throttled"] == 0, stats["throttled_by_family"]
-        assert max(latencies) < 2.0, latencies  # within one single-rider window (5 per 0.5 s)
+        # served at once: the single-rider family keeps a place for manual adds
+        assert max(latencies) < 2.0, latencies
         assert stats["by_family"]["clubs"] == 2  # two pages, once each
         assert stats["by_family"]["riders_post"] >= 2
         assert status.rejected_total == 0, status.rejected
@@ -157,9 +158,10 @@ async def test_a_club_scheduler_keeps_riders_events_signups_and_results_equal_to
         assert {r.event_id for r in rows} == set(events)
         for row in rows:
             truth_event = events[row.event_id]
-            assert row.starts_at is not None and int(row.starts_at.timestamp()) == truth_event[
-                "starts_at"
-            ]
+            assert (
+                row.starts_at is not None
+                and int(row.starts_at.timestamp()) == truth_event["starts_at"]
+            )
             signups = await _rows(
                 engine,
                 "SELECT rider_id FROM zwift_event_signups WHERE event_id = :e",

@@ -18,7 +18,9 @@ between pages, and a Discord tenant whose channels are paged from Postgres.
 `--scheduler-set s` records the hardened Scheduler (files `Scheduler-s<n>.json`, one per run):
 bad signals recorded as rejections, manual adds through the `submit` update (child ids fixed
 when queued), a child carried through continue-as-new and terminated, found by the periodic
-look (`scheduler_child_states`) and its slot freed. A recording never overwrites a file.
+look (`scheduler_child_states`) and its slot freed. `--zwift-set z` records a ZwiftRacing club
+scheduler and one ZwiftSync per kind (files
+`*-z<n>.json`). A recording never overwrites a file.
 """
 
 from __future__ import annotations
@@ -456,6 +458,69 @@ async def record_patch_set(tag: str) -> list[Path]:
         return await _write(client, picked, tag, keep=True)
 
 
+async def record_zwift_set(tag: str) -> list[Path]:
+    """A ZwiftRacing club scheduler at time scale 360 (every kind at once, most urgent first;
+    event kinds waiting for each other; a manual rider add) and one ZwiftSync per kind: the
+    riders sync sleeps on a durable timer for its club's second page (files ``*-z<n>.json``)."""
+    from sandbox.admin_client import admin as zwift_admin
+    from sandbox.server import SandboxProcess
+    from sandbox.zwift import API_PREFIX, ZwiftSandboxConfig
+    from sandbox.zwift_world import ZwiftWorldConfig
+    from settings import Settings
+    from storage import zwift as zdb
+    from storage.db import create_engine
+    from tests.scheduler_support import end_scheduler
+
+    world = ZwiftWorldConfig(
+        seed=5,
+        club_sizes=(1050,),
+        clubless=3,
+        past_events=1,
+        urgent_events=1,
+        near_events=1,
+        far_events=1,
+        signups_max=5,
+    )
+    config = ZwiftSandboxConfig(world=world, time_scale=360.0)
+    async with _servers() as (client, database_url):
+        with SandboxProcess(config) as sandbox:
+            truth = await zwift_admin(sandbox.url, "truth")
+            club = int(truth["clubs"][0]["club_id"])
+            engine = create_engine(database_url, pool_size=1)
+            async with engine.begin() as conn:
+                await zdb.track_club(conn, club)
+                for event in truth["events"]:
+                    await zdb.track_event(conn, int(event["event_id"]), club)
+            await engine.dispose()
+            queue = f"record-{uuid.uuid4().hex[:6]}"
+            settings = Settings(
+                ZWIFT_API_BASE_URL=sandbox.url + API_PREFIX, ZWIFT_API_KEY=config.api_key,
+                ZWIFT_TIME_SCALE=360.0, TEMPORAL_TASK_QUEUE=queue,
+            )  # fmt: skip
+            rider = next(int(r) for r, v in truth["riders"].items() if v["club_id"] is None)
+            async with build_worker(client, settings, database_url, queue) as parts:
+                async with parts.worker:
+                    handle = await start(client, "zwift", str(club), settings)
+                    args = argparse.Namespace(
+                        entity="rider", club=club, rider_id=rider, priority="manual",
+                        wait=True, timeout=60.0,
+                    )  # fmt: skip
+                    await asyncio.sleep(1.0)
+                    await add(client, args, settings)
+                    await asyncio.sleep(14.0)  # the riders sync's second page and POSTs
+                    await end_scheduler(handle)
+            sid = f"scheduler/zwift/{club}"
+            picked = [wf async for wf in client.list_workflows(f'WorkflowId = "{sid}"')]
+            children = [wf async for wf in client.list_workflows('WorkflowType = "ZwiftSync"')]
+            seen: dict[str, Any] = {}
+            for wf in children:  # one per kind (the id names it), a completed one if any
+                kind = wf.id.split("/")[2]
+                if kind not in seen or str(wf.status) == "WorkflowExecutionStatus.COMPLETED":
+                    seen[kind] = wf
+            picked += list(seen.values())
+        return await _write(client, picked, tag, keep=True)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Record the replay-test histories.")
     parser.add_argument("--discord-only", action="store_true", help="only the Discord ones")
@@ -464,9 +529,12 @@ if __name__ == "__main__":
     parser.add_argument("--scheduler-set", help="record the scheduler set under this tag (s)")
     parser.add_argument("--patch-set", help="record session 18's patched paths under this tag")
     parser.add_argument("--discord-set", help="record the Discord runs under this tag (f)")
+    parser.add_argument("--zwift-set", help="record the ZwiftRacing runs under this tag (z)")
     args = parser.parse_args()
     HISTORIES.mkdir(exist_ok=True)
-    if args.discord_set:
+    if args.zwift_set:
+        paths = asyncio.run(record_zwift_set(args.zwift_set))
+    elif args.discord_set:
         paths = asyncio.run(record_discord_set(args.discord_set))
     elif args.patch_set:
         paths = asyncio.run(record_patch_set(args.patch_set))

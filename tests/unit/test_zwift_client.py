@@ -162,7 +162,8 @@ async def test_transient_failures_are_asked_again_through_the_limiter() -> None:
 async def test_a_url_off_the_base_is_refused() -> None:
     client = ZwiftClient(api_key="k", base_url=BASE, limiters=loose())
     with pytest.raises(BadInput, match="ZWIFT_API_BASE_URL"):
-        await client.send("POST", "http://elsewhere.test/api/public/riders", entity="x", content=b"[1]")
+        url = "http://elsewhere.test/api/public/riders"
+        await client.send("POST", url, entity="x", content=b"[1]")
     await client.aclose()
 
 
