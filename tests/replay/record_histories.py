@@ -479,6 +479,7 @@ async def record_zwift_set(tag: str) -> list[Path]:
         urgent_events=1,
         near_events=1,
         far_events=1,
+        signups_min=2,
         signups_max=5,
     )
     config = ZwiftSandboxConfig(world=world, time_scale=360.0)

@@ -30,7 +30,14 @@ def test_histories_cover_every_workflow_and_a_continue_as_new():
         "BattleNetEntitySync",
         "DiscordTenantSync",
         "ChannelSync",
+        "ZwiftSync",
     } <= types
+    zwift_texts = [p.read_text() for p in HISTORIES if p.name.startswith("ZwiftSync")]
+    kinds = {json.loads(t)["workflow_id"].split("/")[2] for t in zwift_texts}
+    assert kinds >= {"riders", "urgent", "near", "far", "results", "rider"}, kinds
+    assert any("timerStartedEventAttributes" in t for t in zwift_texts), "no Zwift budget sleep"
+    club_schedulers = [p for p in HISTORIES if p.name.startswith("Scheduler")]
+    assert any("scheduler/zwift/" in p.read_text() for p in club_schedulers), "no club scheduler"
     entity_texts = [p.read_text() for p in HISTORIES if p.name.startswith("BattleNetEntitySync")]
     assert any("bnet_add_character" in t for t in entity_texts), "no one-step manual add"
     assert any("bnet_track_entity" in t for t in entity_texts), "no pre-patch manual add"
