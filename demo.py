@@ -4,7 +4,9 @@ It never touches the user's data: whatever DATABASE_URL and TEMPORAL_ADDRESS say
 its own embedded Postgres and its own in-memory Temporal dev server (free ports, a temporary
 directory removed at the end), the Battle.net sandbox in its own process and a worker on its own
 task queue in this one. It tracks the sandbox's guilds, runs a full sync and prints what was
-stored and how close to the limit it ran.
+stored and how close to the limit it ran; then (``--zwift-seconds``, 20 by default) it runs a
+ZwiftRacing club scheduler per sandbox club at time scale 360 — every kind at once, most urgent
+first, a manual rider add — and prints what was stored, the calls per endpoint and the 429s.
 
 One Ctrl-C stops it within seconds: the sync is cancelled and its workflow terminated (nothing
 is left "Running"), the worker stops without waiting for running activities, the servers stop
@@ -92,7 +94,7 @@ async def run_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 @contextmanager
-def _sandbox(config: BattleNetSandboxConfig) -> Iterator[SandboxProcess]:
+def _sandbox(config: Any) -> Iterator[SandboxProcess]:
     """The sandbox process, spawned with SIGINT blocked: it inherits the blocked signal, so a
     terminal's Ctrl-C (sent to the whole foreground group) stops the demo alone, which then
     stops the sandbox (it used to die first, printing a KeyboardInterrupt traceback of its
@@ -137,6 +139,11 @@ async def _demo(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"tracking {len(guilds)} sandbox guilds; syncing…", flush=True)
                 client = await connect(svc.temporal_address, settings.TEMPORAL_NAMESPACE)
                 await _sync(client, args, demo_settings, svc, engine, sandbox.url, config)
+                if args.zwift_seconds > 0:
+                    await _zwift(client, args.zwift_seconds, settings, svc, engine)
+                if args.keep:
+                    print(f"open {svc.temporal_ui} ; Ctrl-C to stop", flush=True)
+                    await _forever()
             finally:
                 await engine.dispose()
     return 0
@@ -171,9 +178,6 @@ async def _sync(
                 stored = await database_status(engine)
                 stats = await admin(sandbox_url, "stats")
                 _summary(counts.as_dict(), stored, stats, elapsed, config.per_second)
-                if args.keep:
-                    print(f"open {svc.temporal_ui} ; Ctrl-C to stop", flush=True)
-                    await _forever()
         finally:
             # ended early (Ctrl-C): leave nothing "Running". After the worker stopped, so its
             # cancelled activities still had a workflow to report to (else a warning for each).
@@ -207,6 +211,97 @@ def _summary(
     }
     print("summary:", json.dumps(summary, indent=2))
     print(f"workflow counts: {counts}")
+
+
+ZWIFT_SCALE = 360.0  # 1 per hour becomes 1 per 10 s
+
+
+async def _zwift(
+    client: Any, seconds: float, settings: Settings, svc: DemoServices, engine: Any
+) -> None:
+    """ZwiftRacing: a club scheduler per sandbox club for ``seconds`` (their tracked events
+    spread over them), one manual rider add, then what was stored and how the calls went."""
+    from cli.scheduler import add, start
+    from sandbox.zwift import API_PREFIX, ZwiftSandboxConfig
+    from sandbox.zwift_world import ZwiftWorldConfig
+    from storage import zwift as zdb
+
+    world = ZwiftWorldConfig(
+        seed=7, club_sizes=(1100, 40), clubless=5, past_events=2, urgent_events=1,
+        near_events=2, far_events=2, signups_min=5, signups_max=30,
+    )  # fmt: skip
+    config = ZwiftSandboxConfig(world=world, time_scale=ZWIFT_SCALE)
+    queue = f"demo-zwift-{uuid.uuid4().hex[:6]}"
+    with _sandbox(config) as sandbox:
+        zsettings = settings.model_copy(
+            update={
+                "ZWIFT_API_BASE_URL": sandbox.url + API_PREFIX,
+                "ZWIFT_API_KEY": SecretStr(config.api_key),
+                "ZWIFT_TIME_SCALE": ZWIFT_SCALE,
+                "TEMPORAL_TASK_QUEUE": queue,
+            }
+        )
+        truth = await admin(sandbox.url, "truth")
+        clubs = [int(c["club_id"]) for c in truth["clubs"]]
+        async with engine.begin() as conn:
+            for club in clubs:
+                await zdb.track_club(conn, club)
+            for n, event in enumerate(truth["events"]):
+                await zdb.track_event(conn, int(event["event_id"]), clubs[n % len(clubs)])
+        print(
+            f"ZwiftRacing: sandbox {sandbox.url} at time scale {ZWIFT_SCALE:g}; club schedulers "
+            f"for {', '.join(map(str, clubs))} for {seconds:g} s…",
+            flush=True,
+        )
+        rider = next(int(r) for r, v in truth["riders"].items() if v["club_id"] is None)
+        began = time.monotonic()
+        async with build_worker(
+            client, zsettings, svc.database_url, queue, graceful_shutdown=timedelta(0)
+        ) as parts:
+            try:
+                async with parts.worker:
+                    for club in clubs:
+                        await start(client, "zwift", str(club), zsettings)
+                    await asyncio.sleep(min(2.0, seconds / 2))
+                    asked = time.monotonic()
+                    args = argparse.Namespace(
+                        entity="rider", club=clubs[0], rider_id=rider, priority="manual",
+                        wait=True, timeout=30.0,
+                    )  # fmt: skip
+                    added = await add(client, args, zsettings)
+                    latency = time.monotonic() - asked
+                    await asyncio.sleep(max(0.0, seconds - (time.monotonic() - began)))
+            finally:
+                await _end_zwift(client, clubs)
+        stored = (await _stored(engine))["zwift"]
+        stats = await admin(sandbox.url, "stats")
+    summary = {
+        **stored,
+        "manual_add": f"rider {rider} {added.get('status')} in {latency:.2f}s",
+        "calls_by_endpoint": stats["by_family"],
+        "429s_received": stats["throttled"],
+        "simulated_minutes": round((time.monotonic() - began) * ZWIFT_SCALE / 60),
+    }
+    print("zwift summary:", json.dumps(summary, indent=2))
+
+
+async def _stored(engine: Any) -> dict[str, Any]:
+    from storage.zwift import status
+
+    async with engine.connect() as conn:
+        return await status(conn)
+
+
+async def _end_zwift(client: Any, clubs: list[int]) -> None:
+    """Nothing left running: the club schedulers and their children."""
+    for club in clubs:
+        with suppress(Exception):
+            await client.get_workflow_handle(f"scheduler/zwift/{club}").terminate("demo over")
+    with suppress(Exception):
+        query = 'WorkflowType = "ZwiftSync" AND ExecutionStatus = "Running"'
+        async for wf in client.list_workflows(query):
+            with suppress(Exception):
+                await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("demo over")
 
 
 async def _forever() -> None:

@@ -18,6 +18,11 @@ def register(verbs: Verbs) -> None:
     )
     parser.add_argument("--guilds", type=int, default=4, help="sandbox guilds to track")
     parser.add_argument("--roster-max", type=int, default=120, help="largest roster")
+    parser.add_argument(
+        "--zwift-seconds", type=float, default=20.0, metavar="SECONDS",
+        help="then ZwiftRacing club schedulers at time scale 360 for this long (0: skip; "
+        "default 20, about two simulated hours)",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep running for the Web UI")
 
 
