@@ -4,7 +4,7 @@ It never touches the user's data: whatever DATABASE_URL and TEMPORAL_ADDRESS say
 its own embedded Postgres and its own in-memory Temporal dev server (free ports, a temporary
 directory removed at the end), the Battle.net sandbox in its own process and a worker on its own
 task queue in this one. It tracks the sandbox's guilds, runs a full sync and prints what was
-stored and how close to the limit it ran; then (``--zwift-seconds``, 20 by default) it runs a
+stored and how close to the limit it ran; then (``--zwift-seconds``, 30 by default) it runs a
 ZwiftRacing club scheduler per sandbox club at time scale 360 — every kind at once, most urgent
 first, a manual rider add — and prints what was stored, the calls per endpoint and the 429s.
 

@@ -19,9 +19,9 @@ def register(verbs: Verbs) -> None:
     parser.add_argument("--guilds", type=int, default=4, help="sandbox guilds to track")
     parser.add_argument("--roster-max", type=int, default=120, help="largest roster")
     parser.add_argument(
-        "--zwift-seconds", type=float, default=20.0, metavar="SECONDS",
+        "--zwift-seconds", type=float, default=30.0, metavar="SECONDS",
         help="then ZwiftRacing club schedulers at time scale 360 for this long (0: skip; "
-        "default 20, about two simulated hours)",
+        "default 30: three simulated hours, three listings of the 1-per-hour club endpoint)",
     )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep running for the Web UI")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -132,6 +133,10 @@ FROM zwift_sync_log WHERE club_id = :club AND at > now() - interval '1 hour'
 GROUP BY endpoint ORDER BY endpoint
 """
 )
+_LAST_ANY = text(
+    "SELECT endpoint, max(at) AS last_at FROM zwift_sync_log "
+    "WHERE at > now() - interval '1 day' GROUP BY endpoint"
+)
 _COUNTS = text(
     """
 SELECT (SELECT name FROM zwift_clubs WHERE club_id = :club) AS name,
@@ -162,6 +167,7 @@ async def club_status(conn: AsyncConnection, club: str) -> dict[str, Any]:
     calls = {
         r.endpoint: dict(r._mapping) for r in await conn.execute(_LOG_HOUR, {"club": int(club)})
     }
+    last_any = {r.endpoint: r.last_at for r in await conn.execute(_LAST_ANY)}  # any club, one key
     budgets = {
         b["budget"]: b for b in (budget(row) for row in await rate_budgets(conn))
         if b["provider"] == PROVIDER
@@ -184,6 +190,13 @@ async def club_status(conn: AsyncConnection, club: str) -> dict[str, Any]:
                 "avg_wait_seconds": round(float(calls.get(family, {}).get("avg_wait", 0)), 3),
                 "max_wait_seconds": round(float(calls.get(family, {}).get("max_wait", 0)), 3),
                 "last_call_at": calls.get(family, {}).get("last_at"),
+                # when a spent window has a place again: a place is held until one period
+                # after its answer (the last call of any club on the key, as logged)
+                "reset_at": (
+                    last_any[family] + timedelta(seconds=window["period"])
+                    if window is not None and window["free"] == 0 and family in last_any
+                    else None
+                ),
                 "window": None if window is None else window_text(window),
             }
         )
@@ -215,6 +228,7 @@ def render_status(data: dict[str, Any]) -> str:
             f"{e['endpoint']:<14} {e['calls_last_hour']:>7} {e['rate_limited_last_hour']:>7}  "
             + f"{e['avg_wait_seconds']:.1f}/{e['max_wait_seconds']:.1f}s".ljust(14)
             + f"{e['window'] or 'no budget yet'}"
+            + (f" · next place {e['reset_at']:%H:%M:%S}" if e["reset_at"] else "")
             + (f" · paused until {e['paused_until']:%H:%M:%S}" if e["paused_until"] else "")
         )
     return "\n".join(lines)

@@ -84,3 +84,24 @@ async def client(temporal_env: WorkflowEnvironment) -> Client:
 @pytest.fixture
 def task_queue() -> str:
     return f"tq-{uuid.uuid4().hex[:10]}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run order for README's test command, which runs two xdist workers (`-n 2 --dist
+    loadgroup` in pyproject.toml): the unit tests (no servers, CPU only) first, spread over both
+    workers; then everything that starts servers as one group, in order on one worker, so no two
+    of those ever run at once and tests that measure rates and latencies see an otherwise idle
+    machine, as they do when run alone. That group begins with tests that measure no time
+    (replays, the time-skipping server), while the last unit tests finish beside it."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.nodeid.startswith("tests/unit/"):
+            return 0
+        if item.nodeid.startswith(("tests/replay/", "tests/timeskip/")):
+            return 1
+        return 2
+
+    items.sort(key=rank)  # stable: the collection order within each rank
+    for item in items:
+        if rank(item):
+            item.add_marker(pytest.mark.xdist_group("servers"))

@@ -59,17 +59,21 @@ async def test_demo_leaves_the_users_database_and_temporal_untouched(temporal_en
     }
     demo = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "starter.py", "demo", "--guilds", "1", "--roster-max", "30"],
+        [sys.executable, "starter.py", "demo", "--guilds", "1", "--roster-max", "30",
+         "--zwift-seconds", "5"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     assert "summary:" in demo.stdout and '"guilds": 1' in demo.stdout, demo.stdout[-2000:]
+    assert "zwift summary:" in demo.stdout and '"429s_received": 0' in demo.stdout
     assert await _snapshot(database_url) == before
     # the session's Temporal is shared with other tests: none of its workflows is the demo's
     demo_runs = [
         wf.id
         async for wf in temporal_env.client.list_workflows()
-        if "demo" in wf.id or wf.task_queue.startswith("demo-")
+        if "demo" in wf.id
+        or wf.task_queue.startswith("demo-")
+        or wf.id.startswith("scheduler/zwift")
     ]
     assert not demo_runs, demo_runs
     assert not (ROOT / ".data-never-used").exists()

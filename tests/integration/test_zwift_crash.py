@@ -10,6 +10,7 @@ window is set to 6 minutes, 3 s, so the second page comes quickly).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import uuid
@@ -106,5 +107,5 @@ async def test_a_killed_worker_s_bulk_post_window_is_waited_out_by_its_replaceme
     assert stats["by_family"]["riders_post"] >= 2
     # each POST a whole window after the one before, across the kill (the log row is written
     # after the answer, so the gap is at least the window less one request's time)
-    for before, after in zip(posts, posts[1:], strict=False):
+    for before, after in itertools.pairwise(posts):
         assert (after - before).total_seconds() >= POST_WINDOW - 0.5, posts
