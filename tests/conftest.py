@@ -12,6 +12,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -87,21 +88,31 @@ def task_queue() -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run order for README's test command, which runs two xdist workers (`-n 2 --dist
-    loadgroup` in pyproject.toml): the unit tests (no servers, CPU only) first, spread over both
-    workers; then everything that starts servers as one group, in order on one worker, so no two
-    of those ever run at once and tests that measure rates and latencies see an otherwise idle
-    machine, as they do when run alone. That group begins with tests that measure no time
-    (replays, the time-skipping server), while the last unit tests finish beside it."""
+    """The unit tests first, then the replays and the time-skipping tests (they measure no
+    time), then the rest, each in collection order: the order ``ServersInOrder`` hands out."""
+    items.sort(key=_rank)  # stable
 
-    def rank(item: pytest.Item) -> int:
-        if item.nodeid.startswith("tests/unit/"):
-            return 0
-        if item.nodeid.startswith(("tests/replay/", "tests/timeskip/")):
-            return 1
-        return 2
 
-    items.sort(key=rank)  # stable: the collection order within each rank
-    for item in items:
-        if rank(item):
-            item.add_marker(pytest.mark.xdist_group("servers"))
+def _rank(item: pytest.Item) -> int:
+    if item.nodeid.startswith("tests/unit/"):
+        return 0
+    if item.nodeid.startswith(("tests/replay/", "tests/timeskip/")):
+        return 1
+    return 2
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """README's test command runs two xdist workers (`-n 2` in pyproject.toml). The unit tests
+    (no servers, CPU only) are handed out one by one to both; everything that starts servers is
+    one work unit, run in order on one worker once the unit tests are handed out — so no two of
+    those ever run at once, and tests that measure rates and latencies see an otherwise idle
+    machine, as when the suite ran in one process. (xdist's own ``--dist loadgroup`` cannot do
+    this under pytest 9: it renames ``item._nodeid``, which pytest 9 no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ServersInOrder(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid if nodeid.startswith("tests/unit/") else "servers"
+
+    config.option.loadscopereorder = False  # in collection order: the unit tests first
+    return ServersInOrder(config, log)

@@ -33,6 +33,12 @@ class FakeOf:
     def check(self, scope: str, request: SyncRequest) -> None:
         self.real.check(scope, request)
 
+    def __getattr__(self, name: str) -> Any:
+        """The real plan's optional parts (``resources``, ``ageing_cap``) where it has them."""
+        if name in ("resources", "ageing_cap"):
+            return getattr(self.real, name)
+        raise AttributeError(name)
+
     def child(
         self, provider: str, scope: str, request: SyncRequest, seq: int, now: datetime
     ) -> ChildPlan:

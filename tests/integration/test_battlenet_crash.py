@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import uuid
 
 import pytest
@@ -18,7 +16,7 @@ from tests.integration.battlenet_support import (
     fetch_all,
     track_sandbox_guilds,
 )
-from tests.integration.worker_process import start_worker, wait_until
+from tests.integration.worker_process import kill_and_replace, wait_until
 from tests.sandbox_helpers import admin, battlenet_sandbox
 from workflows.battlenet import BattleNetSync
 
@@ -49,22 +47,12 @@ async def test_resumes_after_worker_sigkill_without_duplicates_or_gaps(
             id=f"battlenet-sync/eu/crash-{uuid.uuid4().hex[:6]}",
             task_queue=task_queue,
         )
-        first = start_worker(env, log)
-        try:
-            # 80 characters x 4 requests + 4 guild requests at 40/s: kill well inside the batches.
-            await wait_until(lambda: admin(sb.url, "stats")["requests"], 120, 60, "requests")
-            first.send_signal(signal.SIGKILL)
-            first.wait(10)
-            before_restart = admin(sb.url, "stats")["requests"]
-            second = start_worker(env, log)
-            try:
-                counts = await asyncio.wait_for(handle.result(), timeout=120)
-            finally:
-                second.send_signal(signal.SIGTERM)
-                second.wait(20)
-        finally:
-            if first.poll() is None:
-                first.kill()
+        # 80 characters x 4 requests + 4 guild requests at 40/s: kill well inside the batches.
+        counts, before_restart = await kill_and_replace(
+            env, log,
+            lambda: wait_until(lambda: admin(sb.url, "stats")["requests"], 120, 60, "requests"),
+            handle.result(), 120, at_kill=lambda: admin(sb.url, "stats")["requests"],
+        )  # fmt: skip
         assert before_restart < 80 * 4 + 4, "the kill happened before the work was done"
         assert counts.children_failed == 0
         # The run's counts include what the killed attempt stored before it could report it.

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import uuid
 
 import pytest
@@ -21,7 +19,7 @@ from tests.integration.discord_support import (
     track,
     truth_ids,
 )
-from tests.integration.worker_process import start_worker, wait_until
+from tests.integration.worker_process import kill_and_replace, wait_until
 from tests.sandbox_helpers import admin
 from workflows.discord import DiscordTenantSync
 
@@ -53,23 +51,14 @@ async def test_channel_resumes_after_worker_sigkill_with_exactly_the_truth(
             id=f"discord-sync/{gid}/crash-{uuid.uuid4().hex[:6]}",
             task_queue=task_queue,
         )
-        first = start_worker(env, log)
-        try:
-            await wait_until(
+        result, pages_before_restart = await kill_and_replace(
+            env, log,
+            lambda: wait_until(
                 lambda: admin(sandbox.url, "stats")["by_route"].get("messages", 0), 12, 60, "pages"
-            )
-            first.send_signal(signal.SIGKILL)
-            first.wait(10)
-            pages_before_restart = admin(sandbox.url, "stats")["by_route"]["messages"]
-            second = start_worker(env, log)
-            try:
-                result = await asyncio.wait_for(handle.result(), timeout=120)
-            finally:
-                second.send_signal(signal.SIGTERM)
-                second.wait(20)
-        finally:
-            if first.poll() is None:
-                first.kill()
+            ),
+            handle.result(), 120,
+            at_kill=lambda: admin(sandbox.url, "stats")["by_route"]["messages"],
+        )  # fmt: skip
         assert pages_before_restart < 31, "the kill happened after the big channel was done"
         assert result.status == "completed" and result.channels_done == 2
         stored = await stored_ids(database_url)

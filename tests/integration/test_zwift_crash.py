@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import signal
 import uuid
 
 import pytest
@@ -25,7 +24,7 @@ from sandbox.zwift import API_PREFIX, ZwiftSandboxConfig
 from sandbox.zwift_world import ZwiftWorldConfig
 from storage import zwift as db
 from storage.db import create_engine
-from tests.integration.worker_process import start_worker
+from tests.integration.worker_process import kill_and_replace
 from workflows.zwift import ZwiftSync
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
@@ -64,25 +63,15 @@ async def test_a_killed_worker_s_bulk_post_window_is_waited_out_by_its_replaceme
             task_queue=task_queue,
         )
         log = tmp_path / "worker.log"
-        first = start_worker(env, log)
-        try:
-            for _ in range(600):  # the first bulk POST answered
+
+        async def posted() -> None:  # the first bulk POST answered
+            for _ in range(600):
                 if (await admin(sandbox.url, "stats"))["by_family"]["riders_post"] >= 1:
-                    break
+                    return
                 await asyncio.sleep(0.05)
-            else:
-                raise AssertionError(f"no bulk POST within 30 s: {log.read_text()[-2000:]}")
-            first.send_signal(signal.SIGKILL)
-            first.wait(10)
-            second = start_worker(env, log)
-            try:
-                result = await asyncio.wait_for(handle.result(), timeout=90)
-            finally:
-                second.send_signal(signal.SIGTERM)
-                second.wait(20)
-        finally:
-            if first.poll() is None:
-                first.kill()
+            raise AssertionError(f"no bulk POST within 30 s: {log.read_text()[-2000:]}")
+
+        result, _ = await kill_and_replace(env, log, posted, handle.result(), 90)
         stats = await admin(sandbox.url, "stats")
     async with engine.connect() as conn:
         posts = [

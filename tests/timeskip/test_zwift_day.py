@@ -25,7 +25,7 @@ from cli.scheduler import cadences
 from providers.zwift.spec import SPEC
 from settings import Settings
 from tests.fakes import DayChildInput, DayDriverInput, ZwiftDayChild, ZwiftDayDriver
-from tests.scheduler_support import end_scheduler, history
+from tests.scheduler_support import FakeOf, end_scheduler, history
 from workflows.plans import ChildPlan, register_plan
 from workflows.scheduler import MAX_EVENT_BUDGET, Scheduler, child_states
 from workflows.scheduler_types import SchedulerInput, SyncRequest
@@ -46,20 +46,12 @@ SINGLE_RIDER_WINDOW = 60.0  # 5 per minute, one place kept for manual adds
 ADDS_AT = [1 * HOUR, 5 * HOUR + 7 * MINUTE, 9 * HOUR + 30 * MINUTE, 13 * HOUR, 20 * HOUR]
 
 
-class DayPlan:
-    """The real Zwift plan, whose children are ZwiftDayChild stand-ins."""
+class DayPlan(FakeOf):
+    """The real Zwift plan (kinds, priorities, resources, ageing), whose children are
+    ZwiftDayChild stand-ins."""
 
     def __init__(self) -> None:
-        self.real = ZwiftPlan()
-
-    def default_priority(self, kind: str) -> int:
-        return self.real.default_priority(kind)
-
-    def resources(self, kind: str) -> frozenset[str]:
-        return self.real.resources(kind)
-
-    def check(self, scope: str, request: SyncRequest) -> None:
-        self.real.check(scope, request)
+        super().__init__(ZwiftPlan())
 
     def child(
         self, provider: str, scope: str, request: SyncRequest, seq: int, now: datetime
