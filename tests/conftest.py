@@ -88,31 +88,41 @@ def task_queue() -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The unit tests first, then the replays and the time-skipping tests (they measure no
-    time), then the rest, each in collection order: the order ``ServersInOrder`` hands out."""
+    """The order ``ServersInOrder`` hands the tests out in: unit tests, then the replays and
+    the time-skipping tests, then the integration tests, then the end-to-end and chaos ones,
+    each in collection order."""
     items.sort(key=_rank)  # stable
 
 
+_CALM = ("tests/replay/", "tests/timeskip/")  # servers of their own; they measure no time
+_LAST = ("tests/e2e/", "tests/chaos/")
+
+
 def _rank(item: pytest.Item) -> int:
-    if item.nodeid.startswith("tests/unit/"):
+    nodeid = item.nodeid
+    if nodeid.startswith("tests/unit/"):
         return 0
-    if item.nodeid.startswith(("tests/replay/", "tests/timeskip/")):
+    if nodeid.startswith(_CALM):
         return 1
-    return 2
+    return 3 if nodeid.startswith(_LAST) else 2
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """README's test command runs two xdist workers (`-n 2` in pyproject.toml). The unit tests
-    (no servers, CPU only) are handed out one by one to both; everything that starts servers is
-    one work unit, run in order on one worker once the unit tests are handed out — so no two of
-    those ever run at once, and tests that measure rates and latencies see an otherwise idle
-    machine, as when the suite ran in one process. (xdist's own ``--dist loadgroup`` cannot do
-    this under pytest 9: it renames ``item._nodeid``, which pytest 9 no longer reads.)"""
+    (no servers, CPU only) are handed out one by one to both. Every other test that starts
+    servers is one work unit, run in order on one worker, so no two of those ever run at once
+    and tests that measure rates and latencies never share the machine with another of them;
+    beside its first minute the other worker runs the replays and the time-skipping tests (one
+    more unit: they measure no time), and the chaos and end-to-end tests come last, after that.
+    (xdist's own ``--dist loadgroup`` cannot do this under pytest 9: it renames
+    ``item._nodeid``, which pytest 9 no longer reads.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class ServersInOrder(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return nodeid if nodeid.startswith("tests/unit/") else "servers"
+            if nodeid.startswith("tests/unit/"):
+                return nodeid
+            return "calm" if nodeid.startswith(_CALM) else "servers"
 
     config.option.loadscopereorder = False  # in collection order: the unit tests first
     return ServersInOrder(config, log)
