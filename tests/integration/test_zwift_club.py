@@ -1,5 +1,6 @@
 """A ZwiftRacing club's scheduler on the real dev server, Postgres and the strict sandbox at
-time scale 360 (1 per hour becomes 1 per 10 s): every kind runs at its cadence, manual rider
+time scale 360 (1 per hour becomes 1 per 10 s; ZWIFT_TEST_TIME_SCALE=60 runs it at 60) for at
+least a simulated 2 hours: every kind runs at its cadence, manual rider
 adds are served within one single-rider window, no call is answered 429, and what is stored
 equals the sandbox's truth — a club of more than 1000 riders (two pages, the inclusive cursor's
 repeat dropped; two bulk POSTs), every tracked event with its signups, results once finished.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -28,7 +30,10 @@ from worker import build_worker
 from workflows.scheduler import Scheduler
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
-SCALE = 360.0
+# CI runs it at 360 (about 20 s); issue 13 asks for a simulated 2 hours at 60, which takes two
+# minutes: ZWIFT_TEST_TIME_SCALE=60 runs it so (the waits below scale with it)
+SCALE = float(os.environ.get("ZWIFT_TEST_TIME_SCALE", "360"))
+SLOWER = 360.0 / SCALE
 
 
 def _settings(url: str, key: str, task_queue: str) -> Settings:
@@ -81,9 +86,10 @@ async def test_a_club_scheduler_keeps_riders_events_signups_and_results_equal_to
         async with build_worker(client, settings, database_url, task_queue) as parts:
             async with parts.worker:
                 handle = await start(client, "zwift", str(club), settings)
+                started = time.monotonic()
                 latencies = []
                 try:
-                    await asyncio.sleep(2.0)  # the first kinds are under way
+                    await asyncio.sleep(2.0 * SLOWER)  # the first kinds are under way
                     for rider in clubless:
                         began = time.monotonic()
                         outcome = await add(client, _add_args(club, rider), settings)
@@ -100,7 +106,7 @@ async def test_a_club_scheduler_keeps_riders_events_signups_and_results_equal_to
                         )
                         return found[0][0] >= len(big["rider_ids"])
 
-                    await _until(riders_done, 90, "the bulk refresh of the whole club")
+                    await _until(riders_done, 90 * SLOWER, "the bulk refresh of the whole club")
 
                     async def results_done() -> bool:
                         now = (await admin(sandbox.url, "clock"))["now"]
@@ -115,7 +121,9 @@ async def test_a_club_scheduler_keeps_riders_events_signups_and_results_equal_to
                         )
                         return stored[0][0] == len(finished)
 
-                    await _until(results_done, 30, "results of every finished event")
+                    await _until(results_done, 30 * SLOWER, "results of every finished event")
+                    # at least a simulated 2 hours of every kind at its cadence
+                    await asyncio.sleep(max(0.0, started + 7200 / SCALE - time.monotonic()))
                     status = await handle.query(Scheduler.status)
                 finally:
                     await end_scheduler(handle)
