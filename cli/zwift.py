@@ -20,6 +20,7 @@ from cli import CliError
 from cli.budget_view import budget, window_text
 from cli.commands import AddCommand, ProviderCommands, Scope, ScopeView, SyncCommand, TrackCommand
 from cli.launch import Launch, Outcome
+from providers.zwift.parse import MAX_ID
 from providers.zwift.spec import SPEC
 from settings import Settings
 from storage import zwift as db
@@ -29,7 +30,6 @@ from workflows.zwift import RESOURCES, sync_id
 
 PROVIDER = "zwift"
 SCOPE_KINDS = [k.name for k in SPEC.kinds if not k.entity]
-MAX_ID = 2**63 - 1
 
 
 def zwift_id(value: str) -> int:

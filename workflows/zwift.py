@@ -32,13 +32,13 @@ with workflow.unsafe.imports_passed_through():
         ZwiftSyncResult,
     )
     from providers.ratelimit import Priority
+    from providers.zwift.parse import MAX_ID
     from providers.zwift.spec import SPEC as ZWIFT
     from workflows.kernel import WORK_DEADLINE, heartbeat, run_until_done
     from workflows.plans import ChildPlan
     from workflows.scheduler_types import SyncRequest
     from workflows.visibility import reporting
 
-MAX_ID = 2**63 - 1
 STEP_TIMEOUT = timedelta(minutes=2)  # one step: a few seconds of budget wait and two calls
 MANUAL_DEADLINE = timedelta(minutes=15)  # a manual add that cannot be served by then fails
 # The endpoint families each kind reads: kinds sharing one never run at once in a club.
