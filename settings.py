@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     EMBEDDED_TEMPORAL_UI_PORT: int = Field(8233, ge=1, le=65535)
     EMBEDDED_POSTGRES_PORT: int = Field(54329, ge=1, le=65535)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # `json`: one JSON object per line (workflow id, run id, activity, attempt); `text` for people
+    LOG_FORMAT: Literal["text", "json"] = "text"
+    # where a worker serves Prometheus metrics (`worker.py --processes N`: N ports from here);
+    # unset: none served
+    METRICS_PORT: int | None = Field(None, ge=1, le=65535)
+
+    # --- the read API (`starter.py api`) -----------------------------------------------------
+    API_HOST: str = "127.0.0.1"
+    API_PORT: int = Field(8000, ge=1, le=65535)
+    API_MAX_PAGE_SIZE: int = Field(200, ge=1, le=1000)
+    API_REFRESH_PER_MINUTE: int = Field(30, ge=1, le=10000)  # refresh hook calls per client
 
     # --- Battle.net ------------------------------------------------------------------------
     BNET_CLIENT_ID: str | None = None
