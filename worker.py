@@ -23,12 +23,13 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
+import logformat
 from activities.clock import ClockInterceptor
 from providers.registry import SPECS
 from providers.spec import ActivitySet, BuildContext, load
@@ -283,11 +284,12 @@ def install_log_filters() -> None:
         activity_log.addFilter(ExpectedWaitLine())
 
 
-def configure_logging(level: str) -> None:
-    """The worker process's logging: one format, LOG_LEVEL, alembic's chatter off, and the
-    filters above (per-request lines are DEBUG: providers/http.py)."""
+def configure_logging(level: str, fmt: Literal["text", "json"] = "text") -> None:
+    """The process's logging: LOG_LEVEL, LOG_FORMAT (``json``: one object per line with the
+    workflow and activity context, logformat.py), alembic's chatter off, and the filters above
+    (per-request lines are DEBUG: providers/http.py)."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logformat.install(level, fmt)
     install_log_filters()
 
 
@@ -302,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     except (workerpool.UsageError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.LOG_LEVEL)
+    configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
     if processes > 1:  # N children, each this function with no options (cli/workerpool.py)
         return workerpool.run(processes, settings.TEMPORAL_TASK_QUEUE, settings.RATE_LIMIT_BACKEND)
     from runtime import RuntimeStartError
