@@ -239,6 +239,7 @@ class BattleNetActivities:
             await syncdb.clear_failures(conn, PROVIDER, [guild.key])
         status = "not_modified" if data.not_modified and roster.not_modified else "synced"
         rejected = members.rejected if members is not None else 0
+        activity.logger.info("guild stored", extra={"guild": guild.key, "status": status, **counts})
         if rejected:  # skipped by the parser, never stored (providers.battlenet.valid_slug)
             activity.logger.warning(
                 "roster members rejected", extra={"guild": guild.key, "rejected": rejected}
@@ -406,6 +407,11 @@ class BattleNetActivities:
             done = len(found) + len(missing)
             await syncdb.set_checkpoint(conn, batch_key, result.position + done)
         result.position += done
+        activity.logger.info(
+            "characters stored",
+            extra={"batch": batch_key, "stored": len(found), "missing": len(missing),
+                   "position": result.position},
+        )  # fmt: skip
         for r in found:
             modified = r.columns is not None or any(v is not None for v in r.payloads.values())
             if modified:

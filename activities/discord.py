@@ -310,6 +310,11 @@ class DiscordActivities:
                         if page.count and page.newest_id is not None:
                             await db.store_page(conn, inp.run_id, ref.id, page.raw, page.newest_id)
                             cursor = page.newest_id
+                            activity.logger.info(
+                                "messages page stored",
+                                extra={"channel": ref.discord_channel_id,
+                                       "messages": page.count, "cursor": cursor},
+                            )  # fmt: skip
                             if time.monotonic() - beat_at >= HEARTBEAT_EVERY:
                                 activity.heartbeat(cursor)  # Postgres holds it already
                                 beat_at = time.monotonic()

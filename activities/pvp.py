@@ -227,6 +227,10 @@ class PvpActivities:
                     conn, inp.region, inp.season, inp.bracket, columns, meta,
                     fetched.last_modified, snapshot,
                 )  # fmt: skip
+        activity.logger.info(
+            "leaderboard stored",
+            extra={"leaderboard": key, "entries": result.entries, "inserted": result.inserted},
+        )
         return PvpImportResult(
             result.leaderboard_id, snapshot, result.entries, result.inserted,
             result.new_characters, rejected=columns.rejected,
@@ -391,6 +395,11 @@ class PvpActivities:
         step.reused = len(out.reused)
         step.not_found = len(out.missing)
         step.failed = len(out.unusable)
+        activity.logger.info(
+            "equipment batch stored",
+            extra={"processed": step.processed, "fetched": step.fetched, "reused": step.reused,
+                   "not_found": step.not_found},
+        )  # fmt: skip
         if out.unusable:
             logger.warning(
                 "equipment given up",

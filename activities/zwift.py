@@ -99,6 +99,12 @@ class ZwiftActivities:
             finally:
                 step.calls = len(calls)
                 await self._log(calls, inp, club)
+        if step.progressed:
+            activity.logger.info(
+                "zwift step stored",
+                extra={"club": club, "kind": inp.kind, "phase": step.checkpoint.phase,
+                       "stored": step.stored},
+            )  # fmt: skip
         return step
 
     # -- riders: the club's pages, then the bulk refresh -------------------------------------
