@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -42,10 +43,15 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+
+if TYPE_CHECKING:
+    from temporalio.envconfig import ClientConfigProfile
+
+    from settings import Settings
 
 SEARCH_ATTRIBUTES = ("Provider", "Scope", "SyncKind")
 _PG_USER_WHEN_ROOT = "embedded_postgres"
@@ -844,10 +850,87 @@ def embedded_services(
     )
 
 
-async def connect(address: str, namespace: str) -> Client:
-    """A Temporal client with the pydantic data converter every part of ratesync uses."""
-    return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter
+class TemporalConfigError(RuntimeStartError):
+    """Temporal's environment configuration (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE, …) cannot
+    be read: a bad setting, exit 2; the message never quotes the file (it may hold the key)."""
+
+    exit_code = 2
+
+
+def temporal_profile(settings: Settings) -> ClientConfigProfile | None:
+    """How to reach the server TEMPORAL_ADDRESS names: Temporal's own environment
+    configuration (`temporalio.envconfig`, the `temporal` CLI's variables: TEMPORAL_PROFILE of
+    TEMPORAL_CONFIG_FILE, then TEMPORAL_API_KEY, TEMPORAL_TLS_*, … over it), at TEMPORAL_ADDRESS,
+    in TEMPORAL_NAMESPACE when that is set (else the profile's, else ``default``). None when
+    TEMPORAL_ADDRESS is unset: the embedded dev server is reached plainly, whatever a profile
+    says."""
+    from temporalio.envconfig import ClientConfigProfile
+
+    if not settings.TEMPORAL_ADDRESS:
+        return None
+    try:
+        profile = ClientConfigProfile.load()
+    except Exception as exc:  # the bridge's ConfigError; its text may quote the file's lines
+        raise TemporalConfigError(
+            f"cannot read Temporal's environment configuration ({_unquoted(exc)}); "
+            "check TEMPORAL_CONFIG_FILE and TEMPORAL_PROFILE"
+        ) from None
+    namespace = (
+        settings.TEMPORAL_NAMESPACE
+        if "TEMPORAL_NAMESPACE" in settings.model_fields_set
+        else profile.namespace or settings.TEMPORAL_NAMESPACE
+    )
+    return dataclasses.replace(profile, address=settings.TEMPORAL_ADDRESS, namespace=namespace)
+
+
+def _unquoted(exc: BaseException) -> str:
+    """An error's text without the source lines a TOML parse error quotes (``3 | api_key =``)."""
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    return "; ".join(ln for ln in lines if ln and not re.match(r"^(\d+\s*)?\|", ln))
+
+
+async def connect(
+    address: str, namespace: str, profile: ClientConfigProfile | None = None
+) -> Client:
+    """A Temporal client with the pydantic data converter every part of ratesync uses: the one
+    place ratesync connects. ``profile`` (:func:`temporal_profile`) adds the API key, TLS
+    (certificates read now) and gRPC metadata of a secured server or Temporal Cloud; without
+    it the connection is plain (the embedded server, the demo's own). The API key is never in
+    an error's message."""
+    options: dict[str, Any] = {}
+    if profile is not None:
+        options = dict(profile.to_client_connect_config())
+    options.update(target_host=address, namespace=namespace)
+    key = options.get("api_key")
+    try:
+        return await Client.connect(**options, data_converter=pydantic_data_converter)
+    except Exception as exc:
+        if key and key in str(exc):
+            raise RuntimeError(str(exc).replace(key, "<TEMPORAL_API_KEY>")) from None
+        raise
+
+
+async def connect_configured(settings: Settings, address: str) -> Client:
+    """A client of the server the settings call for: TEMPORAL_ADDRESS's through Temporal's
+    environment configuration, or the embedded one at ``address`` when TEMPORAL_ADDRESS is
+    unset (every command and the worker connect so)."""
+    profile = temporal_profile(settings)
+    if profile is None:
+        return await connect(address, settings.TEMPORAL_NAMESPACE)
+    return await connect(profile.address or address, profile.namespace or "default", profile)
+
+
+async def add_search_attributes(client: Client, names: Sequence[str]) -> None:
+    """Register ``names`` as Keyword search attributes of the client's namespace. Raises the
+    server's RPCError when it refuses (Temporal Cloud has no operator API for this)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={n: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for n in names},
+        )
     )
 
 

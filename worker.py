@@ -27,13 +27,20 @@ from typing import Any, Literal, TypeVar
 
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 import logformat
 from activities.clock import ClockInterceptor
 from providers.registry import SPECS
 from providers.spec import ActivitySet, BuildContext, load
-from runtime import Endpoints, connect, missing_search_attributes
+from runtime import (
+    SEARCH_ATTRIBUTES,
+    Endpoints,
+    add_search_attributes,
+    connect_configured,
+    missing_search_attributes,
+)
 from settings import Settings, SettingsError, get_settings
 from storage.db import create_engine
 from workflows.scheduler import Scheduler, child_states
@@ -210,26 +217,53 @@ async def _serve() -> int:
 
 
 async def _connect(settings: Settings, endpoints: Endpoints) -> Client:
-    """Migrate an embedded database, connect to Temporal and check its search attributes."""
+    """Migrate an embedded database, connect to Temporal (its environment configuration:
+    runtime.temporal_profile) and make sure its search attributes are there."""
     from runtime import RuntimeStartError
     from storage.migrate import upgrade
 
     if endpoints.embedded_database:
         await asyncio.to_thread(upgrade, endpoints.database_url)
     try:
-        client = await connect(endpoints.temporal_address, settings.TEMPORAL_NAMESPACE)
+        client = await connect_configured(settings, endpoints.temporal_address)
     except RuntimeError as exc:
+        if isinstance(exc, RuntimeStartError):
+            raise
         raise RuntimeStartError(
             f"cannot reach Temporal at {endpoints.temporal_address} ({exc}); "
             "check TEMPORAL_ADDRESS, or unset it to start the embedded server"
         ) from None
-    missing = await missing_search_attributes(client)
-    if missing:
-        raise RuntimeStartError(
-            f"search attributes {', '.join(missing)} are not registered on "
-            f"{endpoints.temporal_address}; run `python starter.py temporal setup` once"
-        )
+    await _check_search_attributes(client, endpoints.temporal_address)
     return client
+
+
+async def _check_search_attributes(client: Client, address: str) -> None:
+    """Register the missing search attributes where the server allows it; where it refuses
+    (Temporal Cloud, a client without operator rights) one line says what to do, instead of a
+    raw RPCError ("no mapping defined for search attribute Scope") at a workflow's start."""
+    from runtime import RuntimeStartError
+
+    where = f"namespace {client.namespace!r} on {address}"
+    fix = (
+        "run `python starter.py temporal setup` once with rights to (on Temporal Cloud: add "
+        f"{', '.join(SEARCH_ATTRIBUTES)} as Keyword search attributes of the namespace)"
+    )
+    try:
+        missing = await missing_search_attributes(client)
+    except RPCError as exc:
+        raise RuntimeStartError(
+            f"cannot list the search attributes of {where} ({exc.status.name}); {fix}"
+        ) from None
+    if not missing:
+        return
+    try:
+        await add_search_attributes(client, missing)
+    except RPCError as exc:
+        raise RuntimeStartError(
+            f"search attributes {', '.join(missing)} are not registered in {where} and the "
+            f"server refused to add them ({exc.status.name}); {fix}"
+        ) from None
+    log.info("search attributes registered: %s", ", ".join(missing))
 
 
 async def _poll_until_stopped(

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from runtime import connect, embedded_services, port_in_use
+import logformat
+from runtime import connect_configured, embedded_services, port_in_use
 from settings import Settings
 from storage.db import create_engine
 from storage.migrate import upgrade
@@ -101,10 +102,19 @@ class Services:
     temporal_ui: str | None
 
 
+def json_logs(settings: Settings) -> None:
+    """LOG_FORMAT=json: the command's log lines (its in-process worker's among them) are JSON
+    objects on stderr at LOG_LEVEL, as the worker's are. With ``text`` a command keeps Python's
+    default: warnings and errors only, as plain lines."""
+    if settings.LOG_FORMAT == "json":
+        logformat.install(settings.LOG_LEVEL, "json")
+
+
 @asynccontextmanager
 async def services(settings: Settings, temporal: bool) -> AsyncIterator[Services]:
     """Resolve Postgres and Temporal (an unset setting: the shared embedded server, started on
     first use and left running for the other commands); migrate an embedded database."""
+    json_logs(settings)
     with embedded_services(need_temporal=temporal) as ep:
         if ep.embedded_database:
             await asyncio.to_thread(upgrade, ep.database_url)
@@ -122,9 +132,10 @@ async def database(svc: Services) -> AsyncIterator[AsyncEngine]:
 
 @asynccontextmanager
 async def temporal(settings: Settings) -> AsyncIterator[tuple[Services, Client]]:
-    """The servers (the shared embedded ones where a setting is unset) and a Temporal client."""
+    """The servers (the shared embedded ones where a setting is unset) and a Temporal client
+    (TEMPORAL_ADDRESS's through Temporal's environment configuration: API key, TLS, profile)."""
     async with services(settings, temporal=True) as svc:
-        yield svc, await connect(svc.temporal_address, settings.TEMPORAL_NAMESPACE)
+        yield svc, await connect_configured(settings, svc.temporal_address)
 
 
 def running_temporal(settings: Settings) -> str | None:
@@ -138,4 +149,4 @@ def running_temporal(settings: Settings) -> str | None:
 
 
 async def connect_quickly(address: str, settings: Settings) -> Client:
-    return await asyncio.wait_for(connect(address, settings.TEMPORAL_NAMESPACE), 5)
+    return await asyncio.wait_for(connect_configured(settings, address), 5)
