@@ -389,16 +389,21 @@ class SharedRateLimiter:
                 else:
                     unknown = True
                 continue
-            if (
-                self._leased[i] < min(self._asked[i], max(1, self._targets[i]))
-                and nxt is not None
-                and nxt > now
-            ):
+            short = self._leased[i] < min(self._asked[i], max(1, self._targets[i]))
+            if short and nxt is not None and nxt > now:
                 # the database had not even our share: they cool down until `nxt` (an hourly
                 # window spent: a long wait, reported as such so a workflow sleeps durably).
                 # Short of what we asked but at our share, the rest is another process's to
                 # give back: not a wait of an hour
                 at = nxt if at is None else min(at, nxt)
+            elif short and self.windows[i].period >= SLOW_PERIOD:
+                # short of our share and no time from the database (another process holds
+                # the places: they come back at its next calls): the local log's "one period
+                # after our last answer" is no wait here (our used places went back at the
+                # call), and a short max_wait would give up for an hour. No call now: what
+                # the others give back is notified ("freed"), and we renew meanwhile
+                unknown = True
+                continue
             elif self._leased[i] >= self._asked[i] and self._asked[i] < self._desired(i, now):
                 # we got all we asked for and need more: ask. The answer may be a place at once,
                 # so the wait is not known until it comes (a lease still growing must not read

@@ -183,3 +183,32 @@ async def test_a_manual_waiter_does_not_answer_its_own_notification(database_url
         await bulk.aclose()
         await manual.aclose()
     assert calls <= 6, f"{calls} calls while waiting 0.6 s: {manual.stats.reasons}"
+
+
+async def test_places_another_process_holds_spare_are_not_a_wait_of_an_hour(
+    database_url: str,
+) -> None:
+    """A slow window shared by two processes: one bursts and goes quiet, keeping its spare
+    places of the hourly window for a moment; the other, needing more than its share, must wait
+    for those to come back, not report the hour the spent places cool (with a short max_wait it
+    gave up, and its sync slept durably for the hour with the budget 90 % unspent: the flake
+    of test_shared_budget's hourly test)."""
+    windows = [Window(30, 1.0), Window(120, 3600.0)]
+    quiet = _limiter(database_url, windows, "spare")
+    busy = _limiter(database_url, windows, "spare")
+    try:
+        burst = [await quiet.acquire(Priority.BULK) for _ in range(20)]
+        for h in burst:
+            h.release()
+        served, began = 0, time.monotonic()
+        for _ in range(80):  # 20 + 80 = 100 < 120 - the manual reserve
+            async with busy.slot(Priority.BULK, max_wait=2.0):
+                served += 1
+        took = time.monotonic() - began
+    finally:
+        await quiet.aclose()
+        await busy.aclose()
+    assert served == 80 and busy.stats.exhausted == 0, (served, busy.snapshot())
+    # the quiet one gives its spare back when idle (IDLE_RELEASE); the wait is not spent
+    # calling the database in a loop
+    assert took < 8.0 and busy.stats.statements < 80, (took, busy.stats.statements)

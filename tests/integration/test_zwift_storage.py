@@ -49,9 +49,9 @@ async def rows(engine, sql: str, **params: Any) -> list[Any]:
 
 
 async def test_the_migration_applies_with_the_natural_keys(engine):
-    assert current_head() == "0008"
+    assert current_head() == "0009"
     version = await rows(engine, "SELECT version_num FROM alembic_version")
-    assert version[0][0] == "0008"
+    assert version[0][0] == "0009"
     found = await rows(
         engine,
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 'zwift%'",
