@@ -18,6 +18,7 @@ from typing import Any
 from cli import (
     CliError,
     add,
+    api,
     db,
     demo,
     reset,
@@ -34,7 +35,7 @@ from cli.unreachable import unreachable
 from runtime import RuntimeStartError
 from settings import SettingsError, load_settings
 
-VERBS = (db, track, sync, status, reset, scheduler, add, temporal, services, sandbox, demo)
+VERBS = (db, track, sync, status, reset, scheduler, add, temporal, services, sandbox, demo, api)
 
 
 def build_parser() -> Parser:

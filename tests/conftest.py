@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,20 @@ def _psql(server: runtime.EmbeddedPostgres, sql: str) -> None:
     )
 
 
-@pytest.fixture
-def database_url(pg_server: runtime.EmbeddedPostgres) -> Iterator[str]:
-    """A fresh, migrated database for one test."""
+@contextmanager
+def fresh_database(pg_server: runtime.EmbeddedPostgres) -> Iterator[str]:
+    """A fresh, migrated database (its URL), dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     _psql(pg_server, f'CREATE DATABASE "{name}" TEMPLATE {TEMPLATE_DB}')
     yield pg_server.url(name)
     _psql(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(pg_server: runtime.EmbeddedPostgres) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    with fresh_database(pg_server) as url:
+        yield url
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

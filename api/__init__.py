@@ -1,0 +1,1 @@
+"""The read API over the mirror (`starter.py api`): FastAPI, Postgres only, never upstream."""

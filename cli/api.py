@@ -1,0 +1,54 @@
+"""`api [--host] [--port] [--workers N]`: serve the read API and the dashboard (api/)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from cli.common import Verbs, add_verb
+from settings import Settings
+
+
+def register(verbs: Verbs) -> None:
+    parser = add_verb(
+        verbs,
+        "api",
+        "serve the read API over the mirror (and the dashboard at /)",
+        run,
+        description="Serve the read-only HTTP API over Postgres (never an upstream call): "
+        "/v1/… (OpenAPI at /openapi.json), the dashboard at /, /healthz. "
+        "Example: python starter.py api --port 8000",
+    )
+    parser.add_argument("--host", help="address to listen on (default API_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default API_PORT, 8000)")
+    parser.add_argument(
+        "--workers", type=int, default=1, choices=range(1, 65), metavar="N",
+        help="API processes sharing the port (default 1)",
+    )  # fmt: skip
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from api.serve import DATABASE_ENV
+    from runtime import embedded_services
+    from storage.migrate import upgrade
+
+    port = args.port if args.port is not None else settings.API_PORT
+    if not 1 <= port <= 65535:
+        raise SystemExit(f"error: --port {port} is not 1 .. 65535")
+    with embedded_services(need_temporal=False) as ep:
+        if ep.embedded_database:
+            upgrade(ep.database_url)
+        os.environ[DATABASE_ENV] = ep.database_url  # the API processes' own environment
+        print(f"read API on http://{args.host or settings.API_HOST}:{port}/", flush=True)
+        uvicorn.run(
+            "api.serve:from_env",
+            factory=True,
+            host=args.host or settings.API_HOST,
+            port=port,
+            workers=args.workers,
+            log_level="warning",
+            access_log=False,
+        )
+    return 0
