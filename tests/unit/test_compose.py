@@ -3,8 +3,9 @@
 What the files promise: the services start in the right order, the app containers are configured
 only through settings.py names with values that validate, credentials are compose secrets (files
 named by a required `${RATESYNC_SECRETS_DIR:?}`, never environment values or defaults), every
-service runs with least privilege on a pinned image, and the Temporal side (schema job,
-namespace job, dynamic config) matches what the worker expects.
+service runs with least privilege on a pinned image, the Temporal side (schema job,
+namespace job, dynamic config) matches what the worker expects, and the `observability` profile's
+Prometheus and Grafana read the deploy/ files read-only and scrape the workers' METRICS_PORT.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("migrate", "worker")
+OBSERVABILITY = ("prometheus", "grafana")  # profile `observability`: not started by a plain `up`
 MANDATORY_SETTINGS = {
     "DATABASE_URL",
     "TEMPORAL_ADDRESS",
@@ -133,8 +135,17 @@ def test_stack_defines_exactly_the_expected_services(services: dict[str, Any]) -
         "temporal-ui",
         "migrate",
         "worker",
+        *OBSERVABILITY,
     }
     assert "api" not in services  # DESIGN §2 lists it, but it does not exist yet
+
+
+def test_only_prometheus_and_grafana_are_in_the_observability_profile(
+    services: dict[str, Any],
+) -> None:
+    for name, service in services.items():
+        expected = ["observability"] if name in OBSERVABILITY else None
+        assert service.get("profiles") == expected, name
 
 
 @pytest.mark.parametrize(
@@ -147,6 +158,7 @@ def test_stack_defines_exactly_the_expected_services(services: dict[str, Any]) -
         ("migrate", "app-db", "service_healthy"),
         ("worker", "migrate", "service_completed_successfully"),
         ("worker", "temporal-create-namespace", "service_completed_successfully"),
+        ("grafana", "prometheus", "service_healthy"),
     ],
 )
 def test_service_starts_only_after_its_dependency_is_ready(
@@ -187,8 +199,10 @@ def test_app_database_is_separate_from_temporals(services: dict[str, Any]) -> No
 def test_migrate_and_worker_share_one_environment_block(compose: dict[str, Any]) -> None:
     # A YAML alias loads as the very same object, so `is` proves the anchor is used.
     shared = compose["x-app-env"]
+    assert compose["services"]["migrate"]["environment"] is shared
+    # the worker merges it (`<<: *app-env`) and adds only where it serves metrics
+    assert compose["services"]["worker"]["environment"] == {**shared, "METRICS_PORT": "9464"}
     for name in APP_SERVICES:
-        assert compose["services"][name]["environment"] is shared
         assert compose["services"][name]["image"] == compose["services"]["worker"]["image"]
 
 
@@ -264,6 +278,7 @@ def test_app_environment_with_compose_defaults_validates_as_settings(
     host, _, port = (settings.TEMPORAL_ADDRESS or "").partition(":")
     assert (host, port) == ("temporal", "7233")
     assert host in services
+    assert settings.METRICS_PORT == 9464
 
 
 @pytest.mark.usefixtures("isolated_settings_env")
@@ -381,7 +396,7 @@ def test_services_that_write_only_their_volumes_have_read_only_root_file_systems
     services: dict[str, Any],
 ) -> None:
     for name in ("postgresql", "app-db", "temporal-admin-tools", "temporal-create-namespace",
-                 *APP_SERVICES):  # fmt: skip
+                 *APP_SERVICES, *OBSERVABILITY):  # fmt: skip
         assert services[name].get("read_only") is True, name
     for name in ("postgresql", "app-db"):
         assert services[name]["user"] == "999:999"  # Postgres's own user: no capability needed
@@ -400,7 +415,7 @@ def test_every_image_is_pinned_to_an_exact_version(services: dict[str, Any]) -> 
             assert image == "ratesync:local"
             continue
         _, _, tag = image.partition(":")
-        assert re.fullmatch(r"\d+\.\d+(\.\d+)?(-[a-z0-9]+)?", tag), f"{name}: {image}"
+        assert re.fullmatch(r"v?\d+\.\d+(\.\d+)?(-[a-z0-9]+)?", tag), f"{name}: {image}"
 
 
 # --- (e) namespace job ---------------------------------------------------------------------
@@ -504,6 +519,84 @@ def test_dynamic_config_enables_updates_long_ids_and_one_partition_for_the_app_q
     assert queue == "ratesync"
     for key in ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions"):
         assert values(key) == [(1, {"taskQueueName": queue})]
+
+
+# --- observability: Prometheus and Grafana ------------------------------------------------
+
+
+def _bind_mounts(service: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """target -> (source in this repository, mode) of a service's bind mounts."""
+    mounts = {}
+    for volume in service["volumes"]:
+        source, target, *mode = volume.split(":")
+        if source.startswith("./"):
+            mounts[target] = (source, mode[0] if mode else "rw")
+    return mounts
+
+
+def test_observability_runs_the_official_images_pinned(services: dict[str, Any]) -> None:
+    assert re.fullmatch(r"prom/prometheus:v3\.\d+\.\d+", services["prometheus"]["image"])
+    assert re.fullmatch(r"grafana/grafana:1[2-9]\.\d+\.\d+", services["grafana"]["image"])
+
+
+def test_nothing_a_plain_up_starts_needs_the_observability_profile(
+    services: dict[str, Any],
+) -> None:
+    for name, service in services.items():
+        if name not in OBSERVABILITY:
+            assert not set(service.get("depends_on", {})) & set(OBSERVABILITY), name
+
+
+def test_prometheus_and_grafana_read_the_deploy_files_read_only(services: dict[str, Any]) -> None:
+    for name in OBSERVABILITY:
+        mounts = _bind_mounts(services[name])
+        assert mounts, name
+        for source, mode in mounts.values():
+            assert mode == "ro", f"{name}: {source} is mounted writable"
+            assert (ROOT / source).exists(), source
+    prometheus = services["prometheus"]
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in prometheus["command"])
+    mounts = _bind_mounts(prometheus)
+    config = Path(flags["config.file"])
+    assert mounts[str(config)][0] == "./deploy/prometheus/prometheus.yml"
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    for rule_file in rules["rule_files"]:  # relative to the config file, there and here
+        assert mounts[str(config.parent / rule_file)][0] == f"./deploy/prometheus/{rule_file}"
+    # its data (and grafana's) in a named volume: the only writable place besides /tmp
+    assert f"prometheus-data:{flags['storage.tsdb.path']}" in prometheus["volumes"]
+    assert "grafana-data:/var/lib/grafana" in services["grafana"]["volumes"]
+    assert flags["web.listen-address"] == ":9090"
+    assert "127.0.0.1:9090:9090" in prometheus["ports"]
+
+
+def test_prometheus_scrapes_every_worker_replica_on_its_metrics_port(
+    services: dict[str, Any], app_env: dict[str, str]
+) -> None:
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    (discovery,) = job["dns_sd_configs"]
+    (name,) = discovery["names"]
+    assert name == "worker" and name in services  # compose's DNS: one address per replica
+    assert discovery["port"] == int(app_env["METRICS_PORT"])
+    assert "METRICS_PORT" not in services["migrate"]["environment"]
+    assert not services["worker"].get("ports")  # scraped over the compose network only
+
+
+def test_grafana_admin_password_is_a_secret_file_and_nobody_signs_up(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    grafana = services["grafana"]
+    env = grafana["environment"]
+    assert "GF_SECURITY_ADMIN_PASSWORD" not in env
+    assert env["GF_SECURITY_ADMIN_PASSWORD__FILE"] == "/run/secrets/grafana_admin_password"
+    assert grafana["secrets"] == ["grafana_admin_password"]
+    assert "grafana_admin_password" in compose["secrets"]
+    assert env["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "127.0.0.1:3000:3000" in grafana["ports"]
+    # an app secret never reaches the observability services
+    for name in OBSERVABILITY:
+        assert set(services[name].get("secrets", [])) <= {"grafana_admin_password"}, name
 
 
 # --- (g) image and commands ----------------------------------------------------------------
