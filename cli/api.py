@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 
+from cli import CliError
 from cli.common import Verbs, add_verb
 from settings import Settings
 
@@ -20,11 +22,17 @@ def register(verbs: Verbs) -> None:
         "Example: python starter.py api --port 8000",
     )
     parser.add_argument("--host", help="address to listen on (default API_HOST, 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default API_PORT, 8000)")
+    parser.add_argument("--port", type=_port, help="port (default API_PORT, 8000)")
     parser.add_argument(
         "--workers", type=int, default=1, choices=range(1, 65), metavar="N",
         help="API processes sharing the port (default 1)",
     )  # fmt: skip
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a port (1 .. 65535)")
+    return int(text)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -35,11 +43,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from storage.migrate import upgrade
 
     port = args.port if args.port is not None else settings.API_PORT
-    if not 1 <= port <= 65535:
-        raise SystemExit(f"error: --port {port} is not 1 .. 65535")
     with embedded_services(need_temporal=False) as ep:
         if ep.embedded_database:
             upgrade(ep.database_url)
+        asyncio.run(_reachable(ep.database_url))
         os.environ[DATABASE_ENV] = ep.database_url  # the API processes' own environment
         print(f"read API on http://{args.host or settings.API_HOST}:{port}/", flush=True)
         uvicorn.run(
@@ -52,3 +59,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             access_log=False,
         )
     return 0
+
+
+async def _reachable(database_url: str) -> None:
+    """One line, before serving, when the database does not answer (never its password)."""
+    import asyncpg
+
+    from storage.db import redact, sync_url
+
+    try:
+        conn = await asyncpg.connect(sync_url(database_url), timeout=5)
+    except Exception as exc:
+        raise CliError(
+            f"the database at {redact(database_url)} does not answer ({type(exc).__name__}): "
+            "check DATABASE_URL, or unset it for the embedded one"
+        ) from None
+    await conn.close()

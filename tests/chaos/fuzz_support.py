@@ -235,7 +235,7 @@ UNREACHABLE_ENV = {
     "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nothing",
     "LOG_LEVEL": "INFO",
 }
-NOT_RUN = ("sandbox", "demo")  # they serve or start a whole stack: parsed, never run
+NOT_RUN = ("sandbox", "demo", "api")  # they serve or start a whole stack: parsed, never run
 
 
 @dataclass(frozen=True)
@@ -312,6 +312,7 @@ VALID_ARGV: dict[tuple[str, ...], list[str]] = {
     ("temporal", "setup"): [],
     ("sandbox",): ["--provider", "discord", "--port", "1"],
     ("demo",): ["--guilds", "1", "--roster-max", "5"],
+    ("api",): ["--port", "8123", "--workers", "2"],
 }
 
 
