@@ -108,9 +108,22 @@ class Mirror:
             **self._fresh(row["last_synced_at"], self.staleness.wow),
         }
 
-    async def _character_row(self, region: str, realm: str, name: str) -> Any:
+    _SUMMARY = (
+        "c.id, c.bnet_character_id, c.name, c.realm, c.level, c.character_class, c.race, "
+        "c.faction, c.active_spec, c.average_item_level, c.equipped_item_level, "
+        "c.achievement_points, c.mythic_rating, c.is_private, c.not_found_at, c.last_synced_at, "
+        "c.equipment_json, c.professions_json"
+    )
+
+    async def _character_row(
+        self,
+        region: str,
+        realm: str,
+        name: str,
+        columns: str = "c.id, c.bnet_character_id, c.name, c.realm, c.last_synced_at",
+    ) -> Any:
         return await self.pool.fetchrow(
-            "SELECT c.*, g.name AS guild_name, g.realm AS guild_realm FROM characters c "
+            f"SELECT {columns}, g.name AS guild_name, g.realm AS guild_realm FROM characters c "
             "LEFT JOIN guilds g ON g.id = c.guild_id "
             "WHERE c.region = $1 AND c.realm = $2 AND c.name_slug = $3 "
             "ORDER BY c.bnet_character_id IS NULL, c.last_synced_at DESC NULLS LAST LIMIT 1",
@@ -120,7 +133,8 @@ class Mirror:
     async def character(
         self, region: str, realm: str, name: str, raw: bool = False
     ) -> dict[str, Any] | None:
-        row = await self._character_row(region, realm, name)
+        columns = self._SUMMARY + (", c.profile_json, c.mythic_profile_json" if raw else "")
+        row = await self._character_row(region, realm, name, columns)
         if row is None:
             return None
         body: dict[str, Any] = {
