@@ -135,9 +135,9 @@ def test_stack_defines_exactly_the_expected_services(services: dict[str, Any]) -
         "temporal-ui",
         "migrate",
         "worker",
+        "api",
         *OBSERVABILITY,
     }
-    assert "api" not in services  # DESIGN §2 lists it, but it does not exist yet
 
 
 def test_only_prometheus_and_grafana_are_in_the_observability_profile(
@@ -642,3 +642,13 @@ def test_build_context_leaves_out_local_state_and_secrets() -> None:
         if line.strip() and not line.startswith("#")
     }
     assert {".venv", ".data", ".git", ".env", "**/__pycache__"} <= ignored
+
+
+def test_the_api_gets_the_database_password_and_no_provider_secret(
+    services: dict[str, Any],
+) -> None:
+    api = services["api"]
+    assert api["secrets"] == ["ratesync_db_password"]
+    assert not any(k.endswith("_FILE") and k != "PGPASSWORD_FILE" for k in api["environment"])
+    assert api["ports"] == ["127.0.0.1:8000:8000"]
+    assert api["command"][:3] == ["python", "starter.py", "api"]
