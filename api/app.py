@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from temporalio.client import Client
 
+from api.dashboard import mount_dashboard
 from api.queries import Mirror, Staleness, staleness_of
 from api.refresh import ClientSource, NoScheduler, RefreshLimiter, Target, enqueue
 from providers.battlenet.names import MAX_SLUG_LENGTH, character_slug, slugify, valid_slug
@@ -259,4 +260,5 @@ def create_app(
         hint = f"python starter.py scheduler start zwift --club {scope}"
         return await queue(request, Target("zwift", str(scope), "rider", str(rider_id), hint))
 
+    mount_dashboard(app, mirror, settings, temporal)
     return app
