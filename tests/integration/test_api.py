@@ -11,7 +11,9 @@ flat), and the refresh hook answering 202 in under 100 ms while the sync it queu
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -384,3 +386,31 @@ async def test_the_refresh_hook_is_rate_limited_per_client(mirror, database_url,
         last = await http.post(f"/v1/refresh/discord/tenants/{mirror.tenant}")
     assert codes[:3] == [409, 409, 409] and codes[3] == 429  # no scheduler runs for it
     assert int(last.headers["Retry-After"]) >= 1
+
+
+async def test_starter_api_serves_the_mirror_as_a_process(mirror, database_url):
+    """`python starter.py api` as a user starts it (bench/api_read.py runs `--workers 4`)."""
+    port, began = _free_port(), time.monotonic()
+    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "starter.py", "api", "--port", str(port), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    health = await http.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "starter.py api did not come up"
+                    await asyncio.sleep(0.1)
+            assert health.json()["status"] == "ok"
+            answer = await http.get(f"/v1/discord/tenants/{mirror.tenant}/channels")
+            assert str(mirror.channel) in {c["id"] for c in answer.json()["channels"]}
+            up = time.monotonic()
+    finally:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 20)
+    print(f"up in {up - began:.1f} s, stopped in {time.monotonic() - up:.1f} s")
