@@ -19,9 +19,9 @@ from fastapi.responses import JSONResponse, Response
 from temporalio.client import Client
 
 from api.dashboard import mount_dashboard
-from api.queries import Mirror, Staleness, staleness_of
+from api.queries import Mirror, Staleness, character_slug, slugify, staleness_of
 from api.refresh import ClientSource, NoScheduler, RefreshLimiter, Target, enqueue
-from providers.battlenet.names import MAX_SLUG_LENGTH, character_slug, slugify, valid_slug
+from providers.battlenet.names import MAX_SLUG_LENGTH, valid_slug
 from settings import Settings
 
 log = logging.getLogger("ratesync.api")

@@ -7,6 +7,7 @@ unknown entity (the route answers 404 naming it).
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,7 @@ import asyncpg
 import orjson
 
 from api import shape
-from providers.battlenet.names import character_slug, slugify
+from providers.battlenet import names
 from storage.db import sync_url
 
 
@@ -28,6 +29,15 @@ class Staleness:
     discord: float | None
     zwift_riders: float | None
     zwift_events: float | None
+
+
+def slugify(name: str) -> str:
+    """A guild or realm slug as Battle.net matches it: any case, composed or not."""
+    return names.slugify(unicodedata.normalize("NFC", name))
+
+
+def character_slug(name: str) -> str:
+    return names.character_slug(unicodedata.normalize("NFC", name))
 
 
 async def _init(conn: asyncpg.Connection) -> None:

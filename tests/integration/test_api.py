@@ -15,6 +15,7 @@ import os
 import socket
 import sys
 import time
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -214,6 +215,10 @@ async def test_every_read_endpoint_serves_the_mirror_and_never_calls_upstream(
     realm_typed = g["realm_slug"].upper()
     guild = (await api.get(f"/v1/wow/eu/guilds/{realm_typed}/{g['name'].upper()}")).json()
     assert guild["name"] == g["name"] and guild["realm"] == g["realm_slug"]
+    decomposed = unicodedata.normalize("NFD", g["name"].lower())  # "A" + a combining accent
+    assert decomposed != g["name"].lower()
+    again = await api.get(f"/v1/wow/eu/guilds/{g['realm_slug']}/{decomposed}")
+    assert again.json()["name"] == g["name"]
     assert len(guild["members"]) == 8 and guild["ranks"]
     assert guild["stale"] is False and guild["last_synced_at"].endswith("Z")
     member = next(m for m in guild["members"] if m["level"])
