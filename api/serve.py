@@ -14,6 +14,7 @@ import os
 from fastapi import FastAPI
 from temporalio.client import Client
 
+import logformat
 from api.app import create_app
 from settings import get_settings
 
@@ -43,6 +44,7 @@ def temporal_source(settings):  # type: ignore[no-untyped-def]
 
 def from_env() -> FastAPI:
     settings = get_settings()
+    logformat.install(settings.LOG_LEVEL, settings.LOG_FORMAT)  # each API process starts fresh
     url = os.environ.get(DATABASE_ENV) or settings.DATABASE_URL
     if not url:
         raise RuntimeError(f"{DATABASE_ENV} or DATABASE_URL must name the database")

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 
+import logformat
 from cli import CliError
 from cli.common import Verbs, add_verb
 from settings import Settings
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from storage.migrate import upgrade
 
     port = args.port if args.port is not None else settings.API_PORT
+    logformat.install(settings.LOG_LEVEL, settings.LOG_FORMAT)
     with embedded_services(need_temporal=False) as ep:
         if ep.embedded_database:
             upgrade(ep.database_url)
@@ -57,6 +59,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             workers=args.workers,
             log_level="warning",
             access_log=False,
+            # LOG_FORMAT=json: uvicorn's own lines through ratesync's formatter, not its own
+            log_config=None if settings.LOG_FORMAT == "json" else uvicorn.config.LOGGING_CONFIG,
         )
     return 0
 
