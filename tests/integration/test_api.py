@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import time
 import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 from sqlalchemy import text
 from temporalio.client import Client
 
@@ -40,6 +37,8 @@ from sandbox.zwift_world import ZwiftWorldConfig
 from storage import zwift as zdb
 from storage.db import create_engine
 from tests.conftest import fresh_database
+from tests.integration.api_support import free_port as _free_port
+from tests.integration.api_support import serving
 from tests.integration.battlenet_support import run_sync, track_sandbox_guilds
 from tests.integration.discord_support import (
     TOKEN,
@@ -56,30 +55,6 @@ from workflows.zwift import ZwiftSync
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 ZWIFT_SCALE = 60.0  # a 1-per-minute window is a second (the sandbox's clock runs 60x too)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.get_running_loop().create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 class Mirror:
