@@ -32,6 +32,7 @@ from temporalio.worker import Worker
 
 import logformat
 from activities.clock import ClockInterceptor
+from observability.exporter import MetricBuffer, install_runtime, serve_metrics
 from providers.registry import SPECS
 from providers.spec import ActivitySet, BuildContext, load
 from runtime import (
@@ -209,10 +210,12 @@ async def _serve() -> int:
         f"{GRACEFUL_SHUTDOWN.total_seconds():.0f} s to finish",
     )
     settings = get_settings()
+    # METRICS_PORT: the SDK's metrics are served with ours, from a runtime set before connecting
+    buffer = install_runtime() if settings.METRICS_PORT is not None else None
     with embedded_services() as endpoints:
         client = None if stop.received else await stop.until(_connect(settings, endpoints))
         if client is not None:
-            await _poll_until_stopped(client, settings, endpoints, stop)
+            await _poll_until_stopped(client, settings, endpoints, stop, buffer)
     return stop.exit_code
 
 
@@ -267,9 +270,16 @@ async def _check_search_attributes(client: Client, address: str) -> None:
 
 
 async def _poll_until_stopped(
-    client: Client, settings: Settings, endpoints: Endpoints, stop: StopSignal
+    client: Client,
+    settings: Settings,
+    endpoints: Endpoints,
+    stop: StopSignal,
+    buffer: MetricBuffer | None = None,
 ) -> None:
-    async with build_worker(client, settings, endpoints.database_url) as parts:
+    async with (
+        build_worker(client, settings, endpoints.database_url) as parts,
+        serve_metrics(settings, client, endpoints.database_url, buffer),  # METRICS_PORT
+    ):
         log.info("worker polling %s", settings.TEMPORAL_TASK_QUEUE)
         if endpoints.temporal_ui:
             print(f"Temporal Web UI: {endpoints.temporal_ui}", flush=True)
@@ -340,7 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
     if processes > 1:  # N children, each this function with no options (cli/workerpool.py)
-        return workerpool.run(processes, settings.TEMPORAL_TASK_QUEUE, settings.RATE_LIMIT_BACKEND)
+        return workerpool.run(
+            processes, settings.TEMPORAL_TASK_QUEUE, settings.RATE_LIMIT_BACKEND,
+            metrics_port=settings.METRICS_PORT,
+        )  # fmt: skip
     from runtime import RuntimeStartError
 
     try:

@@ -9,6 +9,8 @@ line at the start says so).
   embedded database, which N at once would race on); once it polls, the others start together.
   If the first one fails to start, the command exits with its code (1 failed start, 2 a bad
   setting) and starts no other.
+- Metrics: with METRICS_PORT set, child K serves its own on METRICS_PORT + K - 1 (each is one
+  scrape target); the N ports must all be valid.
 - Output: every line a child writes goes to the same stream of this process, prefixed
   ``[worker K]``; one line says when all N poll.
 - Stopping: the children run in their own process group (a terminal's Ctrl-C reaches this
@@ -117,7 +119,8 @@ class Child:
 
 class WorkerPool:
     """N `python worker.py` children (see the module docstring). ``command``: the child's argv
-    (tests and benches may run another script); ``env``: its environment (default: ours)."""
+    (tests and benches may run another script); ``env``: its environment (default: ours);
+    ``metrics_port``: METRICS_PORT, child K gets METRICS_PORT + K - 1."""
 
     def __init__(
         self,
@@ -125,11 +128,13 @@ class WorkerPool:
         task_queue: str,
         command: list[str] | None = None,
         env: dict[str, str] | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.processes = processes
         self.task_queue = task_queue
         self.command = command or [sys.executable, str(WORKER_PY)]
         self.env = env
+        self.metrics_port = metrics_port
         self.children: list[Child] = []
         self.received: int | None = None
         self._write_lock = threading.Lock()
@@ -166,11 +171,19 @@ class WorkerPool:
             self._say(prefix + raw.decode(errors="replace").rstrip("\n"), target)
         source.close()
 
+    def child_env(self, number: int) -> dict[str, str] | None:
+        """Child ``number``'s environment: ours, with its own METRICS_PORT."""
+        if self.metrics_port is None:
+            return self.env
+        env = dict(os.environ if self.env is None else self.env)
+        env["METRICS_PORT"] = str(self.metrics_port + number - 1)
+        return env
+
     def _start(self, number: int) -> Child:
         proc = subprocess.Popen(
             self.command,
             cwd=WORKER_PY.parent,
-            env=self.env,
+            env=self.child_env(number),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -262,9 +275,18 @@ class WorkerPool:
                 child.proc.wait()
 
 
-def run(processes: int, task_queue: str, backend: str) -> int:
+def run(processes: int, task_queue: str, backend: str, metrics_port: int | None = None) -> int:
     """`python worker.py --processes N` (N >= 2): its exit code. ``backend``:
-    RATE_LIMIT_BACKEND (with `local` one line warns that the budgets are not shared)."""
+    RATE_LIMIT_BACKEND (with `local` one line warns that the budgets are not shared);
+    ``metrics_port``: METRICS_PORT (child K serves on METRICS_PORT + K - 1; exit 2 when the
+    last would be past 65535)."""
+    if metrics_port is not None and metrics_port + processes - 1 > 65535:
+        print(
+            f"error: METRICS_PORT {metrics_port} with --processes {processes} needs ports up "
+            f"to {metrics_port + processes - 1}, past 65535; set a lower METRICS_PORT",
+            file=sys.stderr,
+        )
+        return 2
     if backend == "local":
         log.warning(
             "RATE_LIMIT_BACKEND=local: each of the %d worker processes paces its own budget, "
@@ -272,4 +294,4 @@ def run(processes: int, task_queue: str, backend: str) -> int:
             "RATE_LIMIT_BACKEND=postgres to share one budget",
             processes,
         )
-    return WorkerPool(processes, task_queue, env=dict(os.environ)).run()
+    return WorkerPool(processes, task_queue, env=dict(os.environ), metrics_port=metrics_port).run()

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from observability import metrics
 from providers.errors import (
     AuthFailed,
     BadInput,
@@ -44,7 +45,7 @@ from providers.errors import (
     Transient,
     UnexpectedStatus,
 )
-from providers.ratelimit import Limiter, Priority
+from providers.ratelimit import Limiter, Priority, budget_held
 
 
 @dataclass
@@ -206,6 +207,22 @@ async def read_capped(
     )
 
 
+_SCOPES = frozenset({"user", "global", "shared"})
+
+
+def _no_answer(exc: BaseException) -> str:
+    """What became of a request that got no answer (the ``status`` label)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        return "connect"
+    if isinstance(exc, httpx.ReadError | httpx.WriteError | httpx.RemoteProtocolError):
+        return "reset"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return "error"
+
+
 def _sane_delay(value: float) -> float | None:
     if value != value:  # NaN
         return None
@@ -323,9 +340,17 @@ class ProviderHTTP:
     async def _exchange(
         self, request: httpx.Request, auth: httpx.Auth | None, entity: str
     ) -> httpx.Response:
-        response = await self._http.send(
-            request, auth=auth or httpx.USE_CLIENT_DEFAULT, stream=True
-        )
+        bucket = budget_held()  # the budget whose place this request holds (None: outside any)
+        try:
+            response = await self._http.send(
+                request, auth=auth or httpx.USE_CLIENT_DEFAULT, stream=True
+            )
+        except BaseException as exc:
+            metrics.upstream_request(self.provider, bucket, _no_answer(exc))
+            raise
+        metrics.upstream_request(self.provider, bucket, response.status_code)
+        if response.status_code == 429:
+            metrics.rate_limited(self.provider, self.rate_limit_scope(response, bucket))
         try:
             return await read_capped(response, self.max_response_bytes, self.provider, entity)
         finally:
@@ -343,6 +368,15 @@ class ProviderHTTP:
             self.retries += 1
             await asyncio.sleep(random.uniform(0.5, 1.0) * RETRY_BACKOFF * 2**attempt)
         raise AssertionError("unreachable")
+
+    def rate_limit_scope(self, response: httpx.Response, bucket: str | None) -> str:
+        """The ``scope`` label of a 429 in ``ratesync_rate_limited_total``: the scope the answer
+        names (Discord's ``X-RateLimit-Scope``: user, global, shared; ``X-RateLimit-Global``),
+        else the bucket. Only those three words: a hostile header makes no new series."""
+        scope = response.headers.get("x-ratelimit-scope", "").strip().lower()
+        if response.headers.get("x-ratelimit-global", "").strip().lower() == "true":
+            scope = "global"
+        return scope if scope in _SCOPES else (bucket or metrics.NO_BUCKET)
 
     auth_hint = ""  # appended to a 401's message: which setting to check
 

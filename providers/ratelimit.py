@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Protocol
 
+from observability import metrics
 from providers.errors import BudgetExhausted
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "WaitLine",
     "Window",
     "WindowLog",
+    "budget_held",
     "current_tenant",
     "for_tenant",
     "wait_event",
@@ -158,6 +160,26 @@ _arrivals = itertools.count()
 # The tenant the current task's requests are for, where a layer between the caller and the
 # limiter cannot pass it on (ProviderHTTP.send takes the slot for every provider).
 _tenant: ContextVar[str | None] = ContextVar("ratelimit_tenant", default=None)
+
+
+# The budget whose place the current task holds (the innermost ``slot``): the bucket a
+# request is counted under (``ratesync_upstream_requests_total``), whichever layer took it.
+_budget: ContextVar[str | None] = ContextVar("ratelimit_budget", default=None)
+
+
+def budget_held() -> str | None:
+    """The name of the budget whose place the current task holds, or None."""
+    return _budget.get()
+
+
+@contextmanager
+def holding(name: str) -> Iterator[None]:
+    """Inside: requests are counted as ``name``'s (``slot`` of a budget does this)."""
+    token = _budget.set(name)
+    try:
+        yield
+    finally:
+        _budget.reset(token)
 
 
 def current_tenant() -> str | None:
@@ -409,7 +431,8 @@ class RateLimiter:
         """Hold one request's place: wait for it, yield, and record the completion on exit."""
         handle = await self.acquire(priority, max_wait, tenant=tenant)
         try:
-            yield
+            with holding(self.name):
+                yield
         finally:
             handle.release()
 
@@ -473,6 +496,15 @@ class RateLimiter:
             return min(log.period for log in self._logs)
         return max(0.0, ready - now)
 
+    def window_use(self) -> list[tuple[Window, int]]:
+        """Per window: the places held now (in flight, or within a period of their answer)."""
+        now = self._clock()
+        used = []
+        for window, log in zip(self.windows, self._logs, strict=True):
+            log._prune(now)
+            used.append((window, log.in_flight + len(log._ends)))
+        return used
+
     # -- internals ------------------------------------------------------------------------
 
     def _ready_at(self, now: float, priority: int) -> float | None:
@@ -502,6 +534,7 @@ class RateLimiter:
         stats.waited_seconds += waited
         stats.max_wait_seconds = max(stats.max_wait_seconds, waited)
         stats.by_priority[priority] = stats.by_priority.get(priority, 0) + 1
+        metrics.limiter_waited(priority, waited)
         self._notify()
 
     def _finish(self) -> None:

@@ -47,6 +47,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from observability import metrics
 from providers.errors import BudgetExhausted
 from providers.ratelimit import (
     LimiterStats,
@@ -56,6 +57,7 @@ from providers.ratelimit import (
     Window,
     WindowLog,
     _Slot,
+    holding,
     wait_event,
 )
 
@@ -297,7 +299,8 @@ class SharedRateLimiter:
     ) -> AsyncIterator[None]:
         handle = await self.acquire(priority, max_wait)
         try:
-            yield
+            with holding(self.name):
+                yield
         finally:
             handle.release()
 
@@ -444,6 +447,7 @@ class SharedRateLimiter:
         stats.waited_seconds += waited
         stats.max_wait_seconds = max(stats.max_wait_seconds, waited)
         stats.by_priority[priority] = stats.by_priority.get(priority, 0) + 1
+        metrics.limiter_waited(priority, waited)
         self._line.wake_head()
 
     def _finish(self) -> None:
@@ -750,13 +754,17 @@ def budget(
     """The budget of one credential as RATE_LIMIT_BACKEND says: in this process only
     (``local``), or shared through Postgres by every process that uses the credential. A client
     built with no database (a unit test of the client alone) has a local budget."""
+    limiter: RateLimiter | SharedRateLimiter
     if settings.RATE_LIMIT_BACKEND == "postgres" and database_url:
-        return postgres_limiter(
+        limiter = postgres_limiter(
             name, windows, database_url=database_url, provider=provider,
             credential=credential, max_wait=settings.RATE_LIMIT_MAX_WAIT_SECONDS,
             manual_reserve=manual_reserve, weights=weights, spread=spread,
         )  # fmt: skip
-    return RateLimiter(
-        name, windows, max_wait=settings.RATE_LIMIT_MAX_WAIT_SECONDS, spread=spread,
-        manual_reserve=manual_reserve, weights=weights,
-    )  # fmt: skip
+    else:
+        limiter = RateLimiter(
+            name, windows, max_wait=settings.RATE_LIMIT_MAX_WAIT_SECONDS, spread=spread,
+            manual_reserve=manual_reserve, weights=weights,
+        )  # fmt: skip
+    metrics.track_budget(limiter, provider)  # its utilisation is reported (METRICS_PORT)
+    return limiter
