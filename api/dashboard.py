@@ -59,13 +59,15 @@ def mount_dashboard(
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.2em;color:#1d2430;background:#f6f7f9}
 h1{font-size:20px;margin:0 0 .2em}h2{font-size:16px;margin:1.4em 0 .4em}
+h3{font-size:14px;margin:1em 0 .3em}
 table{border-collapse:collapse;background:#fff;min-width:40em}
 th,td{border:1px solid #d5d9e0;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#eceff3;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.bar{display:inline-block;width:140px;height:10px;background:#e3e6eb;border-radius:5px;
+.bar{display:inline-block;width:100px;height:10px;background:#e3e6eb;border-radius:5px;
 overflow:hidden;vertical-align:middle;margin-right:6px}.bar>span{display:block;height:100%;
 background:#3b82f6}.bar.full>span{background:#dc2626}.muted{color:#6b7280}.bad{color:#b91c1c}
-.ok{color:#15803d}#live{font-size:12px;margin-left:.6em}
+.ok{color:#15803d}#live{font-size:12px;margin-left:.6em}td.lanes{font-size:12px;max-width:14em}
+td.used{white-space:nowrap}
 """
 _SCRIPT = """
 (function () {
@@ -121,9 +123,8 @@ def _budgets(data: dict[str, Any]) -> str:
         out.append(f'<p class="muted" id="budgets-note">{_e(data["note"])}</p>')
     if not data["items"]:
         return "".join(out)
-    head = ["provider", "budget", "window", "used", "leased", "cooling", "free", "wanted",
-            "requests/s", "paused until", *(f"waiting {lane}" for lane in LANES_SHOWN),
-            "processes", "requests", "429s"]  # fmt: skip
+    head = ["budget", "window", "used", "leased", "cooling", "free", "wanted", "requests/s",
+            "paused until", "waiting per lane", "processes", "requests", "429s"]  # fmt: skip
     out.append('<table id="budgets"><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr>")
     for b in data["items"]:
         windows = b["windows"] or [None]
@@ -132,24 +133,33 @@ def _budgets(data: dict[str, Any]) -> str:
         for i, w in enumerate(windows):
             out.append(f'<tr data-budget="{_e(b["bucket"])}">')
             if i == 0:
-                out.append(f"<td{span}>{_e(b['provider'])}</td>"
-                           f"<td{span}>{_e(b['budget'])} "
-                           f'<span class="muted">{_e(b["fingerprint"])}</span></td>')  # fmt: skip
+                out.append(
+                    f"<td{span}><b>{_e(b['provider'])}</b> {_e(b['budget'])} "
+                    f'<span class="muted">{_e(b["fingerprint"])}</span></td>'
+                )
             out.append(_window(f"{key}/w{i}", w))
             if i == 0:
-                paused = (
-                    f"{_clock(b['paused_until'])} ({b['paused_seconds']:g} s)"
-                    if b["paused_until"] else "—"
-                )  # fmt: skip
                 out.append(_num(f"{key}/requests_per_second", b["requests_per_second"], span))
-                out.append(f'<td{span} data-field="{_e(key)}/paused_until">{_e(paused)}</td>')
-                for lane in LANES_SHOWN:
-                    out.append(_num(f"{key}/waiting/{lane}", b["waiting"][lane], span))
+                out.append(_paused(key, b, span))
+                lanes = " ".join(
+                    f'{lane} <b data-field="{_e(key)}/waiting/{lane}">{b["waiting"][lane]}</b>'
+                    for lane in LANES_SHOWN
+                )
+                out.append(f'<td{span} class="lanes">{lanes}</td>')
                 for field in ("processes", "requests", "rate_limited"):
                     out.append(_num(f"{key}/{field}", b[field], span))
             out.append("</tr>")
     out.append("</table>")
     return "".join(out)
+
+
+def _paused(key: str, b: dict[str, Any], span: str) -> str:
+    paused = "—"
+    if b["paused_until"]:
+        paused = f"{_clock(b['paused_until'])} ({_seconds(b['paused_seconds'])})"
+    hold = b.get("manual_hold_seconds") or 0
+    held = f'<br><span class="muted">manual hold {_seconds(hold)}</span>' if hold else ""
+    return f'<td{span}><span data-field="{_e(key)}/paused_until">{_e(paused)}</span>{held}</td>'
 
 
 def _window(key: str, w: dict[str, Any] | None) -> str:
@@ -161,7 +171,8 @@ def _window(key: str, w: dict[str, Any] | None) -> str:
     return (
         f'<td><span data-field="{_e(key)}/limit">{limit}</span>/'
         f'<span data-field="{_e(key)}/period">{_e(_period(w["period"]))}</span></td>'
-        f'<td class="n"><span class="bar{full}"><span style="width:{share:.0f}%"></span></span>'
+        f'<td class="n used"><span class="bar{full}">'
+        f'<span style="width:{share:.0f}%"></span></span>'
         f'<span data-field="{_e(key)}/used">{w["used"]}</span></td>'
         + "".join(_num(f"{key}/{f}", w[f]) for f in ("leased", "cooling", "free", "wanted"))
     )
@@ -264,13 +275,13 @@ def _last_hour(data: dict[str, Any]) -> str:
     line = " · ".join(f'{what}: <b data-field="last_hour/{key}">{n}</b>' for what, key, n in counts)
     out = [f"<h2>The last hour: 429s and dead letters</h2><p>{line}</p>"]
     if limited["budgets"]:
-        head = ["budget", "429 pauses (since first use)", "seen by this page", "over"]
+        head = ["budget", "429s since first use", "429s while this API watched", "watched for"]
         rows = (
             [f"{b['provider']} {b['budget']}", b["rate_limited_total"], b["rate_limited_seen"],
              _seconds(b["seen_seconds"])]
             for b in limited["budgets"]
         )  # fmt: skip
-        out.append(_table("limited", head, rows))
+        out.append("<h3>429s per rate budget</h3>" + _table("limited", head, rows))
     if data["dead_letter_list"]:
         head = ["provider", "entity", "reason", "attempts", "last failed", "next retry", "error"]
         rows = (
@@ -278,14 +289,14 @@ def _last_hour(data: dict[str, Any]) -> str:
              _clock(d["last_failed_at"]), _clock(d["next_retry_at"]), d["last_error"] or ""]
             for d in data["dead_letter_list"]
         )  # fmt: skip
-        out.append(_table("dead-letters", head, rows))
+        out.append("<h3>Dead letters</h3>" + _table("dead-letters", head, rows))
     if data["parked_channels"]:
         head = ["tenant", "channel", "name", "access", "re-checked at"]
         rows = (
             [p["tenant"], p["channel"], p["name"] or "", p["access"], _clock(p["recheck_at"])]
             for p in data["parked_channels"]
         )
-        out.append(_table("parked", head, rows))
+        out.append("<h3>Parked Discord channels</h3>" + _table("parked", head, rows))
     return "".join(out)
 
 
@@ -311,7 +322,12 @@ def _e(value: Any) -> str:
 
 
 def _clock(moment: datetime | None) -> str:
-    return "—" if moment is None else f"{moment.astimezone(UTC):%H:%M:%S}"
+    """A time of today (UTC) as HH:MM:SS, any other with its date."""
+    if moment is None:
+        return "—"
+    moment = moment.astimezone(UTC)
+    today = datetime.now(UTC).date() == moment.date()
+    return f"{moment:%H:%M:%S}" if today else f"{moment:%Y-%m-%d %H:%M}"
 
 
 def _period(seconds: float) -> str:

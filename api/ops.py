@@ -311,12 +311,19 @@ async def _status(client: Client, workflow_id: str) -> dict[str, Any]:
         )
     except Exception as exc:  # no worker polls its queue, or it did not answer in time
         return {"scheduler": workflow_id, "state": "unknown", "note": _why(exc)}
-    return {
+    answer = {
         "scheduler": workflow_id,
         "state": "paused" if status.paused else "running",
         "queued": sum(status.queue_depth.values()),
         **asdict(status),
     }
+    # the query's wait is as of the scheduler's last workflow task; its oldest request's
+    # arrival gives the wait as of now (a paused scheduler runs no task while it waits)
+    enqueued = getattr(status, "oldest_enqueued_at", None)
+    if isinstance(enqueued, datetime):
+        waited = (datetime.now(UTC) - enqueued.astimezone(UTC)).total_seconds()
+        answer["oldest_wait_seconds"] = round(max(status.oldest_wait_seconds, waited), 1)
+    return answer
 
 
 def _why(exc: BaseException) -> str:

@@ -2,13 +2,14 @@
 
 A Battle.net sync runs against the sandbox with RATE_LIMIT_BACKEND=postgres and an hourly
 budget smaller than its work, so it spends the budget and sleeps on its timer, still running:
-its bucket, run row and progress hold still while the browser reads the page. A paused
-Battle.net scheduler holds a request the refresh hook queued; a dead letter carries markup in
-its name. Chromium loads ``/`` and lets the page's script refresh it (``--dump-dom`` after
-``--virtual-time-budget``); every number the DOM shows is compared with ``/v1/ops/state``
-read just before and just after (the same both times), and the JSON with the truth: the
-configured limits, the requests the sandbox counted, the run's row and its characters. An API
-whose Temporal never answers still renders its page from Postgres, the schedulers "unknown".
+its bucket, run row and progress hold still while the browser reads the page. The sandbox
+answers one request 429; a paused Battle.net scheduler holds a request the refresh hook
+queued; a dead letter carries markup in its name. Chromium loads ``/`` and lets the page's
+script refresh it (``--dump-dom`` after ``--virtual-time-budget``); every number the DOM shows
+is compared with ``/v1/ops/state`` read just before and just after (the same both times), and
+the JSON with the truth: the configured limits, the requests and 429s the sandbox counted, the
+run's row and its characters, the queued request. An API whose Temporal never answers still
+renders its page from Postgres, the schedulers "unknown".
 
 Chromium is Debian's package ``chromium``; without it the test fails naming the apt command.
 ``RATESYNC_DASHBOARD_PNG=docs/dashboard.png`` also keeps the screenshot there (README's).
@@ -163,6 +164,7 @@ async def test_dashboard_shows_in_chromium_what_the_json_says_during_a_sync(
     with battlenet_sandbox(seed=14, guilds_per_region=1, roster_min=ROSTER,
                            roster_max=ROSTER) as bnet:  # fmt: skip
         await track_sandbox_guilds(database_url, bnet.url)
+        admin(bnet.url, "faults", {"force_429": 1})  # one 429: a shared pause, counted
         settings = sandbox_settings(
             bnet.url, RATE_LIMIT_BACKEND="postgres", BNET_RATE_PER_SECOND=PER_SECOND,
             BNET_RATE_PER_HOUR=PER_HOUR, RATE_LIMIT_MAX_WAIT_SECONDS=1.0,
@@ -255,8 +257,10 @@ async def _check_truth(state: dict[str, Any], sandbox_url: str, database_url: st
     assert PER_HOUR - 2 <= used <= PER_HOUR and hourly["free"] == PER_HOUR - used, hourly
     assert hourly["leased"] + hourly["cooling"] == used == bucket["requests"], bucket
     stats = admin(sandbox_url, "stats")
-    print(stats)
     assert stats["requests"] == bucket["requests"], stats
+    assert stats["throttled"] == bucket["rate_limited"] == 1, (stats, bucket)
+    (limited,) = state["last_hour"]["rate_limited"]["budgets"]
+    assert limited["rate_limited_total"] == 1, limited
     engine = create_engine(database_url, pool_size=1)
     async with engine.connect() as conn:
         run_ids = (await conn.execute(text("SELECT id FROM sync_runs ORDER BY id"))).scalars()
@@ -275,6 +279,7 @@ async def _check_truth(state: dict[str, Any], sandbox_url: str, database_url: st
     (sched,) = state["schedulers"]["items"]
     assert sched["scheduler"] == "scheduler/battlenet/us" and sched["state"] == "paused", sched
     assert sched["queued"] == 1 and sched["queue_depth"] == {"manual": 1}, sched
+    assert sched["oldest_wait_seconds"] >= 1.0, sched  # queued before the budget was spent
 
 
 def _check_page(dom: Dom, state: dict[str, Any]) -> None:
