@@ -54,7 +54,7 @@ log = logging.getLogger("ratesync.metrics")
 
 BUFFER_SIZE = 200_000  # SDK metric updates held between drains (one a second)
 DRAIN_SECONDS = 1.0
-REFRESH_SECONDS = 5.0  # scrape-time figures are read at most this often
+REFRESH_SECONDS = 1.0  # scrape-time figures are read at most this often (scrapes share)
 QUERY_TIMEOUT = timedelta(seconds=3)
 MAX_SCHEDULERS = 1000
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -15,6 +15,7 @@ from sqlalchemy import and_, func, literal, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from observability import metrics
 from providers.battlenet import (
     RosterMember,
     character_slug,
@@ -201,6 +202,7 @@ async def store_guild(
     if roster_json is not None:
         values["roster_json"] = roster_json
     await conn.execute(update(guilds).where(guilds.c.id == guild.id).values(**values))
+    metrics.rows("guilds", updated=1)
 
 
 async def store_roster(
@@ -259,6 +261,7 @@ async def store_roster(
     rows = (await conn.execute(upsert)).all()
     ids = {int(r[1]): int(r[0]) for r in rows}
     discovered = sum(1 for r in rows if r[2])
+    metrics.rows("characters", inserted=discovered, updated=len(rows) - discovered)
 
     mstmt = insert(guild_members).values(
         [
@@ -289,6 +292,7 @@ async def store_roster(
     await conn.execute(mstmt)
     left = await _mark_left(conn, guild.id, list(ids.values()))
     await _store_ranks(conn, guild.id, members)
+    metrics.rows("guild_members", upserted=len(members), updated=left)
     return {"members": len(members), "discovered": discovered, "left": left}
 
 
@@ -337,6 +341,7 @@ async def _store_ranks(
             set_={"member_count": stmt.excluded.member_count},
         )
     )
+    metrics.rows("ranks", upserted=len(counts))
 
 
 @dataclass(frozen=True)
@@ -415,6 +420,7 @@ async def store_characters(conn: AsyncConnection, results: Sequence[CharacterRes
                 target = await _resolve_pending(conn, ref, int(cols["bnet_character_id"]))
             values.update(cols)
         await conn.execute(update(characters).where(characters.c.id == target).values(**values))
+    metrics.rows("characters", updated=len(results))
 
 
 async def _resolve_pending(conn: AsyncConnection, ref: CharacterRef, bnet_id: int) -> int:

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from observability import metrics
 from storage.models import channel_sync_jobs, channels, sync_progress, sync_runs, tenants
 
 # Channel types whose messages we mirror: text, voice (text-in-voice), announcement, threads,
@@ -79,6 +80,7 @@ async def store_guild(conn: AsyncConnection, tenant: int, guild: dict[str, Any])
         .where(tenants.c.id == tenant)
         .values(name=guild.get("name"), guild_json=guild, updated_at=func.now())
     )
+    metrics.rows("tenants", updated=1)
 
 
 def _snowflake(value: Any) -> int | None:
@@ -118,6 +120,7 @@ async def store_channels(
         )
         rows = await conn.execute(stmt.returning(channels.c.id, channels.c.discord_channel_id))
         by_discord.update((int(r.discord_channel_id), int(r.id)) for r in rows)
+        metrics.rows("channels", upserted=len(chunk))
     return [by_discord[int(c["id"])] for c in listed]
 
 
@@ -257,11 +260,13 @@ async def abandon_stale_runs(conn: AsyncConnection, scope: str, run_key: str) ->
     ids = [int(i) for i in (await conn.execute(stale)).scalars()]
     if not ids:
         return
-    await conn.execute(
+    closed = await conn.execute(
         update(sync_runs)
         .where(sync_runs.c.id.in_(ids))
         .values(status="abandoned", finished_at=func.now(), error="interrupted")
+        .returning(sync_runs.c.provider, sync_runs.c.kind, sync_runs.c.status)
     )
+    metrics.runs_ended(closed.all())  # a conflict: no duration (it ended unseen)
     await conn.execute(
         update(sync_progress)
         .where(sync_progress.c.sync_run_id.in_(ids))
@@ -426,6 +431,8 @@ UPDATE channel_sync_jobs SET
     updated_at = now()
 WHERE sync_run_id = :run_id AND channel_id = :channel_id
 RETURNING (SELECT n FROM inserted) AS inserted,
+          (SELECT count(*) FROM upserted) AS written,
+          (SELECT n FROM totals) AS total,
           (SELECT reactions FROM totals) AS reactions,
           (SELECT attachments FROM totals) AS attachments
 """
@@ -461,6 +468,9 @@ async def store_page(
     ).first()
     if row is None:  # no job row (a page stored outside a run): still stored, no counters
         return PageStored(0, 0, 0)
+    inserted, written = int(row.inserted), int(row.written)
+    metrics.rows("messages", inserted=inserted, updated=written - inserted,
+                 unchanged=int(row.total) - written)  # fmt: skip
     return PageStored(int(row.inserted), int(row.reactions), int(row.attachments))
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from observability import metrics
 from providers.battlenet.pvp import EquippedItem, LeaderboardColumns, json_text
 
 _UPSERT_LEADERBOARD = text("""
@@ -112,6 +113,10 @@ async def import_leaderboard(
             "entries": columns.entries_json,
         },
     )  # fmt: skip
+    metrics.rows("pvp_leaderboards", upserted=1)
+    metrics.rows("characters", inserted=new_characters, unchanged=len(rows) - new_characters)
+    metrics.rows("pvp_leaderboard_entries", inserted=inserted.rowcount,
+                 unchanged=len(columns) - inserted.rowcount)  # fmt: skip
     return ImportResult(int(board), len(columns), inserted.rowcount, new_characters)
 
 
@@ -284,7 +289,7 @@ async def store_equipment(
         ).all()  # fmt: skip
         item_ids = {int(bid): int(iid) for iid, bid in rows}
         await _fill_raced(conn, "items", "bnet_item_id", item_ids, [i.bnet_item_id for i in unique])
-        await conn.execute(
+        added = await conn.execute(
             _INSERT_ENTRY_ITEMS,
             {
                 "entries": [e for e, _ in flat],
@@ -293,11 +298,14 @@ async def store_equipment(
                 "raw": [json_text(i.detail) for _, i in flat],
             },
         )  # fmt: skip
+        metrics.rows("pvp_leaderboard_entry_items", inserted=added.rowcount,
+                     unchanged=len(flat) - added.rowcount)  # fmt: skip
     if reused:
-        await conn.execute(
+        copied = await conn.execute(
             _COPY_ENTRY_ITEMS,
             {"new_ids": [n for n, _ in reused], "old_ids": [o for _, o in reused]},
         )
+        metrics.rows("pvp_leaderboard_entry_items", inserted=copied.rowcount)
     changed = list(fresh)
     if changed:
         await conn.execute(
@@ -308,6 +316,7 @@ async def store_equipment(
                 "lms": [f.last_modified for f in changed],
             },
         )
+        metrics.rows("characters", updated=len(changed))
     if not processed:
         return 0
     marked = await conn.execute(

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from observability import metrics
 from storage.models import sync_checkpoints, sync_failures, sync_runs
 
 # The one vocabulary of a run's state (sync_runs.status), for every provider. The last four are
@@ -56,11 +57,18 @@ async def finish_run(
 ) -> None:
     if status not in ENDED:
         raise ValueError(f"a run cannot end {status!r}; it ends one of {', '.join(ENDED)}")
-    await conn.execute(
+    before = sync_runs.alias("before")
+    was = select(before.c.status).where(before.c.id == run_id).scalar_subquery()
+    closed = await conn.execute(
         update(sync_runs)
         .where(sync_runs.c.id == run_id)
         .values(status=status, counts=counts, errors=errors, error=error, finished_at=func.now())
-    )
+        # the status before this statement (its subquery sees the rows as they were): a
+        # retried finish of a run already closed is not counted again
+        .returning(sync_runs.c.provider, sync_runs.c.kind, sync_runs.c.status,
+                   sync_runs.c.started_at, sync_runs.c.finished_at, was.label("was"))
+    )  # fmt: skip
+    metrics.runs_ended(r for r in closed.all() if r.was == "running")
 
 
 async def open_runs(conn: AsyncConnection, limit: int = 50) -> list[tuple[int, str]]:
@@ -85,8 +93,11 @@ async def close_open_run(
         update(sync_runs)
         .where(sync_runs.c.id == run_id, sync_runs.c.status == "running")
         .values(status=status, error=error, finished_at=finished_at or func.now())
+        .returning(sync_runs.c.provider, sync_runs.c.kind, sync_runs.c.status)
     )
-    return bool(done.rowcount)
+    closed = done.all()
+    metrics.runs_ended(closed)  # ended unseen by its workflow: no duration
+    return bool(closed)
 
 
 async def record_failure(

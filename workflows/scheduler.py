@@ -731,10 +731,8 @@ class Scheduler:
             label = names.get(r.priority, str(r.priority))
             depth[label] = depth.get(label, 0) + 1
         recent = [w for t, w in state.waits if now - t <= HOUR]
-        oldest = max(
-            ((now - r.enqueued_at).total_seconds() for r in state.queue if r.enqueued_at),
-            default=0.0,
-        )
+        queued = [r.enqueued_at for r in state.queue if r.enqueued_at]
+        oldest = max(((now - at).total_seconds() for at in queued), default=0.0)
         return SchedulerStatus(
             provider=state.provider,
             scope=state.scope,
@@ -750,6 +748,7 @@ class Scheduler:
             last_result={k: v.last_status for k, v in state.kinds.items()},
             dispatched_total=state.dispatched,
             conflicts_avoided=state.conflicts,
+            oldest_enqueued_at=min(queued, default=None),
             rejected_total=state.rejected_total,
             rejected=[
                 f"{r.at.isoformat(timespec='seconds')} {r.what}: {r.reason}"

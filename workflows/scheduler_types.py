@@ -229,3 +229,6 @@ class SchedulerStatus:
     # requests that would have competed with a running child for the same resources (e.g. a
     # Zwift club's endpoint windows) and waited for it instead: conflicts avoided, not 429s
     conflicts_avoided: int = 0
+    # when the oldest queued request was queued: a query's clock stands still at the last
+    # workflow task, so the metrics compute its wait from this (ratesync_scheduler_*)
+    oldest_enqueued_at: datetime | None = None
