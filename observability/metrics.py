@@ -30,8 +30,9 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
+disable_created_metrics()  # no `_created` series beside each counter and histogram
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 # Seconds: from a place free at once to a durable budget wait (RATE_LIMIT_MAX_WAIT_SECONDS).
