@@ -16,6 +16,10 @@ timeout, a body cut in transit) is asked again up to ``transient_retries`` times
 backoff, each time through the limiter (:meth:`ProviderHTTP.retrying`). What still fails is
 raised as :class:`Transient` and Temporal retries the activity. A 429 is never retried here: the
 bucket is paused and the caller turns it into a budget wait.
+
+Metrics (README "Metrics"): every request sent is counted in ``_exchange`` by provider, the
+budget whose place it holds (``providers.ratelimit.budget_held``) and its answer's status (or
+what became of it: timeout, connect, reset, cancelled), and each 429 by its scope.
 """
 
 from __future__ import annotations
@@ -349,11 +353,13 @@ class ProviderHTTP:
             metrics.upstream_request(self.provider, bucket, _no_answer(exc))
             raise
         metrics.upstream_request(self.provider, bucket, response.status_code)
-        if response.status_code == 429:
-            metrics.rate_limited(self.provider, self.rate_limit_scope(response, bucket))
+        answer = response  # a 429's scope is read from the whole answer when it can be read
         try:
-            return await read_capped(response, self.max_response_bytes, self.provider, entity)
+            answer = await read_capped(response, self.max_response_bytes, self.provider, entity)
+            return answer
         finally:
+            if response.status_code == 429:
+                metrics.rate_limited(self.provider, self.rate_limit_scope(answer, bucket))
             await response.aclose()
 
     async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
@@ -372,7 +378,8 @@ class ProviderHTTP:
     def rate_limit_scope(self, response: httpx.Response, bucket: str | None) -> str:
         """The ``scope`` label of a 429 in ``ratesync_rate_limited_total``: the scope the answer
         names (Discord's ``X-RateLimit-Scope``: user, global, shared; ``X-RateLimit-Global``),
-        else the bucket. Only those three words: a hostile header makes no new series."""
+        else the bucket. Only those three words: a hostile header makes no new series. (Called
+        with the whole answer, or only its headers when its body could not be read.)"""
         scope = response.headers.get("x-ratelimit-scope", "").strip().lower()
         if response.headers.get("x-ratelimit-global", "").strip().lower() == "true":
             scope = "global"
