@@ -202,6 +202,7 @@ async def test_worker_metrics_equal_the_sandboxes_counters_and_the_stored_rows(
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
                 worker.wait(20)
+        assert worker.returncode == 0, _tail(log)  # its endpoint stops with it, cleanly
         stats = {name: admin(s.url, "stats") for name, s in
                  (("battlenet", bnet), ("discord", discord), ("zwift", zwift))}  # fmt: skip
         async with engine.connect() as conn:
