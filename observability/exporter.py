@@ -290,7 +290,7 @@ class Exporter:
                 if stored:
                     shared[str(stored)] = (provider, str(limiter.name))
         if shared:
-            from storage.status import rate_budgets
+            from storage.budgets import rate_budgets
 
             async with self._db().connect() as conn:
                 rows = await rate_budgets(conn)
