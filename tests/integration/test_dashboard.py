@@ -204,7 +204,8 @@ async def test_dashboard_shows_in_chromium_what_the_json_says_during_a_sync(
                     """The state once the budget is spent and nothing moves for a second."""
                     first = seen["state"] = (await http.get("/v1/ops/state")).json()
                     bucket = _bnet(first)
-                    if bucket is None or not bucket["windows"][1]["used"] or not first["runs"]:
+                    spent = bucket is not None and bucket["windows"][1]["used"] >= PER_HOUR - 3
+                    if not spent or not first["runs"]:
                         return None
                     sched_known = first["schedulers"]["items"]
                     if not any(s.get("queued") for s in sched_known):
@@ -214,7 +215,7 @@ async def test_dashboard_shows_in_chromium_what_the_json_says_during_a_sync(
                     return again if shown(again) == shown(first) else None
 
                 try:
-                    state = await until(settled, 12, "the hourly budget spent, the page still")
+                    state = await until(settled, 20, "the hourly budget spent, the page still")
                 except AssertionError:
                     print(seen)
                     raise
@@ -254,7 +255,7 @@ async def _check_truth(state: dict[str, Any], sandbox_url: str, database_url: st
     assert limits == [(PER_SECOND, 1.0), (PER_HOUR, 3600.0)], limits
     hourly = bucket["windows"][1]  # the sync stopped at its hourly budget: a place a request
     used = hourly["used"]
-    assert PER_HOUR - 2 <= used <= PER_HOUR and hourly["free"] == PER_HOUR - used, hourly
+    assert PER_HOUR - 3 <= used <= PER_HOUR and hourly["free"] == PER_HOUR - used, hourly
     assert hourly["leased"] + hourly["cooling"] == used == bucket["requests"], bucket
     stats = admin(sandbox_url, "stats")
     assert stats["requests"] == bucket["requests"], stats
