@@ -56,6 +56,7 @@ BUFFER_SIZE = 200_000  # SDK metric updates held between drains (one a second)
 DRAIN_SECONDS = 1.0
 REFRESH_SECONDS = 1.0  # scrape-time figures are read at most this often (scrapes share)
 QUERY_TIMEOUT = timedelta(seconds=3)
+PART_TIMEOUT = 5.0  # seconds each source of scrape-time figures may take (a scrape's is 10)
 MAX_SCHEDULERS = 1000
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # the SDK's durations, in seconds (MetricBufferDurationFormat.SECONDS)
@@ -193,11 +194,16 @@ class Exporter:
             if not force and time.monotonic() - self._refreshed < REFRESH_SECONDS:
                 return
             families: list[Metric] = []
-            for part in (self._schedulers(), self._dead_letters(), self._utilisation()):
-                try:
-                    families.extend(await part)
-                except Exception as exc:  # one source down: the others are still served
-                    log.warning("metrics: %s", " ".join(f"{type(exc).__name__}: {exc}".split()))
+            parts = (self._schedulers(), self._dead_letters(), self._utilisation())
+            found = await asyncio.gather(
+                *(asyncio.wait_for(part, PART_TIMEOUT) for part in parts), return_exceptions=True
+            )
+            for result in found:
+                if isinstance(result, BaseException):  # one source down: the others are served
+                    text = f"{type(result).__name__}: {result}"
+                    log.warning("metrics: a figure read at scrape time: %s", " ".join(text.split()))
+                else:
+                    families.extend(result)
             self.scraped.families = families
             self._refreshed = time.monotonic()
 
@@ -228,7 +234,8 @@ class Exporter:
             'WorkflowType = "Scheduler" AND ExecutionStatus = "Running" '
             f'AND TaskQueue = "{_quoted(self.task_queue)}"'
         )
-        ids = [wf.id async for wf in client.list_workflows(query, limit=MAX_SCHEDULERS)]
+        listed = client.list_workflows(query, limit=MAX_SCHEDULERS, rpc_timeout=QUERY_TIMEOUT)
+        ids = [wf.id async for wf in listed]
         gate = asyncio.Semaphore(8)
 
         async def status(workflow_id: str) -> Any:

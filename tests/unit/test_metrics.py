@@ -247,13 +247,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_the_endpoint_serves_ours_and_the_local_budgets_utilisation() -> None:
+async def test_the_endpoint_serves_ours_and_the_local_budgets_utilisation(caplog: Any) -> None:
     limiter = RateLimiter("served budget", [Window(4, 60.0), Window(10, 3600.0)])
     metrics.track_budget(limiter, "unit-test")
     async with limiter.slot():
         pass
     exporter = Exporter(client=None, database_url="", task_queue="q", providers=[])
-    exporter._dead_letters = _no_figures  # type: ignore[method-assign]  # no database here
+    exporter._dead_letters = _unreachable  # type: ignore[method-assign]  # no database here
     port = _free_port()
     async with exporter.serving(port, host="127.0.0.1"):
         async with httpx.AsyncClient() as http:
@@ -270,12 +270,15 @@ async def test_the_endpoint_serves_ours_and_the_local_budgets_utilisation() -> N
             'window="1m"} 0.25') in body  # fmt: skip
     assert 'window="1h"} 0.1' in body
     assert "ratesync_scheduler_queue_depth" in body  # the family, empty without a client
+    # a source that cannot be read is left out, in one line; the others are served
+    assert "ratesync_dead_letters" not in body
+    assert any("the database is down" in r.getMessage() for r in caplog.records)
     assert period_text(1.0) == "1s" and period_text(900) == "15m" and period_text(0.5) == "0.5s"
 
 
-async def _no_figures() -> list[Any]:
+async def _unreachable() -> list[Any]:
     await asyncio.sleep(0)
-    return []
+    raise ConnectionRefusedError("the database is down")
 
 
 def test_each_worker_process_of_a_pool_serves_on_its_own_port(capsys: Any) -> None:
