@@ -3,8 +3,9 @@ sandboxes: its counts equal the sandboxes' own counters and the database's rows.
 
 One `python worker.py` process with METRICS_PORT (the shared budget backend, the default)
 syncs a guild (its roster and characters, some hidden: 404s, dead letters) with two forced
-429s and two forced 503s, a Discord tenant and a ZwiftRacing club's riders, while a paused
-club scheduler holds one queued request. Then ``GET /metrics`` over HTTP:
+429s and two forced 503s, a PvP bracket with its equipment, a Discord tenant and a ZwiftRacing
+club's riders, while a paused club scheduler holds one queued request. Then, over HTTP,
+``GET /metrics``:
 - requests per provider and status = the sandbox's requests and answers by status; the OAuth
   token requests (bucket ``none``) = the sandbox's token requests; 429s = its ``throttled``;
 - every request through a budget waited for its place once (the wait histogram's count);
@@ -32,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from activities.discord_types import TenantSyncInput
-from activities.types import BattleNetSyncInput
+from activities.types import BattleNetSyncInput, PvpSyncInput
 from activities.zwift_types import ZwiftSyncInput
 from sandbox.battlenet import BattleNetSandboxConfig, create_battlenet_app
 from sandbox.server import SandboxServer
@@ -48,6 +49,7 @@ from tests.integration.worker_process import ROOT
 from tests.sandbox_helpers import admin
 from workflows.battlenet import BattleNetSync
 from workflows.discord import DiscordTenantSync
+from workflows.pvp import PvpSync
 from workflows.scheduler import Scheduler, scheduler_id
 from workflows.scheduler_types import SchedulerInput, SyncRequest
 from workflows.zwift import ZwiftSync
@@ -125,7 +127,7 @@ async def test_worker_metrics_equal_the_sandboxes_counters_and_the_stored_rows(
     port = _free_port()
     bnet_config = BattleNetSandboxConfig(
         world=BattleNetWorldConfig(regions=("eu",), guilds_per_region=1, roster_min=8,
-                                   roster_max=8, hidden_ratio=0.25),
+                                   roster_max=8, hidden_ratio=0.25, pvp_entries=30),
     )  # fmt: skip
     zwift_config = ZwiftSandboxConfig(
         world=ZwiftWorldConfig(seed=7, club_sizes=(30, 5), clubless=0, past_events=0,
@@ -179,6 +181,13 @@ async def test_worker_metrics_equal_the_sandboxes_counters_and_the_stored_rows(
                     id=f"battlenet-sync/eu/metrics-{run}", task_queue=task_queue,
                 ),
                 client.execute_workflow(
+                    PvpSync.run,
+                    PvpSyncInput(region="eu", brackets=["2v2"], equipment_batch_size=15,
+                                 sync_queue=f"{task_queue}.pvp-sync",
+                                 processing_queue=f"{task_queue}.pvp-processing"),
+                    id=f"pvp-sync/eu/metrics-{run}", task_queue=task_queue,
+                ),
+                client.execute_workflow(
                     DiscordTenantSync.run, TenantSyncInput(discord_guild_id=guild_id),
                     id=f"discord-sync/{guild_id}/{task_queue}", task_queue=task_queue,
                 ),
@@ -188,7 +197,7 @@ async def test_worker_metrics_equal_the_sandboxes_counters_and_the_stored_rows(
                 ),
             ]  # fmt: skip
             try:
-                bnet_counts, discord_result, zwift_result = await asyncio.wait_for(
+                bnet_counts, pvp_result, discord_result, zwift_result = await asyncio.wait_for(
                     asyncio.gather(*runs), timeout=60
                 )
             except Exception:
@@ -209,7 +218,13 @@ async def test_worker_metrics_equal_the_sandboxes_counters_and_the_stored_rows(
         async with engine.connect() as conn:
             stored = {
                 t: int((await conn.execute(text(f"SELECT count(*) FROM {t}"))).scalar_one())
-                for t in ("characters", "messages", "zwift_riders")
+                for t in (
+                    "characters",
+                    "messages",
+                    "zwift_riders",
+                    "pvp_leaderboard_entries",
+                    "pvp_leaderboard_entry_items",
+                )
             }
             runs_ended = Counter(
                 (r.provider, r.kind, r.status)
@@ -222,6 +237,7 @@ async def test_worker_metrics_equal_the_sandboxes_counters_and_the_stored_rows(
         await engine.dispose()
     assert bnet_counts.characters_not_found > 0, bnet_counts
     assert discord_result.messages == 137 and zwift_result.status == "completed"
+    assert pvp_result.failed_brackets == [], pvp_result
 
     requests = "ratesync_upstream_requests_total"
     for provider, seen in stats.items():
@@ -256,6 +272,8 @@ async def test_worker_metrics_equal_the_sandboxes_counters_and_the_stored_rows(
     assert _sum(samples, rows, table="messages", outcome="inserted") == stored["messages"] == 137
     assert _sum(samples, rows, table="zwift_riders", outcome="inserted") == stored["zwift_riders"]
     assert _sum(samples, rows, table="guilds", outcome="updated") == 1
+    for table in ("pvp_leaderboard_entries", "pvp_leaderboard_entry_items"):
+        assert _sum(samples, rows, table=table, outcome="inserted") == stored[table] > 0, table
 
     assert runs_ended and all(status != "running" for *_, status in runs_ended)
     for (provider, kind, status), n in runs_ended.items():
