@@ -19,10 +19,8 @@ from typing import Any
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from providers.shared_limit import LANES
-from storage.status import rate_budgets
+from storage.budgets import LANE_NAMES, budget, rate_budgets  # noqa: F401
 
-LANE_NAMES = tuple(p.name.lower() for p in LANES)  # the order of rate_limit_clients.waiting
 IDLE_SHOWN = 5  # idle budgets listed before "… and N more"
 EMPTY = "no shared budget in use"
 LOCAL = (
@@ -54,58 +52,6 @@ async def fetch(engine: AsyncEngine, backend: str) -> dict[str, Any]:
     elif not budgets:
         data["note"] = EMPTY
     return data
-
-
-def budget(row: dict[str, Any]) -> dict[str, Any]:
-    """One budget from its stored row (``storage.status.rate_budgets``)."""
-    now = float(row["db_now"])
-    fp = str(row["fingerprint"])
-    provider = str(row["provider"])
-    name = str(row["bucket"])
-    if name.startswith(f"{provider}:") and name.endswith(f":{fp}"):  # "<provider>:<name>:<fp>"
-        name = name[len(provider) + 1 : -(len(fp) + 1)] or provider
-    elif fp and fp in name:
-        name = name.replace(fp, fp[:8])
-    windows = []
-    for w in row["windows"] or []:
-        limit, leased, cooling = int(w["limit"]), int(w["leased"]), int(w["cooling"])
-        windows.append(
-            {
-                "limit": limit,
-                "period": float(w["period"]),
-                "leased": leased,
-                "cooling": cooling,
-                "used": leased + cooling,
-                "free": max(0, limit - leased - cooling),
-                "wanted": int(w["demand"]),
-            }
-        )
-    waiting = list(row["waiting"] or [])
-    waiting += [0] * (len(LANE_NAMES) - len(waiting))
-    paused = max(0.0, float(row["paused_until"]) - now)
-    manual = max(0.0, float(row["manual_until"]) - now)
-    processes = int(row["processes"])
-    return {
-        "budget": name,
-        "provider": provider,
-        "fingerprint": fp[:8],
-        "windows": windows,
-        "paused_until": _moment(float(row["paused_until"])) if paused else None,
-        "paused_seconds": round(paused, 1),
-        "manual_hold_seconds": round(manual, 1),
-        "waiting": {lane: int(n) for lane, n in zip(LANE_NAMES, waiting, strict=False)},
-        "processes": processes,
-        "hosts": int(row["hosts"]),
-        "requests": int(row["requests"]),
-        "rate_limited": int(row["rate_limited"]),
-        "statements": int(row["statements"]),
-        "updated_at": row["updated_at"],
-        "idle": not (processes or paused or any(w["used"] for w in windows)),
-    }
-
-
-def _moment(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
 
 
 def period_text(seconds: float) -> str:

@@ -97,13 +97,26 @@ def task_queue() -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The order ``ServersInOrder`` hands the tests out in: unit tests, then the replays and
-    the time-skipping tests, then the integration tests, then the end-to-end and chaos ones,
-    each in collection order."""
+    the time-skipping tests (one worker); the sturdy integration tests, then the others, then
+    the end-to-end and chaos ones (the other worker); each in collection order."""
     items.sort(key=_rank)  # stable
 
 
-_CALM = ("tests/replay/", "tests/timeskip/")  # servers of their own; they measure no time
+_CALM = ("tests/unit/", "tests/replay/", "tests/timeskip/")  # no servers shared; no time measured
 _LAST = ("tests/e2e/", "tests/chaos/")
+# Integration tests that assert no rate, latency or duration (data, exit codes, messages, counts;
+# their waits are generous timeouts): they run first, while the other worker still runs the
+# calm tests, so the tests that do measure time run with the machine to themselves.
+_STURDY = tuple(
+    f"tests/integration/test_{name}.py"
+    for name in (
+        "discord_storage", "zwift_storage", "hostile_input", "embedded_security", "logs",
+        "metrics", "temporal_config", "pvp_faults", "battlenet_transient", "discord_faults",
+        "bounded_histories", "cli_root_cause", "status_counts", "demo_own_database",
+        "services_lifecycle", "first_hour_exit_codes", "pvp_import", "pvp_sync",
+        "battlenet_sync", "status_truth",
+    )
+)  # fmt: skip
 
 
 def _rank(item: pytest.Item) -> int:
@@ -112,24 +125,25 @@ def _rank(item: pytest.Item) -> int:
         return 0
     if nodeid.startswith(_CALM):
         return 1
-    return 3 if nodeid.startswith(_LAST) else 2
+    if nodeid.startswith(_STURDY):
+        return 2
+    return 4 if nodeid.startswith(_LAST) else 3
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """README's test command runs two xdist workers (`-n 2` in pyproject.toml). The unit tests
-    (no servers, CPU only) are handed out one by one to both. Every other test that starts
-    servers is one work unit, run in order on one worker, so no two of those ever run at once
-    and tests that measure rates and latencies never share the machine with another of them;
-    beside its first minute the other worker runs the replays and the time-skipping tests (one
-    more unit: they measure no time), and the chaos and end-to-end tests come last, after that.
-    (xdist's own ``--dist loadgroup`` cannot do this under pytest 9: it renames
-    ``item._nodeid``, which pytest 9 no longer reads.)"""
+    """README's test command runs two xdist workers (`-n 2` in pyproject.toml), each given one
+    work unit of tests run in order: the *calm* tests (unit tests, then the replays and the
+    time-skipping tests: no shared servers, nothing timed) on one, every test that starts
+    servers on the other, so no two of those ever run at once. The calm ones take the first
+    few minutes; the servers' worker starts with the sturdy integration tests (``_STURDY``: they
+    time nothing), so the tests that measure rates and latencies, and after them the chaos and
+    end-to-end tests, run with the machine to themselves. (xdist's own ``--dist loadgroup``
+    cannot do this under pytest 9: it renames ``item._nodeid``, which pytest 9 no longer
+    reads.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class ServersInOrder(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            if nodeid.startswith("tests/unit/"):
-                return nodeid
             return "calm" if nodeid.startswith(_CALM) else "servers"
 
     config.option.loadscopereorder = False  # in collection order: the unit tests first

@@ -9,8 +9,7 @@ from typing import Any
 
 from api import dashboard
 from api.ops import Rates
-from cli import budget_view
-from storage import budgets, status
+from storage import budgets
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 HOSTILE = '<script>alert("x")</script>&'
@@ -27,12 +26,6 @@ def _row(**over: Any) -> dict[str, Any]:
     }  # fmt: skip
     row.update(over)
     return row
-
-
-def test_the_budget_statement_and_its_shape_are_the_ones_status_uses() -> None:
-    assert budgets.BUDGETS_SQL.text == status.BUDGETS_SQL.text and budgets.GRACE == status.GRACE
-    assert budgets.budget(_row()) == budget_view.budget(_row())
-    assert budgets.LANE_NAMES == budget_view.LANE_NAMES
 
 
 def _state(**over: Any) -> dict[str, Any]:

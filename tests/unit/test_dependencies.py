@@ -3,9 +3,10 @@
 Reproduced before (issue 10): only the Temporal packages were pinned, there was no lock,
 `aiohttp>=3.9` admitted versions with known advisories, and the sandbox-, bench- and test-only
 packages (starlette, uvicorn, aiolimiter, pyyaml) were runtime dependencies of the production
-image. (Since issue 14, starlette and uvicorn are runtime dependencies again: they serve the read
-API, `starter.py api`.) The floors below are an offline audit: CI's pip-audit asks PyPI about every locked
-version when it can reach that API; these known advisories are checked here whatever the network.
+image. (Since issue 14, starlette and uvicorn are runtime dependencies again: they serve the
+read API, `starter.py api`.) The floors below are an offline audit: CI's pip-audit asks PyPI
+about every locked version when it can reach that API; these known advisories are checked here
+whatever the network.
 """
 
 from __future__ import annotations
