@@ -12,7 +12,8 @@ line at the start says so).
 - Metrics: with METRICS_PORT set, child K serves its own on METRICS_PORT + K - 1 (each is one
   scrape target); the N ports must all be valid.
 - Output: every line a child writes goes to the same stream of this process, prefixed
-  ``[worker K]``; one line says when all N poll.
+  ``[worker K]`` (a JSON log line, LOG_FORMAT=json, gets a ``"worker": K`` field instead, so it
+  stays one JSON object); one line says when all N poll.
 - Stopping: the children run in their own process group (a terminal's Ctrl-C reaches this
   process only, and each child gets the signal once, from here); the first SIGINT or SIGTERM is
   forwarded to every child, each stops as `python worker.py` does (activities get 5 s), and the
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -44,6 +46,20 @@ from typing import IO, Any, NoReturn
 log = logging.getLogger("ratesync.workerpool")
 WORKER_PY = Path(__file__).resolve().parents[1] / "worker.py"
 READY_LINE = b"worker polling task queue"  # what worker.py prints once it polls
+
+
+def tagged(number: int, line: str) -> str:
+    """A child's output line marked with its number."""
+    if line.startswith("{"):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            return json.dumps({**record, "worker": number}, ensure_ascii=False)
+    return f"[worker {number}] {line}"
+
+
 STOP_TIMEOUT = 30.0  # seconds a child may take to stop after the signal before it is killed
 EXIT_ON_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 0}  # worker.py's rule
 FAILED = 1
@@ -164,11 +180,10 @@ class WorkerPool:
             out.flush()
 
     def _copy(self, child: Child, source: IO[bytes], target: IO[str]) -> None:
-        prefix = f"[worker {child.number}] "
         for raw in source:
             if READY_LINE in raw:
                 child.ready.set()
-            self._say(prefix + raw.decode(errors="replace").rstrip("\n"), target)
+            self._say(tagged(child.number, raw.decode(errors="replace").rstrip("\n")), target)
         source.close()
 
     def child_env(self, number: int) -> dict[str, str] | None:

@@ -157,3 +157,12 @@ def test_text_keeps_the_readable_format(restore_sdk_loggers) -> None:
     (line,) = out.getvalue().splitlines()
     assert line.endswith(" INFO ratesync.x: worker polling ratesync")
     assert activity.logger.activity_info_on_message is True
+
+
+def test_a_worker_pool_tags_a_json_line_with_a_field_and_a_text_line_with_a_prefix():
+    from cli.workerpool import tagged
+
+    line = json.dumps({"level": "INFO", "message": "stored", "workflow_id": "w"})
+    assert json.loads(tagged(2, line)) == {**json.loads(line), "worker": 2}
+    assert tagged(3, "worker polling task queue 'q'") == "[worker 3] worker polling task queue 'q'"
+    assert tagged(1, "{not json") == "[worker 1] {not json"
