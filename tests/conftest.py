@@ -119,15 +119,26 @@ _STURDY = tuple(
 )  # fmt: skip
 
 
+# Sturdy tests of their own servers (free ports, their own DATA_DIR) that the calm worker takes
+# after the calm ones, so both workers end their sturdy part at about the same time.
+_CALM_AFTER = (
+    "tests/chaos/test_secret_scan.py",
+    "tests/chaos/test_disk_full.py",
+    "tests/e2e/test_readme_walkthrough.py",
+)
+
+
 def _rank(item: pytest.Item) -> int:
     nodeid = item.nodeid
     if nodeid.startswith("tests/unit/"):
         return 0
     if nodeid.startswith(_CALM):
         return 1
-    if nodeid.startswith(_STURDY):
+    if nodeid.startswith(_CALM_AFTER):
         return 2
-    return 4 if nodeid.startswith(_LAST) else 3
+    if nodeid.startswith(_STURDY):
+        return 3
+    return 5 if nodeid.startswith(_LAST) else 4
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -136,15 +147,15 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     time-skipping tests: no shared servers, nothing timed) on one, every test that starts
     servers on the other, so no two of those ever run at once. The calm ones take the first
     few minutes; the servers' worker starts with the sturdy integration tests (``_STURDY``: they
-    time nothing), so the tests that measure rates and latencies, and after them the chaos and
-    end-to-end tests, run with the machine to themselves. (xdist's own ``--dist loadgroup``
-    cannot do this under pytest 9: it renames ``item._nodeid``, which pytest 9 no longer
-    reads.)"""
+    time nothing; the calm worker meanwhile runs ``_CALM_AFTER``), so the tests that measure
+    rates and latencies, and after them the chaos and end-to-end tests, run with the machine to
+    themselves. (xdist's own ``--dist loadgroup`` cannot do this under pytest 9: it renames
+    ``item._nodeid``, which pytest 9 no longer reads.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class ServersInOrder(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "calm" if nodeid.startswith(_CALM) else "servers"
+            return "calm" if nodeid.startswith(_CALM + _CALM_AFTER) else "servers"
 
     config.option.loadscopereorder = False  # in collection order: the unit tests first
     return ServersInOrder(config, log)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -40,7 +39,7 @@ from storage.db import create_engine
 from tests.chaos.secret_support import needles_for
 from tests.integration.battlenet_support import track_sandbox_guilds
 from tests.integration.discord_support import create_tenant, discord_server, track
-from tests.integration.worker_process import ROOT
+from tests.integration.worker_process import ROOT, stop_worker
 from tests.sandbox_helpers import admin
 from workflows.battlenet import BattleNetSync
 from workflows.discord import DiscordTenantSync
@@ -66,17 +65,6 @@ def _start_worker(env: dict[str, str], out: Path, log: Path) -> subprocess.Popen
         return subprocess.Popen(
             [sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=stdout, stderr=stderr
         )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    return proc.returncode
 
 
 def _read(path: Path) -> str:
@@ -170,7 +158,7 @@ async def test_json_logs_of_every_provider_carry_the_context_and_no_secret(
             except Exception:
                 raise AssertionError(f"a sync did not finish: {_read(log)[-4000:]}") from None
         finally:
-            exit_code = _stop(worker)
+            exit_code = stop_worker(worker)
         tokens = admin(bnet.url, "tokens")["issued"]
     assert bnet_counts.characters > 0 and bnet_counts.characters_not_found > 0, bnet_counts
     assert pvp_result.failed_brackets == [], pvp_result

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -45,7 +44,7 @@ from storage import zwift as zwift_db
 from storage.db import create_engine
 from tests.integration.battlenet_support import track_sandbox_guilds
 from tests.integration.discord_support import create_tenant, discord_server, track
-from tests.integration.worker_process import ROOT
+from tests.integration.worker_process import ROOT, stop_worker
 from tests.sandbox_helpers import admin
 from workflows.battlenet import BattleNetSync
 from workflows.discord import DiscordTenantSync
@@ -209,9 +208,7 @@ async def test_worker_metrics_equal_the_sandboxes_counters_and_the_stored_rows(
             waited = time.time() - queued_at
             await handle.terminate()
         finally:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-                worker.wait(20)
+            stop_worker(worker)
         assert worker.returncode == 0, _tail(log)  # its endpoint stops with it, cleanly
         stats = {name: admin(s.url, "stats") for name, s in
                  (("battlenet", bnet), ("discord", discord), ("zwift", zwift))}  # fmt: skip

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -23,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 import runtime
 from activities.types import BattleNetSyncInput, SyncCounts
-from tests.integration.worker_process import ROOT
+from tests.integration.worker_process import ROOT, stop_worker
 from workflows.battlenet import BattleNetSync
 from workflows.visibility import search_attributes
 
@@ -103,13 +102,8 @@ async def test_a_toml_profile_reaches_the_server_and_the_worker_registers_search
         # (a start whose attributes are not registered fails: "no mapping defined for …")
         assert isinstance(counts, SyncCounts) and counts.guilds == 0
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        if proc is not None:
+            stop_worker(proc)
         await env.shutdown()
     assert proc is not None and proc.returncode == 0, _tail(log)
     text = log.read_text()

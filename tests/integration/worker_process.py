@@ -1,4 +1,4 @@
-"""A real `python worker.py` process for crash tests (killed with SIGKILL, then replaced)."""
+"""A real `python worker.py` process for tests: killed with SIGKILL and replaced, or stopped."""
 
 from __future__ import annotations
 
@@ -21,6 +21,18 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
     )
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM (a clean stop), SIGKILL if it has not ended within 20 s; its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
 
 
 async def wait_until(count: Callable[[], int], at_least: int, timeout: float, what: str) -> int:
