@@ -17,7 +17,10 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import IO, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from temporalio.runtime import LoggingConfig
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -26,6 +29,7 @@ _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
     | {"message", "asctime", "taskName", "temporal_activity", "temporal_workflow"}
     | {"activity_info", "workflow_info"}  # the SDK's full-info options: objects, not fields
+    | {"temporal_log"}  # a forwarded core line's own record (its fields are in the message)
 )
 # the SDK's context keys → our field names
 _ACTIVITY_FIELDS = {
@@ -63,6 +67,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         line.update(temporal_context(record))
+        core = getattr(record, "temporal_log", None)  # a line of the Temporal core's own
+        if core is not None and getattr(core, "target", None):
+            line["target"] = core.target
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in line and not key.startswith("_"):
                 line[key] = value
@@ -85,6 +92,22 @@ def temporal_context(record: logging.LogRecord) -> dict[str, Any]:
     if isinstance(act, dict):
         out.update({_ACTIVITY_FIELDS[k]: v for k, v in act.items() if k in _ACTIVITY_FIELDS})
     return {k: v for k, v in out.items() if v is not None}
+
+
+def core_logging(fmt: Literal["text", "json"]) -> LoggingConfig:
+    """The Temporal core's own lines (poll errors, a lost server): with ``json`` forwarded to
+    the ``temporalio.core`` logger, so they are JSON objects like every other line; with
+    ``text`` the SDK's default (plain lines on stderr). Core WARN and up either way."""
+    from temporalio.runtime import LogForwardingConfig, LoggingConfig
+
+    if fmt != "json":
+        return LoggingConfig.default
+    forward = LogForwardingConfig(
+        logger=logging.getLogger("temporalio.core"),
+        append_target_to_name=False,  # the core's module is the `target` field instead
+        prepend_target_on_message=False,
+    )
+    return LoggingConfig(filter=LoggingConfig.default.filter, forwarding=forward)
 
 
 def formatter(fmt: Literal["text", "json"]) -> logging.Formatter:

@@ -30,6 +30,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -837,7 +838,9 @@ def embedded_services(
 
     settings = get_settings()
     shared = start_shared(settings, need_database, need_temporal)
-    if shared.started:
+    if shared.started and settings.LOG_FORMAT == "json":
+        logging.getLogger("ratesync.services").info(started_line(shared.started))
+    elif shared.started:
         print(started_line(shared.started), file=sys.stderr, flush=True)
     yield Endpoints(
         database_url=shared.postgres.url() if shared.postgres else settings.DATABASE_URL or "",

@@ -210,8 +210,9 @@ async def _serve() -> int:
         f"{GRACEFUL_SHUTDOWN.total_seconds():.0f} s to finish",
     )
     settings = get_settings()
-    # METRICS_PORT: the SDK's metrics are served with ours, from a runtime set before connecting
-    buffer = install_runtime() if settings.METRICS_PORT is not None else None
+    # METRICS_PORT: the SDK's metrics are served with ours; LOG_FORMAT=json: the core's lines too
+    # are JSON. Both from a runtime set before connecting.
+    buffer = install_runtime(settings.METRICS_PORT is not None, settings.LOG_FORMAT)
     with embedded_services() as endpoints:
         client = None if stop.received else await stop.until(_connect(settings, endpoints))
         if client is not None:

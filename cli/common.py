@@ -107,7 +107,10 @@ def json_logs(settings: Settings) -> None:
     objects on stderr at LOG_LEVEL, as the worker's are. With ``text`` a command keeps Python's
     default: warnings and errors only, as plain lines."""
     if settings.LOG_FORMAT == "json":
+        from observability.exporter import install_runtime
+
         logformat.install(settings.LOG_LEVEL, "json")
+        install_runtime(metrics=False, log_format="json")  # the Temporal core's lines too
 
 
 @asynccontextmanager

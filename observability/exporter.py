@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -48,6 +48,7 @@ from temporalio.runtime import (
     TelemetryConfig,
 )
 
+import logformat
 from observability import metrics
 
 log = logging.getLogger("ratesync.metrics")
@@ -64,11 +65,16 @@ SDK_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 3
 _DROPPED = frozenset({"service_name"})  # the same on every SDK series
 
 
-def install_runtime() -> MetricBuffer:
-    """Make the process's default Temporal runtime record the SDK's metrics into a buffer (the
-    logging default kept). Call before any Temporal client or worker is made."""
-    buffer = MetricBuffer(BUFFER_SIZE, MetricBufferDurationFormat.SECONDS)
-    Runtime.set_default(Runtime(telemetry=TelemetryConfig(metrics=buffer)))
+def install_runtime(metrics: bool, log_format: Literal["text", "json"]) -> MetricBuffer | None:
+    """The process's default Temporal runtime, where the SDK's default will not do: with
+    ``metrics`` it records the SDK's metrics into a buffer (returned); with ``json`` logs the
+    core's own lines are forwarded to Python's logging (logformat.core_logging). Call before
+    any Temporal client or worker is made."""
+    if not metrics and log_format != "json":
+        return None
+    buffer = MetricBuffer(BUFFER_SIZE, MetricBufferDurationFormat.SECONDS) if metrics else None
+    telemetry = TelemetryConfig(metrics=buffer, logging=logformat.core_logging(log_format))
+    Runtime.set_default(Runtime(telemetry=telemetry), error_if_already_set=False)
     return buffer
 
 

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
+import runtime
 from activities.discord_types import TenantSyncInput
 from activities.types import BattleNetSyncInput, PvpSyncInput
 from activities.zwift_types import ZwiftSyncInput
@@ -167,12 +169,7 @@ async def test_json_logs_of_every_provider_carry_the_context_and_no_secret(
     assert exit_code == 0, _read(log)[-3000:]
 
     text = _read(log)
-    lines: list[dict[str, Any]] = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        try:
-            lines.append(json.loads(raw))
-        except json.JSONDecodeError:
-            raise AssertionError(f"log line {number} is not JSON: {raw[:300]!r}") from None
+    lines = _json_lines(text)
     assert len(lines) > 100, len(lines)
     for line in lines:
         assert isinstance(line["time"], str) and line["time"].endswith("+00:00"), line
@@ -207,3 +204,44 @@ async def test_json_logs_of_every_provider_carry_the_context_and_no_secret(
     assert leaks == [], f"secrets in the worker's output: {leaks}"
     # the scan can fail: what the worker was told, and printed, is searched
     assert bnet.url in everything and task_queue in everything
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    lines = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        try:
+            lines.append(json.loads(raw))
+        except json.JSONDecodeError:
+            raise AssertionError(f"log line {number} is not JSON: {raw[:300]!r}") from None
+    return lines
+
+
+async def test_the_temporal_cores_own_lines_are_json_too(database_url, task_queue, tmp_path):
+    """The core (Rust) logs on its own, not through Python: a lost server's poll retries were
+    plain coloured lines among the JSON ones until LOG_FORMAT=json forwarded them."""
+    server = runtime.start_temporal(
+        tmp_path / "temporal", runtime.free_port(), runtime.free_port(), persistent=False
+    )
+    log, out = tmp_path / "worker.log", tmp_path / "worker.out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
+    env.update(
+        DATABASE_URL=database_url, TEMPORAL_ADDRESS=server.address, TEMPORAL_TASK_QUEUE=task_queue,
+        DATA_DIR=str(tmp_path / "data"), LOG_FORMAT="json",
+    )  # fmt: skip
+    worker = _start_worker(env, out, log)
+    try:
+        deadline = time.monotonic() + 60
+        while "worker polling" not in _read(log):
+            assert worker.poll() is None and time.monotonic() < deadline, _read(log)[-2000:]
+            await asyncio.sleep(0.1)
+        server.stop()  # the server goes away under the polling worker
+        while '"temporalio.core"' not in _read(log):
+            assert time.monotonic() < deadline, _read(log)[-2000:]
+            await asyncio.sleep(0.1)
+    finally:
+        stop_worker(worker)
+        server.stop()
+    lines = _json_lines(_read(log))
+    core = [x for x in lines if x["logger"] == "temporalio.core"]
+    assert core and all(x["level"] in LEVELS and x["target"] for x in core), core[:3]
+    assert any("poll" in x["message"] for x in core), core[:3]

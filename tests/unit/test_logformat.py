@@ -18,6 +18,7 @@ from temporalio.testing import ActivityEnvironment
 
 import logformat
 from logformat import JsonFormatter
+from settings import Settings
 
 WORKFLOW_DETAILS = {  # what temporalio's workflow.logger attaches (workflow/_context.py)
     "attempt": 1,
@@ -166,3 +167,46 @@ def test_a_worker_pool_tags_a_json_line_with_a_field_and_a_text_line_with_a_pref
     assert json.loads(tagged(2, line)) == {**json.loads(line), "worker": 2}
     assert tagged(3, "worker polling task queue 'q'") == "[worker 3] worker polling task queue 'q'"
     assert tagged(1, "{not json") == "[worker 1] {not json"
+
+
+def test_the_embedded_servers_started_line_is_a_json_line_with_json_logs(
+    monkeypatch, restore_sdk_loggers, capsys
+):
+    """`started the embedded …` was a plain print among the JSON lines."""
+    import runtime
+    import settings as settings_module
+
+    started = runtime.SharedServers(None, None, None, ["Postgres on 127.0.0.1:1"])
+    monkeypatch.setattr(runtime, "start_shared", lambda *args: started)
+    monkeypatch.setattr(settings_module, "get_settings", lambda: Settings(LOG_FORMAT="json"))
+    out = io.StringIO()
+    logformat.install("INFO", "json", out)
+    with runtime.embedded_services():
+        pass
+    (line,) = [json.loads(raw) for raw in out.getvalue().splitlines()]
+    assert line["logger"] == "ratesync.services" and "Postgres on 127.0.0.1:1" in line["message"]
+    assert capsys.readouterr().err == ""
+
+
+def test_with_text_logs_the_started_line_stays_plain(monkeypatch, capsys):
+    import runtime
+    import settings as settings_module
+
+    started = runtime.SharedServers(None, None, None, ["Postgres on 127.0.0.1:1"])
+    monkeypatch.setattr(runtime, "start_shared", lambda *args: started)
+    monkeypatch.setattr(settings_module, "get_settings", lambda: Settings(LOG_FORMAT="text"))
+    with runtime.embedded_services():
+        pass
+    assert capsys.readouterr().err.startswith("started the embedded Postgres on 127.0.0.1:1")
+
+
+def test_core_lines_are_forwarded_to_python_logging_only_with_json_logs():
+    from temporalio.runtime import LoggingConfig
+
+    forwarded = logformat.core_logging("json").forwarding
+    assert forwarded is not None and forwarded.logger.name == "temporalio.core"
+    assert logformat.core_logging("text") is LoggingConfig.default
+    record = logging.LogRecord("temporalio.core", logging.WARNING, "", 0, "poll failed", None, None)
+    record.temporal_log = type("Core", (), {"target": "temporalio_client::retry"})()
+    line = json.loads(JsonFormatter().format(record))
+    assert line["target"] == "temporalio_client::retry" and "temporal_log" not in line
