@@ -27,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 from activities.clock import server_after, server_time
 from activities.errors import activity_errors
 from activities.heartbeat import heartbeating
+from activities.types import FinishRunInput, StartRunInput
 from activities.zwift_types import ZwiftStep, ZwiftStepInput
 from providers.errors import AuthFailed, BudgetExhausted, NotFound, RateLimited
 from providers.zwift import PAGE_SIZE, CallRecord, ZwiftClient, check_id, recording_calls
@@ -65,7 +66,25 @@ class ZwiftActivities:
             raise ApplicationError(str(exc), type="AuthFailed", non_retryable=True) from None
 
     def all(self) -> list[Any]:
-        return [self.zwift_step]
+        return [self.zwift_step, self.zwift_start_run, self.zwift_finish_run]
+
+    # -- the run's sync_runs row (as every provider's sync has one) --------------------------
+
+    @activity.defn
+    async def zwift_start_run(self, inp: StartRunInput) -> int:
+        with activity_errors("zwift start run"):
+            async with self.engine.begin() as conn:
+                return await syncdb.start_run(
+                    conn, inp.provider, inp.scope, inp.kind, inp.workflow_id
+                )
+
+    @activity.defn
+    async def zwift_finish_run(self, inp: FinishRunInput) -> None:
+        with activity_errors("zwift finish run"):
+            async with self.engine.begin() as conn:
+                await syncdb.finish_run(
+                    conn, inp.run_id, inp.status, inp.counts, inp.errors, inp.error or None
+                )
 
     @activity.defn
     async def zwift_step(self, inp: ZwiftStepInput) -> ZwiftStep:

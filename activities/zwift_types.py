@@ -68,6 +68,7 @@ class ZwiftSyncInput:
     report_to: str | None = None
     checkpoint: ZwiftCheckpoint = field(default_factory=ZwiftCheckpoint)
     carried: ZwiftSyncResult | None = None  # totals of earlier runs (continue-as-new)
+    run_id: int | None = None  # its sync_runs row, once made (kept through continue-as-new)
 
 
 @dataclass

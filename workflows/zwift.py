@@ -23,7 +23,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.types import HEARTBEAT_SECONDS
+    from activities.types import HEARTBEAT_SECONDS, FinishRunInput, StartRunInput
     from activities.zwift import EVENT_PASSES, ZwiftActivities
     from activities.zwift_types import (
         ZwiftStep,
@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from providers.ratelimit import Priority
     from providers.zwift.parse import MAX_ID
     from providers.zwift.spec import SPEC as ZWIFT
-    from workflows.kernel import WORK_DEADLINE, heartbeat, run_until_done
+    from workflows.kernel import WORK_DEADLINE, db_call, heartbeat, run_until_done
     from workflows.plans import ChildPlan
     from workflows.scheduler_types import SyncRequest
     from workflows.visibility import reporting
@@ -50,6 +50,9 @@ RESOURCES: dict[str, frozenset[str]] = {
     "results": frozenset({"results"}),
     "rider": frozenset(),  # manual adds: the single-rider family keeps a place for them
 }
+# A ZwiftSync records its run in sync_runs (status, the dashboard, the runs and duration
+# metrics) as the other providers' syncs do; histories recorded before it have no such calls.
+RUN_ROWS = "zwift-run-rows"
 
 
 def sync_id(club: str, kind: str, key: str = "") -> str:
@@ -64,6 +67,36 @@ class ZwiftSync:
         return await reporting(inp.report_to, self._run(inp), lambda r: r.status)
 
     async def _run(self, inp: ZwiftSyncInput) -> ZwiftSyncResult:
+        if inp.run_id is None and workflow.patched(RUN_ROWS):
+            start = StartRunInput("zwift", str(inp.club_id), inp.kind, workflow.info().workflow_id)
+            inp.run_id = await workflow.execute_activity_method(
+                ZwiftActivities.zwift_start_run, start, **db_call()
+            )
+        try:
+            total = await self._steps(inp)
+        except workflow.ContinueAsNewError:
+            raise
+        except Exception as exc:
+            await self._finish(inp, "failed", inp.carried, str(getattr(exc, "cause", None) or exc))
+            raise
+        await self._finish(inp, "completed", total)
+        return total
+
+    async def _finish(
+        self, inp: ZwiftSyncInput, status: str, total: ZwiftSyncResult | None, error: str = ""
+    ) -> None:
+        if inp.run_id is None:
+            return
+        counts = {} if total is None else {
+            "calls": total.calls, "stored": total.stored, "rate_limited": total.rate_limited,
+            "more": int(total.status == "more"),
+        }  # fmt: skip
+        finish = FinishRunInput(inp.run_id, status, counts, int(status == "failed"), error[:300])
+        await workflow.execute_activity_method(
+            ZwiftActivities.zwift_finish_run, finish, **db_call()
+        )
+
+    async def _steps(self, inp: ZwiftSyncInput) -> ZwiftSyncResult:
         total = inp.carried or ZwiftSyncResult(inp.club_id, inp.kind, inp.key)
         checkpoint = inp.checkpoint
         what = f"club {inp.club_id} {inp.kind}" + (f" {inp.key}" if inp.key else "")

@@ -273,6 +273,8 @@ async def test_worker_metrics_equal_the_sandboxes_counters_and_the_stored_rows(
         assert _sum(samples, rows, table=table, outcome="inserted") == stored[table] > 0, table
 
     assert runs_ended and all(status != "running" for *_, status in runs_ended)
+    assert {p for p, *_ in runs_ended} == {"battlenet", "discord", "zwift"}, runs_ended
+    assert runs_ended[("zwift", "riders", "completed")] == 1, runs_ended
     for (provider, kind, status), n in runs_ended.items():
         assert _sum(samples, "ratesync_sync_runs_total", provider=provider, kind=kind,
                     outcome=status) == n  # fmt: skip
