@@ -242,6 +242,13 @@ class SlidingWindow:
     def running(self) -> int:
         return self._count() if self._count is not None else self._running
 
+    def reshape(self, size: int, start_in_task: bool) -> tuple[int, bool]:
+        """Change the window's size and way of starting (for the children submitted from now
+        on); returns the old ones, to put back."""
+        old = (self.size, self._start_in_task)
+        self.size, self._start_in_task = max(1, size), start_in_task
+        return old
+
     def has_room(self) -> bool:
         return self.running < self.size and not self.closed
 
@@ -268,7 +275,16 @@ class SlidingWindow:
 
         async def body(handle: H | None) -> None:
             try:
-                await finish(handle if handle is not None else await start())
+                if handle is None:
+                    if self.closed:  # closed while this start waited its turn
+                        return
+                    try:
+                        handle = await start()
+                    except Exception as exc:
+                        if refused(exc):
+                            return
+                        raise
+                await finish(handle)
             finally:
                 self._running -= 1
 

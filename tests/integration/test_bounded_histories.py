@@ -107,6 +107,21 @@ def _children_started(history: WorkflowHistory, workflow_type: str) -> int:
     )
 
 
+def _start_tasks(history: WorkflowHistory, workflow_type: str) -> int:
+    """In how many workflow tasks the run started children of ``workflow_type``."""
+    tasks, task = set(), 0
+    for e in history.events:
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            task = e.event_id
+        elif (
+            e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
+            and e.start_child_workflow_execution_initiated_event_attributes.workflow_type.name
+            == workflow_type
+        ):
+            tasks.add(task)
+    return len(tasks)
+
+
 def _run_input(history: WorkflowHistory) -> Any:
     started = history.events[0].workflow_execution_started_event_attributes
     return json.loads(started.input.payloads[0].data)
@@ -155,6 +170,9 @@ async def test_guild_phase_pages_and_continues_as_new_between_pages(
     assert len(runs) >= math.ceil(n / PAGE), f"{len(runs)} runs for {n} guilds in pages of {PAGE}"
     for history in runs:
         assert _children_started(history, "GuildSync") <= PAGE
+        # a page's guilds start together, not one workflow task after another (at ~15 requests
+        # a second, a region's guild phase was far under its budget)
+        assert _start_tasks(history, "GuildSync") <= 1, _start_tasks(history, "GuildSync")
         assert len(history.events) <= MAX_EVENTS_PER_RUN, len(history.events)
         for activity_type, value in _activity_results(history):
             assert _listed(value, "targets") <= PAGE, (activity_type, value)
