@@ -25,7 +25,9 @@ Printed side by side, one row per N:
   statements / requests counters and Postgres's own timing of the rate_limit_* functions
   (pg_stat_user_functions, track_functions = pl), over the whole run; "n/a" with `local`;
 - worker CPU per request: user + system CPU of all worker processes over the measured span,
-  per request sent (the whole worker, not the limiter alone).
+  per request sent (the whole worker, not the limiter alone);
+- steady/s and its ratio: requests per second after the first ``STEADY_AFTER`` s (the guild
+  phase, where storing every roster's new characters sets the pace, and the first batches).
 Targets (issue 12, with `postgres`): ratio >= 0.95 for every N, 0 429s, busiest 1 s <= limit,
 <= 0.1 limiter statements per request.
 """
@@ -77,6 +79,7 @@ class Row:
     statements_per_request: float | None = None
     db_ms_per_request: float | None = None
     cpu_ms_per_request: float = math.nan
+    steady_per_second: float = math.nan  # after the first STEADY_AFTER seconds
     note: str = ""
 
 
@@ -206,6 +209,9 @@ async def limiter_costs(database_url: str, row: Row) -> None:
 
 
 WARM_UP = 5.0  # seconds of the unreported first run
+# The steady rate leaves out a sync's first seconds: the guild phase, where storing the rosters
+# (every member a new character) rather than the budget sets the pace, and the first batches.
+STEADY_AFTER = 10.0
 
 
 async def one_run(stack: Stack, processes: int, args: argparse.Namespace) -> Row:
@@ -240,8 +246,15 @@ async def one_run(stack: Stack, processes: int, args: argparse.Namespace) -> Row
                 await asyncio.sleep(0.05)
             workers = pool.workers()
             cpu_before = cpu_seconds(workers)
-            await asyncio.sleep(args.seconds)
+            began = time.monotonic()
+            skip = min(STEADY_AFTER, args.seconds / 2)
+            await asyncio.sleep(skip)
+            at_skip = (await admin(sandbox.url, "stats"))["requests"]
+            await asyncio.sleep(max(0.0, args.seconds - (time.monotonic() - began)))
             stats = await admin(sandbox.url, "stats")
+            row.steady_per_second = (stats["requests"] - at_skip) / (
+                time.monotonic() - began - skip
+            )
             cpu = cpu_seconds(workers) - cpu_before
             if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
                 row.note = "the backlog ran out before the end: make --seconds smaller"
@@ -267,7 +280,8 @@ def _num(value: float | None, spec: str) -> str:
 def table(rows: list[Row], limit: int) -> list[str]:
     lines = [
         f"{'N':>2} {'backend':<9} {'sent/s':>8} {'ratio':>6} {'ok/s':>7} {'429s':>6} "
-        f"{'busiest 1s':>10} {'stmts/req':>9} {'DB ms/req':>9} {'CPU ms/req':>10}"
+        f"{'busiest 1s':>10} {'stmts/req':>9} {'DB ms/req':>9} {'CPU ms/req':>10} "
+        f"{'steady/s':>8} {'ratio':>6}"
     ]
     for r in rows:
         sent = r.requests / r.seconds if r.seconds > 0 else 0.0
@@ -275,7 +289,8 @@ def table(rows: list[Row], limit: int) -> list[str]:
         lines.append(
             f"{r.processes:>2} {r.backend:<9} {sent:>8.1f} {sent / limit:>6.3f} {ok:>7.1f} "
             f"{r.throttled:>6} {r.busiest:>10} {_num(r.statements_per_request, '.3f'):>9} "
-            f"{_num(r.db_ms_per_request, '.3f'):>9} {r.cpu_ms_per_request:>10.2f}"
+            f"{_num(r.db_ms_per_request, '.3f'):>9} {r.cpu_ms_per_request:>10.2f} "
+            f"{r.steady_per_second:>8.1f} {r.steady_per_second / limit:>6.3f}"
             + (f"  ({r.note})" if r.note else "")
         )
     return lines
