@@ -180,6 +180,24 @@ async def test_guild_phase_pages_and_continues_as_new_between_pages(
     assert sum(_children_started(h, "GuildSync") for h in runs) == n
 
 
+async def test_a_runs_character_batches_start_together(client, database_url, task_queue):
+    """The window's batches start in the workflow task that has room for them: a run's first
+    window is one task's starts, not one task per start (~0.1 s each, at every run's start)."""
+    with battlenet_sandbox(guilds_per_region=2, roster_min=5, roster_max=5, hidden_ratio=0) as sb:
+        await track_guilds(database_url, sb.url)
+        workflow_id = f"battlenet-sync/eu/batches-{uuid.uuid4().hex[:8]}"
+        counts = await _battlenet_sync(
+            client, sandbox_settings(sb.url), database_url, task_queue, workflow_id,
+            batch_size=2, window=8,
+        )  # fmt: skip
+        assert_matches_truth(await fetch_all(database_url), sb.url, "eu")
+    assert counts.characters == 10, counts
+    runs = await _runs(client, workflow_id)
+    started = sum(_children_started(h, "CharacterBatchSync") for h in runs)
+    tasks = sum(_start_tasks(h, "CharacterBatchSync") for h in runs)
+    assert started >= 5 and tasks == 1, (started, tasks)
+
+
 async def test_guild_page_activity_never_returns_more_than_the_maximum(database_url):
     """Whatever limit the input asks for, one page holds at most GUILD_PAGE_MAX guilds, and
     the pages cover every outdated guild once, in keyset order."""
