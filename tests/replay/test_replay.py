@@ -7,6 +7,7 @@ could still have, and guard such changes with `workflow.patched`.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -84,6 +85,27 @@ def test_histories_cover_the_kernel_branches():
     assert any("ContinuedAsNewEventAttributes" in t for t in _texts("DiscordTenantSync")), (
         "no Discord tenant continuing-as-new with its state"
     )  # fmt: skip
+
+
+def _patches(workflow_type: str) -> set[str]:
+    """The patch ids the recorded runs of ``workflow_type`` took (their markers' details)."""
+    found = set()
+    for text in _texts(workflow_type):
+        for event in json.loads(text)["events"]:
+            marker = event.get("markerRecordedEventAttributes") or {}
+            for detail in marker.get("details", {}).values():
+                for payload in detail.get("payloads", []):
+                    value = json.loads(base64.b64decode(payload.get("data", "")) or "null")
+                    if isinstance(value, dict) and "id" in value:
+                        found.add(value["id"])
+    return found
+
+
+def test_histories_cover_this_sessions_patches():
+    """Each patched path of the current code is in some recorded history (and replays)."""
+    assert {"wide-guild-window", "batches-in-task"} <= _patches("BattleNetSync")
+    assert "zwift-run-rows" in _patches("ZwiftSync")
+    assert any("zwift_finish_run" in t for t in _texts("ZwiftSync")), "no Zwift run row closed"
 
 
 @pytest.mark.parametrize(
