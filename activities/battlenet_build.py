@@ -10,9 +10,20 @@ from activities.battlenet import BattleNetActivities
 from activities.pvp import PvpActivities
 from providers.battlenet import BattleNetClient
 from providers.ratelimit import Limiter, Window
-from providers.shared_limit import budget
+from providers.shared_limit import bucket_key, budget
 from providers.spec import ActivitySet, BuildContext
 from settings import Settings
+
+BUDGET = "battlenet"
+
+
+def bnet_credential(settings: Settings) -> list[str]:
+    return [settings.BNET_API_BASE_URL, settings.BNET_CLIENT_ID or ""]
+
+
+def bnet_bucket(settings: Settings) -> str:
+    """The shared budget's row (`rate_limit_buckets.bucket`) of the configured client id."""
+    return bucket_key("battlenet", BUDGET, bnet_credential(settings))
 
 
 def bnet_limiter(settings: Settings, database_url: str = "") -> Limiter:
@@ -21,10 +32,10 @@ def bnet_limiter(settings: Settings, database_url: str = "") -> Limiter:
     return budget(
         settings,
         database_url,
-        "battlenet",
+        BUDGET,
         [Window(settings.BNET_RATE_PER_SECOND, 1.0), Window(settings.BNET_RATE_PER_HOUR, 3600.0)],
         provider="battlenet",
-        credential=[settings.BNET_API_BASE_URL, settings.BNET_CLIENT_ID or ""],
+        credential=bnet_credential(settings),
         spread=True,
         # a manual character add is 4 requests: keep 4 places for them while one runs
         manual_reserve=4 if settings.BNET_RATE_PER_SECOND >= 50 else 0,

@@ -7,9 +7,21 @@ from providers.aiohttp_transport import AiohttpTransport
 from providers.discord import DiscordClient, DiscordLimiter
 from providers.discord.shared import SharedDiscordState
 from providers.ratelimit import Window
-from providers.shared_limit import SharedRateLimiter, budget
+from providers.shared_limit import SharedRateLimiter, bucket_key, budget
 from providers.spec import ActivitySet, BuildContext
 from settings import Settings, parse_tenant_weights
+
+GLOBAL_BUDGET = "discord global"
+
+
+def discord_credential(settings: Settings) -> list[str]:
+    token = settings.DISCORD_BOT_TOKEN
+    return [settings.DISCORD_API_BASE_URL, token.get_secret_value() if token else ""]
+
+
+def discord_bucket(settings: Settings) -> str:
+    """The shared global budget's row (`rate_limit_buckets.bucket`) of the configured bot."""
+    return bucket_key("discord", GLOBAL_BUDGET, discord_credential(settings))
 
 
 class LazyDiscordClient:
@@ -19,14 +31,13 @@ class LazyDiscordClient:
     def __init__(self, settings: Settings, database_url: str = "") -> None:
         self.settings = settings
         weights = parse_tenant_weights(settings.DISCORD_TENANT_WEIGHTS)
-        token = settings.DISCORD_BOT_TOKEN
         self.global_budget = budget(
             settings,
             database_url,
-            "discord global",
+            GLOBAL_BUDGET,
             [Window(settings.DISCORD_GLOBAL_RATE_PER_SECOND, 1.0)],
             provider="discord",
-            credential=[settings.DISCORD_API_BASE_URL, token.get_secret_value() if token else ""],
+            credential=discord_credential(settings),
             spread=True,
             weights=weights,
         )

@@ -131,9 +131,19 @@ def _sync_launch(args: argparse.Namespace, settings: Settings, region: str) -> L
         result_type=SyncCounts,
         finished=_sync_finished,
         progress=Tracking(
-            battlenet_progress.sync_probe(region), PROVIDER, settings.BNET_RATE_PER_SECOND
+            battlenet_progress.sync_probe(region),
+            PROVIDER,
+            settings.BNET_RATE_PER_SECOND,
+            budget=bnet_bucket(settings),
         ),
     )
+
+
+def bnet_bucket(settings: Settings) -> str:
+    """The configured client id's shared budget (its rate in a worker-elsewhere progress)."""
+    from activities.battlenet_build import bnet_bucket as bucket
+
+    return bucket(settings)
 
 
 def _sync_finished(workflow_id: str, counts: SyncCounts) -> Outcome:
@@ -176,7 +186,12 @@ def _pvp_launch(args: argparse.Namespace, settings: Settings, region: str) -> La
         search_attributes=search_attributes(PROVIDER, region, "pvp"),
         result_type=PvpSyncResult,
         finished=_pvp_finished,
-        progress=Tracking(battlenet_progress.pvp_probe(), PROVIDER, settings.BNET_RATE_PER_SECOND),
+        progress=Tracking(
+            battlenet_progress.pvp_probe(),
+            PROVIDER,
+            settings.BNET_RATE_PER_SECOND,
+            budget=bnet_bucket(settings),
+        ),
     )
 
 

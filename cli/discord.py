@@ -88,9 +88,19 @@ def _sync_launch(args: argparse.Namespace, settings: Settings, tenant: str) -> L
         f"watch it with `python starter.py status --tenant {tenant} --watch`",
         finished=_sync_finished,
         progress=Tracking(
-            discord_progress.sync_probe(tenant), PROVIDER, settings.DISCORD_GLOBAL_RATE_PER_SECOND
+            discord_progress.sync_probe(tenant),
+            PROVIDER,
+            settings.DISCORD_GLOBAL_RATE_PER_SECOND,
+            budget=discord_bucket(settings),
         ),
     )
+
+
+def discord_bucket(settings: Settings) -> str:
+    """The configured bot's shared global budget (its rate in a worker-elsewhere progress)."""
+    from activities.discord_build import discord_bucket as bucket
+
+    return bucket(settings)
 
 
 def _sync_finished(workflow_id: str, result: TenantSyncResult) -> Outcome:

@@ -29,6 +29,7 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio.client import Client
 
@@ -75,6 +76,9 @@ class Snapshot:
     parts: tuple[Part, ...] = ()
     # requests counted as sent (this process's client), not as the workflow's children end
     live_requests: bool = False
+    # requests the credential's shared budget has admitted so far, by every process (a worker
+    # elsewhere: its rate, not its children's lumps); None where there is no shared budget
+    budget_sent: int | None = None
     note: str = ""  # more of the same, e.g. "35 messages" (free to change at every read)
 
     @property
@@ -127,6 +131,7 @@ class Tracking:
     probe: Probe
     provider: str = ""
     limit: float | None = None  # requests per second allowed (the provider's rate setting)
+    budget: str | None = None  # the shared budget's row the limit is (rate_limit_buckets)
 
 
 def with_counters(snapshot: Snapshot, counters: object | None) -> Snapshot:
@@ -156,7 +161,7 @@ class Pace:
     """Recent request rate and progress rate from the snapshots seen, and the ETA."""
 
     started: float = field(default_factory=time.monotonic)
-    samples: deque[tuple[float, int, int | None]] = field(default_factory=deque)
+    samples: deque[tuple[float, int, int | None, int | None]] = field(default_factory=deque)
     unit: str = ""  # what the samples' done counts: a new unit (a new phase) starts afresh
 
     def add(self, snapshot: Snapshot, now: float | None = None) -> None:
@@ -164,7 +169,7 @@ class Pace:
         if snapshot.unit != self.unit:
             self.unit = snapshot.unit
             self.samples.clear()
-        self.samples.append((now, snapshot.done, snapshot.requests))
+        self.samples.append((now, snapshot.done, snapshot.requests, snapshot.budget_sent))
         while len(self.samples) > 2 and now - self.samples[1][0] >= RATE_WINDOW:
             self.samples.popleft()
 
@@ -183,6 +188,9 @@ class Pace:
 
     def request_rate(self) -> float | None:
         return self._per_second(2)
+
+    def budget_rate(self) -> float | None:
+        return self._per_second(3)
 
     def done_rate(self) -> float | None:
         return self._per_second(1)
@@ -225,9 +233,13 @@ def _rate(snapshot: Snapshot, pace: Pace, limit: float | None) -> str:
     (this process's client) make a rate: a workflow counts its children's requests as each
     ends, in jumps that would read 0, then far above the limit."""
     rate = pace.request_rate() if snapshot.live_requests else None
+    where = ""
+    if rate is None and not snapshot.live_requests:
+        # a worker elsewhere: the shared budget's own count, as every process reports it
+        rate = pace.budget_rate()
+        where = " (worker elsewhere)" if rate is None else " (the shared budget, every sync)"
     text = "?" if rate is None else f"{rate:.1f}"
     allowed = "" if limit is None else f" of {limit:g} allowed"
-    where = "" if snapshot.live_requests else " (worker elsewhere)"
     return f"{text} req/s{allowed}{where}"
 
 
@@ -331,8 +343,26 @@ class Reporter:
             log.debug("progress of %s not read: %s", self.watch.workflow_id, exc)
             return None
         snapshot = with_counters(snapshot, self.watch.counters)
+        if not snapshot.live_requests and self.tracking.budget:
+            snapshot = replace(snapshot, budget_sent=await self._budget_sent())
         self.pace.add(snapshot)
         return snapshot
+
+    async def _budget_sent(self) -> int | None:
+        """The shared budget's count of admitted requests (None: no such row, or unreadable)."""
+        try:
+            async with self.watch.connect() as conn:
+                if conn is None:
+                    return None
+                found = await conn.execute(
+                    sql_text("SELECT requests FROM rate_limit_buckets WHERE bucket = :b"),
+                    {"b": self.tracking.budget},
+                )
+                value = found.scalar()
+        except Exception as exc:  # progress never breaks the wait it reports on
+            log.debug("budget of %s not read: %s", self.tracking.budget, exc)
+            return None
+        return None if value is None else int(value)
 
     def _plain(self, snapshot: Snapshot | None, last: bool = False) -> None:
         if snapshot is None:

@@ -79,6 +79,11 @@ def fingerprint(provider: str, *parts: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def bucket_key(provider: str, name: str, credential: Sequence[str]) -> str:
+    """The ``rate_limit_buckets`` row of one credential's budget ``name``."""
+    return f"{provider}:{name}:{fingerprint(provider, *credential)}"
+
+
 def _tightness(window: Window) -> float:
     return window.period / window.limit
 
@@ -714,7 +719,7 @@ def postgres_limiter(
     def store(limiter: SharedRateLimiter) -> PostgresStore:
         return PostgresStore(
             database_url,
-            bucket=f"{provider}:{name}:{fp}",
+            bucket=bucket_key(provider, name, credential),
             provider=provider,
             fp=fp,
             windows=windows,

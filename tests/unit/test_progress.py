@@ -87,6 +87,25 @@ def test_a_workflows_request_count_makes_no_rate() -> None:
     assert line.endswith("ETA 16s")
 
 
+def test_a_worker_elsewhere_shows_the_shared_budgets_rate() -> None:
+    # the workflow's own count comes in lumps; the shared budget's count moves with every
+    # process's report, so its rate is the one shown (and said to be the budget's)
+    base = time.monotonic() - 10.0
+    pace = Pace(started=base)
+    for at, done, requests, budget in (
+        (0.0, 0, 0, 1000),
+        (5.0, 10, 0, 1480),
+        (10.0, 20, 400, 1980),
+    ):
+        snapshot = Snapshot("characters", done, 100, "characters", requests, budget_sent=budget)
+        pace.add(snapshot, now=base + at)
+    line = plain_line(snapshot, pace, 100)
+    assert "98.0 req/s of 100 allowed (the shared budget, every sync)" in line, line
+    # no shared budget (RATE_LIMIT_BACKEND=local, or nothing sent yet): unknown, as before
+    line = plain_line(Snapshot("characters", 20, 100, "characters", 400), Pace(), 100)
+    assert "? req/s of 100 allowed (worker elsewhere)" in line, line
+
+
 def test_parts_and_budget_waits_are_on_the_same_line() -> None:
     snapshot = Snapshot(
         "season 37: equipment", 5, None, "entries", 9, waits=2,
