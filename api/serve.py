@@ -1,15 +1,15 @@
 """Serving the read API: the app factory uvicorn calls in each API process.
 
 `starter.py api` (cli/api.py) resolves the database first (DATABASE_URL, or the shared embedded
-Postgres, migrated) and hands its URL to the processes in ``RATESYNC_API_DATABASE_URL`` (their
-own environment: never a log line). The refresh hook connects to Temporal on its first call:
-TEMPORAL_ADDRESS, or the embedded server while it runs.
+Postgres, migrated) and hands its URL to the processes as their DATABASE_URL (their own
+environment: never a log line), so each reads it through settings like any other setting.
+The refresh hook connects to Temporal on its first call: TEMPORAL_ADDRESS, or the embedded
+server while it runs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 
 from fastapi import FastAPI
 from temporalio.client import Client
@@ -17,8 +17,6 @@ from temporalio.client import Client
 import logformat
 from api.app import create_app
 from settings import get_settings
-
-DATABASE_ENV = "RATESYNC_API_DATABASE_URL"
 
 
 def temporal_source(settings):  # type: ignore[no-untyped-def]
@@ -45,7 +43,6 @@ def temporal_source(settings):  # type: ignore[no-untyped-def]
 def from_env() -> FastAPI:
     settings = get_settings()
     logformat.install(settings.LOG_LEVEL, settings.LOG_FORMAT)  # each API process starts fresh
-    url = os.environ.get(DATABASE_ENV) or settings.DATABASE_URL
-    if not url:
-        raise RuntimeError(f"{DATABASE_ENV} or DATABASE_URL must name the database")
-    return create_app(settings, url, temporal_source(settings))
+    if not settings.DATABASE_URL:
+        raise RuntimeError("DATABASE_URL must name the database (`starter.py api` sets it)")
+    return create_app(settings, settings.DATABASE_URL, temporal_source(settings))

@@ -39,8 +39,8 @@ def _port(text: str) -> int:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from api.serve import DATABASE_ENV
     from runtime import embedded_services
+    from settings import get_settings
     from storage.migrate import upgrade
 
     port = args.port if args.port is not None else settings.API_PORT
@@ -49,7 +49,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if ep.embedded_database:
             upgrade(ep.database_url)
         asyncio.run(_reachable(ep.database_url))
-        os.environ[DATABASE_ENV] = ep.database_url  # the API processes' own environment
+        # the API processes' (and, with one, this process's) DATABASE_URL: the resolved one
+        os.environ["DATABASE_URL"] = ep.database_url
+        get_settings.cache_clear()
         print(f"read API on http://{args.host or settings.API_HOST}:{port}/", flush=True)
         uvicorn.run(
             "api.serve:from_env",

@@ -139,12 +139,17 @@ def _rank(item: pytest.Item) -> int:
 _calm_done = False
 
 
+_markers: dict[int, Path | None] = {}  # per session (its id): asked before every test
+
+
 def _calm_done_marker(session: pytest.Session) -> Path | None:
-    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    ranks = {_rank(item) for item in session.items}
-    if not uid or not ranks & {0, 1} or not ranks & {3, 4}:
-        return None
-    return Path(tempfile.gettempdir()) / f"ratesync-calm-done-{uid}"
+    if id(session) not in _markers:
+        uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+        ranks = {_rank(item) for item in session.items}
+        both = bool(ranks & {0, 1}) and bool(ranks & {3, 4})
+        path = Path(tempfile.gettempdir()) / f"ratesync-calm-done-{uid}"
+        _markers[id(session)] = path if uid and both else None
+    return _markers[id(session)]
 
 
 @pytest.hookimpl(wrapper=True)
