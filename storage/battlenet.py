@@ -23,6 +23,7 @@ from providers.battlenet import (
     check_slug,
     slugify,
 )
+from providers.battlenet.pvp import json_text
 from storage.models import characters, guild_members, guilds, ranks
 
 NEG_INF = datetime.min.replace(year=1)
@@ -205,115 +206,109 @@ async def store_guild(
     metrics.rows("guilds", updated=1)
 
 
+# A roster is stored in a few set-based statements fed with column arrays (`unnest`): the SQL
+# text is the same for every roster, so asyncpg prepares it once per connection, where a
+# multi-row VALUES statement was compiled anew for each roster (~0.1 s of CPU for 300 members).
+
+# Claim characters registered by name (no upstream id yet) so they are not inserted twice.
+_CLAIM_BY_NAME = text("""
+UPDATE characters c SET bnet_character_id = v.bid
+FROM unnest(CAST(:realms AS text[]), CAST(:slugs AS text[]), CAST(:bids AS bigint[]))
+    AS v(realm, name_slug, bid)
+WHERE c.region = :region AND c.bnet_character_id IS NULL
+  AND c.realm = v.realm AND c.name_slug = v.name_slug
+  AND NOT EXISTS (SELECT 1 FROM characters o
+                  WHERE o.region = :region AND o.bnet_character_id = v.bid)
+""")
+
+_UPSERT_ROSTER_CHARACTERS = text("""
+INSERT INTO characters AS c (region, bnet_character_id, realm, name_slug, name, guild_id, level,
+                             character_class)
+SELECT :region, bid, realm, slug, name, :guild, lvl, cls
+FROM unnest(CAST(:bids AS bigint[]), CAST(:realms AS text[]), CAST(:slugs AS text[]),
+            CAST(:names AS text[]), CAST(:levels AS int[]), CAST(:classes AS text[]))
+    AS t(bid, realm, slug, name, lvl, cls)
+ON CONFLICT (region, bnet_character_id) DO UPDATE
+SET name = EXCLUDED.name, name_slug = EXCLUDED.name_slug, realm = EXCLUDED.realm,
+    guild_id = EXCLUDED.guild_id, level = EXCLUDED.level,
+    character_class = coalesce(c.character_class, EXCLUDED.character_class), updated_at = now()
+RETURNING c.id, c.bnet_character_id, (xmax = 0) AS inserted
+""")
+
+_UPSERT_MEMBERS = text("""
+INSERT INTO guild_members (guild_id, character_id, rank, character_name, character_class, level,
+                           member_data_json)
+SELECT :guild, cid, rk, name, cls, lvl, CAST(raw AS jsonb)
+FROM unnest(CAST(:cids AS bigint[]), CAST(:ranks AS int[]), CAST(:names AS text[]),
+            CAST(:classes AS text[]), CAST(:levels AS int[]), CAST(:raws AS text[]))
+    AS t(cid, rk, name, cls, lvl, raw)
+ON CONFLICT (guild_id, character_id) DO UPDATE
+SET rank = EXCLUDED.rank, character_name = EXCLUDED.character_name,
+    character_class = EXCLUDED.character_class, level = EXCLUDED.level,
+    member_data_json = EXCLUDED.member_data_json, last_seen_at = now(), left_at = NULL
+""")
+
+_MARK_LEFT = text("""
+UPDATE guild_members SET left_at = now()
+WHERE guild_id = :guild AND left_at IS NULL AND character_id <> ALL(CAST(:present AS bigint[]))
+RETURNING character_id
+""")
+
+_UNLINK_LEFT = text("""
+UPDATE characters SET guild_id = NULL, updated_at = now()
+WHERE id = ANY(CAST(:ids AS bigint[])) AND guild_id = :guild
+""")
+
+
 async def store_roster(
     conn: AsyncConnection, guild: GuildRef, members: Sequence[RosterMember]
 ) -> dict[str, int]:
-    """Upsert characters, members and ranks of a roster; mark members who left. Bulk statements."""
+    """Upsert characters, members and ranks of a roster; mark members who left. Bulk statements.
+
+    A member listed twice (same upstream id) is stored once, as first listed: one statement
+    may not update a row twice.
+    """
     region = guild.region
-    if not members:
+    unique = list({m.bnet_character_id: m for m in reversed(members)}.values())[::-1]
+    if not unique:
         left = await _mark_left(conn, guild.id, [])
         return {"members": 0, "discovered": 0, "left": left}
-    # Claim characters registered by name (no upstream id yet) so they are not inserted twice.
+    bids = [m.bnet_character_id for m in unique]
+    realms = [m.realm for m in unique]
+    slugs = [character_slug(m.name) for m in unique]
+    names = [m.name for m in unique]
+    levels = [m.level for m in unique]
+    classes = [m.character_class for m in unique]
     await conn.execute(
-        text(
-            "UPDATE characters c SET bnet_character_id = v.bid FROM "
-            "unnest(CAST(:realms AS text[]), CAST(:names AS text[]), CAST(:bids AS bigint[])) "
-            "AS v(realm, name_slug, bid) WHERE c.region = :region AND c.bnet_character_id IS NULL "
-            "AND c.realm = v.realm AND c.name_slug = v.name_slug AND NOT EXISTS (SELECT 1 FROM "
-            "characters o WHERE o.region = :region AND o.bnet_character_id = v.bid)"
-        ),
-        {
-            "region": region,
-            "realms": [m.realm for m in members],
-            "names": [m.name.lower() for m in members],
-            "bids": [m.bnet_character_id for m in members],
-        },
+        _CLAIM_BY_NAME, {"region": region, "realms": realms, "slugs": slugs, "bids": bids}
     )
-    stmt = insert(characters).values(
-        [
-            {
-                "region": region,
-                "bnet_character_id": m.bnet_character_id,
-                "realm": m.realm,
-                "name_slug": m.name.lower(),
-                "name": m.name,
-                "guild_id": guild.id,
-                "level": m.level,
-                "character_class": m.character_class,
-            }
-            for m in members
-        ]
-    )
-    upsert = stmt.on_conflict_do_update(
-        index_elements=[characters.c.region, characters.c.bnet_character_id],
-        set_={
-            "name": stmt.excluded.name,
-            "name_slug": stmt.excluded.name_slug,
-            "realm": stmt.excluded.realm,
-            "guild_id": stmt.excluded.guild_id,
-            "level": stmt.excluded.level,
-            "character_class": func.coalesce(
-                characters.c.character_class, stmt.excluded.character_class
-            ),
-            "updated_at": func.now(),
-        },
-    ).returning(characters.c.id, characters.c.bnet_character_id, text("(xmax = 0) AS inserted"))
-    rows = (await conn.execute(upsert)).all()
+    rows = (
+        await conn.execute(
+            _UPSERT_ROSTER_CHARACTERS,
+            {"region": region, "guild": guild.id, "bids": bids, "realms": realms,
+             "slugs": slugs, "names": names, "levels": levels, "classes": classes},
+        )
+    ).all()  # fmt: skip
     ids = {int(r[1]): int(r[0]) for r in rows}
     discovered = sum(1 for r in rows if r[2])
     metrics.rows("characters", inserted=discovered, updated=len(rows) - discovered)
-
-    mstmt = insert(guild_members).values(
-        [
-            {
-                "guild_id": guild.id,
-                "character_id": ids[m.bnet_character_id],
-                "rank": m.rank,
-                "character_name": m.name,
-                "character_class": m.character_class,
-                "level": m.level,
-                "member_data_json": m.raw,
-            }
-            for m in members
-        ]
-    )
-    mstmt = mstmt.on_conflict_do_update(
-        index_elements=[guild_members.c.guild_id, guild_members.c.character_id],
-        set_={
-            "rank": mstmt.excluded.rank,
-            "character_name": mstmt.excluded.character_name,
-            "character_class": mstmt.excluded.character_class,
-            "level": mstmt.excluded.level,
-            "member_data_json": mstmt.excluded.member_data_json,
-            "last_seen_at": func.now(),
-            "left_at": None,
-        },
-    )
-    await conn.execute(mstmt)
+    await conn.execute(
+        _UPSERT_MEMBERS,
+        {"guild": guild.id, "cids": [ids[b] for b in bids], "ranks": [m.rank for m in unique],
+         "names": names, "classes": classes, "levels": levels,
+         "raws": [json_text(m.raw) for m in unique]},
+    )  # fmt: skip
     left = await _mark_left(conn, guild.id, list(ids.values()))
-    await _store_ranks(conn, guild.id, members)
-    metrics.rows("guild_members", upserted=len(members), updated=left)
-    return {"members": len(members), "discovered": discovered, "left": left}
+    await _store_ranks(conn, guild.id, unique)
+    metrics.rows("guild_members", upserted=len(unique), updated=left)
+    return {"members": len(unique), "discovered": discovered, "left": left}
 
 
 async def _mark_left(conn: AsyncConnection, guild_id: int, present: list[int]) -> int:
-    gone = await conn.execute(
-        update(guild_members)
-        .where(
-            guild_members.c.guild_id == guild_id,
-            guild_members.c.left_at.is_(None),
-            guild_members.c.character_id.not_in(present) if present else literal(True),
-        )
-        .values(left_at=func.now())
-        .returning(guild_members.c.character_id)
-    )
+    gone = await conn.execute(_MARK_LEFT, {"guild": guild_id, "present": present})
     left_ids = [int(r) for r in gone.scalars()]
     if left_ids:
-        await conn.execute(
-            update(characters)
-            .where(characters.c.id.in_(left_ids), characters.c.guild_id == guild_id)
-            .values(guild_id=None, updated_at=func.now())
-        )
+        await conn.execute(_UNLINK_LEFT, {"ids": left_ids, "guild": guild_id})
     return len(left_ids)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from observability import metrics
+from providers.battlenet.names import character_slug
 from providers.battlenet.pvp import EquippedItem, LeaderboardColumns, json_text
 
 _UPSERT_LEADERBOARD = text("""
@@ -35,11 +36,12 @@ RETURNING id
 # statement and without rewriting rows that did not change.
 _UPSERT_CHARACTERS = text("""
 WITH input AS (
-    SELECT * FROM unnest(CAST(:bids AS bigint[]), CAST(:realms AS text[]), CAST(:names AS text[]))
-        AS t(bid, realm, name)
+    SELECT * FROM unnest(CAST(:bids AS bigint[]), CAST(:realms AS text[]), CAST(:slugs AS text[]),
+                         CAST(:names AS text[]))
+        AS t(bid, realm, slug, name)
 ), inserted AS (
     INSERT INTO characters (region, bnet_character_id, realm, name_slug, name)
-    SELECT :region, bid, realm, lower(name), name FROM input
+    SELECT :region, bid, realm, slug, name FROM input
     ON CONFLICT (region, bnet_character_id) DO NOTHING
     RETURNING id, bnet_character_id
 )
@@ -97,7 +99,7 @@ async def import_leaderboard(
         await conn.execute(
             _UPSERT_CHARACTERS,
             {"region": region, "bids": columns.bnet_ids, "realms": columns.realms,
-             "names": columns.names},
+             "slugs": [character_slug(n) for n in columns.names], "names": columns.names},
         )
     ).all()  # fmt: skip
     ids = {int(bid): int(cid) for cid, bid, _ in rows}
