@@ -43,13 +43,15 @@ from runtime import (
     missing_search_attributes,
 )
 from settings import Settings, SettingsError, get_settings
-from storage.db import create_engine
+from storage.db import create_engine, open_connections
 from workflows.scheduler import Scheduler, child_states
 
 WORKFLOWS: list[Any] = [Scheduler] + [w for spec in SPECS for p in spec.workflows for w in load(p)]
 log = logging.getLogger("ratesync.worker")
 STICKY_SCHEDULE_TO_START = timedelta(seconds=3)  # a dead worker's sticky tasks move on fast
 GRACEFUL_SHUTDOWN = timedelta(seconds=5)  # running activities may finish before a stop cancels
+# Connections opened before polling; the rest of the pool opens lazily, as work needs them.
+WARM_CONNECTIONS = 10
 T = TypeVar("T")
 
 
@@ -107,7 +109,9 @@ async def build_worker(
     install_log_filters()
     tune_gc()
     # Connections open lazily; each provider says how many its activities may hold at once.
-    engine = create_engine(database_url, pool_size=sum(s.db_connections(settings) for s in SPECS))
+    pool_size = sum(s.db_connections(settings) for s in SPECS)
+    engine = create_engine(database_url, pool_size=pool_size)
+    await open_connections(engine, min(pool_size, WARM_CONNECTIONS))
     main_queue = task_queue or settings.TEMPORAL_TASK_QUEUE
     ctx = BuildContext(
         settings,

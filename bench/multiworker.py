@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import text
@@ -80,6 +80,7 @@ class Row:
     db_ms_per_request: float | None = None
     cpu_ms_per_request: float = math.nan
     steady_per_second: float = math.nan  # after the first STEADY_AFTER seconds
+    first_seconds: list[int] = field(default_factory=list)  # requests in each of those seconds
     note: str = ""
 
 
@@ -248,7 +249,13 @@ async def one_run(stack: Stack, processes: int, args: argparse.Namespace) -> Row
             cpu_before = cpu_seconds(workers)
             began = time.monotonic()
             skip = min(STEADY_AFTER, args.seconds / 2)
-            await asyncio.sleep(skip)
+            seen = 0
+            for second in range(1, math.floor(skip) + 1):
+                await asyncio.sleep(max(0.0, began + second - time.monotonic()))
+                now_seen = (await admin(sandbox.url, "stats"))["requests"]
+                row.first_seconds.append(now_seen - seen)
+                seen = now_seen
+            await asyncio.sleep(max(0.0, began + skip - time.monotonic()))
             at_skip = (await admin(sandbox.url, "stats"))["requests"]
             await asyncio.sleep(max(0.0, args.seconds - (time.monotonic() - began)))
             stats = await admin(sandbox.url, "stats")
@@ -293,6 +300,8 @@ def table(rows: list[Row], limit: int) -> list[str]:
             f"{r.steady_per_second:>8.1f} {r.steady_per_second / limit:>6.3f}"
             + (f"  ({r.note})" if r.note else "")
         )
+    for r in rows:
+        lines.append(f"N={r.processes} requests in each of the first seconds: {r.first_seconds}")
     return lines
 
 
