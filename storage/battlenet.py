@@ -23,7 +23,7 @@ from providers.battlenet import (
     check_slug,
     slugify,
 )
-from providers.battlenet.pvp import json_text
+from storage.db import json_text
 from storage.models import characters, guild_members, guilds, ranks
 
 NEG_INF = datetime.min.replace(year=1)

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from observability import metrics
 from providers.battlenet.names import character_slug
-from providers.battlenet.pvp import EquippedItem, LeaderboardColumns, json_text
+from providers.battlenet.pvp import EquippedItem, LeaderboardColumns
+from storage.db import json_text
 
 _UPSERT_LEADERBOARD = text("""
 INSERT INTO pvp_leaderboards AS l (region, season_id, bracket, bracket_type, last_modified,

@@ -7,14 +7,12 @@ leaderboard to Postgres in one statement.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from providers.battlenet.names import character_slug, valid_slug
 from providers.errors import BadPayload
+from storage.db import json_text
 
 
 @dataclass
@@ -110,15 +108,6 @@ def _fits(value: int | None, bits: int) -> bool:
 def _storable_text(*texts: str | None) -> bool:
     """No NUL, raw or as the JSON escape ``\\u0000``: Postgres text and JSONB refuse both."""
     return not any(t is not None and ("\x00" in t or "\\u0000" in t) for t in texts)
-
-
-def json_text(value: Any) -> str:
-    """Compact JSON text for a JSONB parameter: orjson (~10x json.dumps, and a batch carries
-    1,600 item documents), json for what orjson refuses (integers beyond 64 bits)."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _object(value: Any) -> dict[str, Any]:

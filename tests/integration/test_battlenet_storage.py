@@ -143,3 +143,19 @@ async def test_a_ladders_new_characters_get_the_same_slug_in_a_c_locale_database
         )
         slugs = (await conn.execute(select(characters.c.name_slug))).scalars().all()
     assert slugs == ["éowyn"]
+
+
+async def test_a_document_with_nan_or_a_huge_integer_is_stored(engine):
+    """Failed before: the documents were written with json.dumps, which writes NaN (stdlib json
+    reads it from a body), and Postgres refuses it as JSON, so the character never stored.
+    Now orjson writes them (null for NaN); an integer beyond 64 bits still goes through."""
+    async with engine.begin() as conn:
+        cid = await db.track_character(conn, "eu", "draenor", "Nan")
+        (ref,) = await db.load_characters(conn, [cid])
+        equipment = {"stats": float("nan"), "big": 2**70 + 1, "name": "Éowyn's"}
+        result = db.CharacterResult(ref, None, {"equipment": equipment}, {})
+        await db.store_characters(conn, [result])
+        stored = (
+            await conn.execute(select(characters.c.equipment_json).where(characters.c.id == cid))
+        ).scalar_one()
+    assert stored == {"stats": None, "big": 2**70 + 1, "name": "Éowyn's"}
