@@ -16,6 +16,7 @@ from temporalio import activity
 from activities.clock import server_now, server_time
 from activities.errors import activity_errors, one_error_path
 from activities.heartbeat import heartbeating
+from activities.runs import close_run, open_run
 from activities.types import (
     CHARACTER_PAGE_MAX,
     GUILD_PAGE_MAX,
@@ -107,14 +108,12 @@ class BattleNetActivities:
     @activity.defn
     @one_error_path("battlenet start run")
     async def bnet_start_run(self, inp: StartRunInput) -> int:
-        async with self.engine.begin() as conn:
-            return await syncdb.start_run(conn, inp.provider, inp.scope, inp.kind, inp.workflow_id)
+        return await open_run(self.engine, inp)
 
     @activity.defn
     @one_error_path("battlenet finish run")
     async def bnet_finish_run(self, inp: FinishRunInput) -> None:
-        async with self.engine.begin() as conn:
-            await syncdb.finish_run(conn, inp.run_id, inp.status, inp.counts, inp.errors, inp.error)
+        await close_run(self.engine, inp)
 
     @activity.defn
     @one_error_path("battlenet select guilds")

@@ -27,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 from activities.clock import server_after, server_time
 from activities.errors import activity_errors
 from activities.heartbeat import heartbeating
+from activities.runs import close_run, open_run
 from activities.types import FinishRunInput, StartRunInput
 from activities.zwift_types import ZwiftStep, ZwiftStepInput
 from providers.errors import AuthFailed, BudgetExhausted, NotFound, RateLimited
@@ -73,18 +74,12 @@ class ZwiftActivities:
     @activity.defn
     async def zwift_start_run(self, inp: StartRunInput) -> int:
         with activity_errors("zwift start run"):
-            async with self.engine.begin() as conn:
-                return await syncdb.start_run(
-                    conn, inp.provider, inp.scope, inp.kind, inp.workflow_id
-                )
+            return await open_run(self.engine, inp)
 
     @activity.defn
     async def zwift_finish_run(self, inp: FinishRunInput) -> None:
         with activity_errors("zwift finish run"):
-            async with self.engine.begin() as conn:
-                await syncdb.finish_run(
-                    conn, inp.run_id, inp.status, inp.counts, inp.errors, inp.error or None
-                )
+            await close_run(self.engine, inp)
 
     @activity.defn
     async def zwift_step(self, inp: ZwiftStepInput) -> ZwiftStep:

@@ -20,7 +20,7 @@ from cli import CliError
 from cli.budget_view import budget, window_text
 from cli.commands import AddCommand, ProviderCommands, Scope, ScopeView, SyncCommand, TrackCommand
 from cli.launch import Launch, Outcome
-from providers.zwift.parse import MAX_ID
+from providers.zwift.parse import id_of
 from providers.zwift.spec import SPEC
 from settings import Settings
 from storage import zwift as db
@@ -34,10 +34,10 @@ SCOPE_KINDS = [k.name for k in SPEC.kinds if not k.entity]
 
 def zwift_id(value: str) -> int:
     """argparse type of a club, rider or event id (a typo is exit 2 with this line)."""
-    text_ = value.strip()
-    if not (text_.isascii() and text_.isdigit()) or not 0 < int(text_) <= MAX_ID:
+    number = id_of(value.strip())
+    if number is None:
         raise argparse.ArgumentTypeError(f"{value!r} is not a ZwiftRacing id (a positive number)")
-    return int(text_)
+    return number
 
 
 async def tracked_club(conn: AsyncConnection, club: str) -> None:

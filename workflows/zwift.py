@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         ZwiftSyncResult,
     )
     from providers.ratelimit import Priority
-    from providers.zwift.parse import MAX_ID
+    from providers.zwift.parse import id_of
     from providers.zwift.spec import SPEC as ZWIFT
     from workflows.kernel import WORK_DEADLINE, db_call, heartbeat, run_until_done
     from workflows.plans import ChildPlan
@@ -191,11 +191,9 @@ class ZwiftPlan:
 
 def check_id_text(value: str, what: str, noun: str) -> int:
     """A positive id as text (ValueError, one line, otherwise)."""
-    if not (isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19):
+    number = id_of(value) if isinstance(value, str) else None
+    if number is None:
         raise ValueError(f"{what} {str(value)[:30]!r} is no {noun} (a positive number)")
-    number = int(value)
-    if not 0 < number <= MAX_ID:
-        raise ValueError(f"{what} {value[:30]!r} is no {noun} (a positive number)")
     return number
 
 

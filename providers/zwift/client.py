@@ -39,6 +39,7 @@ from providers.zwift.parse import (
     RiderAnswer,
     RidersAnswer,
     SignupsAnswer,
+    id_of,
     parse_club_page,
     parse_event,
     parse_results,
@@ -61,7 +62,6 @@ __all__ = [
 
 DEFAULT_BASE_URL = "https://api.zwiftracing.app/api"
 USER_AGENT = "ratesync/0.1"
-MAX_ID = 2**63 - 1
 
 # Family → its standard-tier window (issue 13; UPSTREAM §3.2).
 FAMILIES: dict[str, Window] = {
@@ -140,13 +140,8 @@ def family_limiters(
 def check_id(value: Any, what: str) -> int:
     """An id to put into a path: an int (not a bool) or a string of ASCII digits, 0..2**63-1;
     anything else is :class:`BadInput` (nothing is sent)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
-        number = int(value)
-    else:
-        number = -1
-    if 0 <= number <= MAX_ID:
+    number = id_of(value, minimum=0)
+    if number is not None:
         return number
     shown = repr(value)
     shown = shown if len(shown) <= 48 else shown[:45] + "..."

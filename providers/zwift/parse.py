@@ -61,6 +61,18 @@ def _is_id(value: Any) -> bool:
     return _is_int(value) and 0 <= value <= MAX_ID
 
 
+def id_of(value: Any, minimum: int = 1) -> int | None:
+    """An id as an int (not a bool) or as text of ASCII digits, in ``minimum``..MAX_ID; None for
+    anything else. The one check behind the client's, the workflow's and the CLI's."""
+    if _is_int(value):
+        number = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        number = int(value)
+    else:
+        return None
+    return number if minimum <= number <= MAX_ID else None
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
