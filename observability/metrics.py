@@ -16,10 +16,12 @@ metrics (a lock and an add); a process that serves nothing (the CLI, a test) jus
   (``user``, ``global``, ``shared``: ``X-RateLimit-Scope``) where the answer names one, else
   the bucket.
 - ``ratesync_limiter_wait_seconds{lane}``: how long a request waited for its place in a
-  budget (local or shared), by lane (``manual`` … ``backfill``).
+  budget (local or shared), by lane (``manual`` … ``backfill``); a Discord request's route
+  bucket wait and global limit wait are one observation (``ratelimit.after_waiting``).
 - ``ratesync_bucket_utilisation{provider,bucket,window}``: places used / limit per window
   (collected at scrape time, ``observability.exporter``).
-- ``ratesync_rows_upserted_total{table,outcome}``: rows the sync's store steps wrote.
+- ``ratesync_rows_upserted_total{table,outcome}``: rows the sync's store steps wrote, counted
+  when their transaction commits (``storage.db.count_rows``).
 - ``ratesync_sync_duration_seconds{provider,kind}`` and ``ratesync_sync_runs_total
   {provider,kind,outcome}``: sync runs (``sync_runs`` rows) as they end.
 """

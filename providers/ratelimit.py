@@ -160,6 +160,9 @@ _arrivals = itertools.count()
 # The tenant the current task's requests are for, where a layer between the caller and the
 # limiter cannot pass it on (ProviderHTTP.send takes the slot for every provider).
 _tenant: ContextVar[str | None] = ContextVar("ratelimit_tenant", default=None)
+# What the request being made waited already for another budget before this one (Discord's
+# route bucket, before the global limit): its one wait observation includes it.
+_earlier_wait: ContextVar[float] = ContextVar("ratelimit_earlier_wait", default=0.0)
 
 
 # The budget whose place the current task holds (the innermost ``slot``): the bucket a
@@ -180,6 +183,26 @@ def holding(name: str) -> Iterator[None]:
         yield
     finally:
         _budget.reset(token)
+
+
+@contextmanager
+def after_waiting(seconds: float) -> Iterator[None]:
+    """The request made inside waited ``seconds`` already, for another budget's place (a
+    Discord route bucket): the limiter-wait observation of its next place adds them, once."""
+    token = _earlier_wait.set(max(0.0, seconds))
+    try:
+        yield
+    finally:
+        _earlier_wait.reset(token)
+
+
+def observe_wait(priority: int, waited: float) -> None:
+    """``ratesync_limiter_wait_seconds`` of a place just taken after ``waited`` seconds, plus
+    what :func:`after_waiting` carried (then spent: a retry's place adds nothing)."""
+    earlier = _earlier_wait.get()
+    if earlier:
+        _earlier_wait.set(0.0)
+    metrics.limiter_waited(priority, waited + earlier)
 
 
 def current_tenant() -> str | None:
@@ -534,7 +557,7 @@ class RateLimiter:
         stats.waited_seconds += waited
         stats.max_wait_seconds = max(stats.max_wait_seconds, waited)
         stats.by_priority[priority] = stats.by_priority.get(priority, 0) + 1
-        metrics.limiter_waited(priority, waited)
+        observe_wait(priority, waited)
         self._notify()
 
     def _finish(self) -> None:

@@ -58,6 +58,7 @@ from providers.ratelimit import (
     WindowLog,
     _Slot,
     holding,
+    observe_wait,
     wait_event,
 )
 
@@ -452,7 +453,7 @@ class SharedRateLimiter:
         stats.waited_seconds += waited
         stats.max_wait_seconds = max(stats.max_wait_seconds, waited)
         stats.by_priority[priority] = stats.by_priority.get(priority, 0) + 1
-        metrics.limiter_waited(priority, waited)
+        observe_wait(priority, waited)
         self._line.wake_head()
 
     def _finish(self) -> None:

@@ -15,7 +15,6 @@ from sqlalchemy import and_, func, literal, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from observability import metrics
 from providers.battlenet import (
     RosterMember,
     character_slug,
@@ -23,7 +22,7 @@ from providers.battlenet import (
     check_slug,
     slugify,
 )
-from storage.db import json_text
+from storage.db import count_rows, json_text
 from storage.models import characters, guild_members, guilds, ranks
 
 NEG_INF = datetime.min.replace(year=1)
@@ -203,7 +202,7 @@ async def store_guild(
     if roster_json is not None:
         values["roster_json"] = roster_json
     await conn.execute(update(guilds).where(guilds.c.id == guild.id).values(**values))
-    metrics.rows("guilds", updated=1)
+    count_rows(conn, "guilds", updated=1)
 
 
 # A roster is stored in a few set-based statements fed with column arrays (`unnest`): the SQL
@@ -291,7 +290,7 @@ async def store_roster(
     ).all()  # fmt: skip
     ids = {int(r[1]): int(r[0]) for r in rows}
     discovered = sum(1 for r in rows if r[2])
-    metrics.rows("characters", inserted=discovered, updated=len(rows) - discovered)
+    count_rows(conn, "characters", inserted=discovered, updated=len(rows) - discovered)
     await conn.execute(
         _UPSERT_MEMBERS,
         {"guild": guild.id, "cids": [ids[b] for b in bids], "ranks": [m.rank for m in unique],
@@ -300,7 +299,7 @@ async def store_roster(
     )  # fmt: skip
     left = await _mark_left(conn, guild.id, list(ids.values()))
     await _store_ranks(conn, guild.id, unique)
-    metrics.rows("guild_members", upserted=len(unique), updated=left)
+    count_rows(conn, "guild_members", upserted=len(unique), updated=left)
     return {"members": len(unique), "discovered": discovered, "left": left}
 
 
@@ -336,7 +335,7 @@ async def _store_ranks(
             set_={"member_count": stmt.excluded.member_count},
         )
     )
-    metrics.rows("ranks", upserted=len(counts))
+    count_rows(conn, "ranks", upserted=len(counts))
 
 
 @dataclass(frozen=True)
@@ -415,7 +414,7 @@ async def store_characters(conn: AsyncConnection, results: Sequence[CharacterRes
                 target = await _resolve_pending(conn, ref, int(cols["bnet_character_id"]))
             values.update(cols)
         await conn.execute(update(characters).where(characters.c.id == target).values(**values))
-    metrics.rows("characters", updated=len(results))
+    count_rows(conn, "characters", updated=len(results))
 
 
 async def _resolve_pending(conn: AsyncConnection, ref: CharacterRef, bnet_id: int) -> int:

@@ -10,7 +10,10 @@ import re
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import Connection, event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from observability import metrics
 
 
 def async_url(url: str) -> str:
@@ -51,14 +54,20 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     """JSON and JSONB parameters are written by orjson (json.dumps of a character's documents
     was the worker's largest serialisation cost); a NaN or an infinity in a payload (stdlib json
     parses them, Postgres refuses them) is stored as null. They are read by stdlib json, which
-    keeps an integer beyond 64 bits exact (orjson would make it a float)."""
-    return create_async_engine(
+    keeps an integer beyond 64 bits exact (orjson would make it a float). Rows counted with
+    :func:`count_rows` reach the metric when their transaction commits."""
+    engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         json_serializer=json_text,
     )
+    # rows counted by a store step reach the metric when its transaction commits (count_rows)
+    event.listen(engine.sync_engine, "commit", _committed)
+    event.listen(engine.sync_engine, "rollback", _rolled_back)
+    event.listen(engine.sync_engine.pool, "checkin", _checked_in)  # ended either way
+    return engine
 
 
 async def open_connections(engine: AsyncEngine, count: int) -> None:
@@ -79,3 +88,30 @@ async def open_connections(engine: AsyncEngine, count: int) -> None:
 
     with contextlib.suppress(Exception):
         await asyncio.gather(*(hold() for _ in range(count)))
+
+
+_PENDING_ROWS = "ratesync_rows_pending"
+
+
+def count_rows(conn: AsyncConnection, table: str, **outcomes: int) -> None:
+    """Rows one store statement wrote (``count_rows(conn, "messages", inserted=3)``), counted in
+    ``ratesync_rows_upserted_total`` when ``conn``'s transaction commits and never for one
+    rolled back; at once on an autocommit connection (each statement commits by itself)."""
+    sync = conn.sync_connection
+    if sync is None or sync.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        metrics.rows(table, **outcomes)
+        return
+    sync.info.setdefault(_PENDING_ROWS, []).append((table, outcomes))
+
+
+def _committed(conn: Connection) -> None:
+    for table, outcomes in conn.info.pop(_PENDING_ROWS, ()):
+        metrics.rows(table, **outcomes)
+
+
+def _rolled_back(conn: Connection) -> None:
+    conn.info.pop(_PENDING_ROWS, None)
+
+
+def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+    record.info.pop(_PENDING_ROWS, None)

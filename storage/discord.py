@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from observability import metrics
+from storage.db import count_rows
 from storage.models import channel_sync_jobs, channels, sync_progress, sync_runs, tenants
 
 # Channel types whose messages we mirror: text, voice (text-in-voice), announcement, threads,
@@ -80,7 +81,7 @@ async def store_guild(conn: AsyncConnection, tenant: int, guild: dict[str, Any])
         .where(tenants.c.id == tenant)
         .values(name=guild.get("name"), guild_json=guild, updated_at=func.now())
     )
-    metrics.rows("tenants", updated=1)
+    count_rows(conn, "tenants", updated=1)
 
 
 def _snowflake(value: Any) -> int | None:
@@ -120,7 +121,7 @@ async def store_channels(
         )
         rows = await conn.execute(stmt.returning(channels.c.id, channels.c.discord_channel_id))
         by_discord.update((int(r.discord_channel_id), int(r.id)) for r in rows)
-        metrics.rows("channels", upserted=len(chunk))
+        count_rows(conn, "channels", upserted=len(chunk))
     return [by_discord[int(c["id"])] for c in listed]
 
 
@@ -469,7 +470,7 @@ async def store_page(
     if row is None:  # no job row (a page stored outside a run): still stored, no counters
         return PageStored(0, 0, 0)
     inserted, written = int(row.inserted), int(row.written)
-    metrics.rows("messages", inserted=inserted, updated=written - inserted,
+    count_rows(conn, "messages", inserted=inserted, updated=written - inserted,
                  unchanged=int(row.total) - written)  # fmt: skip
     return PageStored(int(row.inserted), int(row.reactions), int(row.attachments))
 

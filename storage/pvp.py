@@ -16,10 +16,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from observability import metrics
 from providers.battlenet.names import character_slug
 from providers.battlenet.pvp import EquippedItem, LeaderboardColumns
-from storage.db import json_text
+from storage.db import count_rows, json_text
 
 _UPSERT_LEADERBOARD = text("""
 INSERT INTO pvp_leaderboards AS l (region, season_id, bracket, bracket_type, last_modified,
@@ -116,9 +115,9 @@ async def import_leaderboard(
             "entries": columns.entries_json,
         },
     )  # fmt: skip
-    metrics.rows("pvp_leaderboards", upserted=1)
-    metrics.rows("characters", inserted=new_characters, unchanged=len(rows) - new_characters)
-    metrics.rows("pvp_leaderboard_entries", inserted=inserted.rowcount,
+    count_rows(conn, "pvp_leaderboards", upserted=1)
+    count_rows(conn, "characters", inserted=new_characters, unchanged=len(rows) - new_characters)
+    count_rows(conn, "pvp_leaderboard_entries", inserted=inserted.rowcount,
                  unchanged=len(columns) - inserted.rowcount)  # fmt: skip
     return ImportResult(int(board), len(columns), inserted.rowcount, new_characters)
 
@@ -301,14 +300,14 @@ async def store_equipment(
                 "raw": [json_text(i.detail) for _, i in flat],
             },
         )  # fmt: skip
-        metrics.rows("pvp_leaderboard_entry_items", inserted=added.rowcount,
+        count_rows(conn, "pvp_leaderboard_entry_items", inserted=added.rowcount,
                      unchanged=len(flat) - added.rowcount)  # fmt: skip
     if reused:
         copied = await conn.execute(
             _COPY_ENTRY_ITEMS,
             {"new_ids": [n for n, _ in reused], "old_ids": [o for _, o in reused]},
         )
-        metrics.rows("pvp_leaderboard_entry_items", inserted=copied.rowcount)
+        count_rows(conn, "pvp_leaderboard_entry_items", inserted=copied.rowcount)
     changed = list(fresh)
     if changed:
         await conn.execute(
@@ -319,7 +318,7 @@ async def store_equipment(
                 "lms": [f.last_modified for f in changed],
             },
         )
-        metrics.rows("characters", updated=len(changed))
+        count_rows(conn, "characters", updated=len(changed))
     if not processed:
         return 0
     marked = await conn.execute(

@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from observability import metrics
+from storage.db import count_rows
 
 __all__ = [
     "EVENT_KINDS",
@@ -150,10 +150,12 @@ _STORE_RIDERS = _riders_statement(
 )
 
 
-def _stored(row: Any) -> RidersStored:
+def _stored(conn: AsyncConnection, row: Any) -> RidersStored:
     stored = RidersStored(int(row.riders), int(row.inserted), int(row.rating_changes))
-    metrics.rows("zwift_riders", inserted=stored.inserted, updated=stored.riders - stored.inserted)
-    metrics.rows("zwift_rider_ratings", inserted=stored.rating_changes)
+    count_rows(
+        conn, "zwift_riders", inserted=stored.inserted, updated=stored.riders - stored.inserted
+    )
+    count_rows(conn, "zwift_rider_ratings", inserted=stored.rating_changes)
     return stored
 
 
@@ -175,8 +177,8 @@ async def store_club_page(conn: AsyncConnection, club_id: int, raw_page: bytes) 
     """One club page (``{"clubId", "name", "riders"}`` as received): the club row, its riders
     (club and ``listed_at`` set) and their rating changes, in one statement."""
     row = (await conn.execute(_STORE_CLUB_PAGE, {"raw": raw_page, "club_id": club_id})).one()
-    metrics.rows("zwift_clubs", upserted=1)
-    return _stored(row)
+    count_rows(conn, "zwift_clubs", upserted=1)
+    return _stored(conn, row)
 
 
 async def finish_club_pass(conn: AsyncConnection, club_id: int, started_at: datetime) -> int:
@@ -209,7 +211,7 @@ RETURNING member_count
 async def store_riders(conn: AsyncConnection, raw: bytes) -> RidersStored:
     """A bulk answer (a bare array of riders) or one rider object, as received: the riders
     (club from ``rider.club.id``) and their rating changes, in one statement."""
-    return _stored((await conn.execute(_STORE_RIDERS, {"raw": raw})).one())
+    return _stored(conn, (await conn.execute(_STORE_RIDERS, {"raw": raw})).one())
 
 
 async def store_rider(
@@ -404,7 +406,7 @@ RETURNING (xmax = 0) AS inserted
 async def store_event(conn: AsyncConnection, raw: bytes) -> bool:
     """An event object as received; True when the event was new."""
     new = bool((await conn.execute(_STORE_EVENT, {"raw": raw})).scalar_one())
-    metrics.rows("zwift_events", inserted=int(new), updated=int(not new))
+    count_rows(conn, "zwift_events", inserted=int(new), updated=int(not new))
     return new
 
 
@@ -442,7 +444,7 @@ async def store_signups(conn: AsyncConnection, event_id: int, raw: bytes) -> dic
     """An event's signup list as received (the whole list): upserted, and riders no longer on
     it removed, in one statement. ``{"signups", "added", "removed"}``."""
     row = (await conn.execute(_STORE_SIGNUPS, {"raw": raw, "event_id": event_id})).one()
-    _listed("zwift_event_signups", int(row.signups), int(row.added), int(row.removed))
+    _listed(conn, "zwift_event_signups", int(row.signups), int(row.added), int(row.removed))
     return {"signups": int(row.signups), "added": int(row.added), "removed": int(row.removed)}
 
 
@@ -509,13 +511,13 @@ async def store_results(conn: AsyncConnection, event_id: int, raw: bytes) -> dic
     the results that carry none: the unranked ones carry theirs) and
     the removal of results no longer listed, in one statement."""
     row = (await conn.execute(_STORE_RESULTS, {"raw": raw, "event_id": event_id})).one()
-    _listed("zwift_event_results", int(row.results), int(row.added), int(row.removed))
+    _listed(conn, "zwift_event_results", int(row.results), int(row.added), int(row.removed))
     return {"results": int(row.results), "added": int(row.added), "removed": int(row.removed)}
 
 
-def _listed(table: str, listed: int, added: int, removed: int) -> None:
+def _listed(conn: AsyncConnection, table: str, listed: int, added: int, removed: int) -> None:
     """An event's whole list stored: rows added, the rest of the list rewritten, the rest gone."""
-    metrics.rows(table, inserted=added, updated=listed - added, deleted=removed)
+    count_rows(conn, table, inserted=added, updated=listed - added, deleted=removed)
 
 
 # --- the sync log ----------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from providers.errors import (
     RateLimited,
 )
 from providers.http import DEFAULT_MAX_RESPONSE_BYTES, ProviderHTTP
-from providers.ratelimit import Priority, for_tenant
+from providers.ratelimit import Priority, after_waiting, for_tenant
 
 USER_AGENT = "DiscordBot (https://github.com/ratesync/ratesync, 0.1)"
 
@@ -207,7 +207,9 @@ class DiscordClient(ProviderHTTP):
         async with limiter.slot(
             route, major_key, priority=priority, max_wait=max_wait, entity=entity, tenant=tenant
         ) as ticket:
-            with for_tenant(tenant):  # the global limit is taken inside ProviderHTTP.send
+            # the global limit is taken inside ProviderHTTP.send, its wait observed with the
+            # route bucket's as one
+            with for_tenant(tenant), after_waiting(ticket.waited):
                 response = await self.send(
                     "GET", self.base_url + path, entity=entity, priority=priority, params=params,
                     max_wait=max_wait,

@@ -45,6 +45,7 @@ class Ticket:
     major: str
     key: Key
     done: bool = False
+    waited: float = 0.0  # seconds from asking to the place in the route's bucket
 
 
 @dataclass
@@ -185,7 +186,11 @@ class DiscordLimiter:
                 reset_wait = reset_wait or state.waiting_on_reset(now)
             return ready
 
+        waited = 0.0
+
         def admit(now: float) -> None:
+            nonlocal waited
+            waited = now - began
             self.breaker.check(entity)
             self.state(route, major).start(now)
             if reset_wait:
@@ -202,7 +207,7 @@ class DiscordLimiter:
         except BudgetExhausted:
             self.stats_.exhausted += 1
             raise
-        return Ticket(route, major, self.key_of(route, major))
+        return Ticket(route, major, self.key_of(route, major), waited=waited)
 
     def release(self, ticket: Ticket, *, sent: bool) -> None:
         """The request ended without an answer: never sent (place given back) or maybe sent."""

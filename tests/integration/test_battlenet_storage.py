@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import event, select
 
 import runtime
+from observability import metrics
 from providers.battlenet.parse import RosterMember
 from providers.battlenet.pvp import leaderboard_columns
 from storage import battlenet as db
@@ -159,3 +160,24 @@ async def test_a_document_with_nan_or_a_huge_integer_is_stored(engine):
             await conn.execute(select(characters.c.equipment_json).where(characters.c.id == cid))
         ).scalar_one()
     assert stored == {"stats": None, "big": 2**70 + 1, "name": "Éowyn's"}
+
+
+def _rows_metric(table: str, outcome: str) -> float:
+    labels = {"table": table, "outcome": outcome}
+    return metrics.REGISTRY.get_sample_value("ratesync_rows_upserted_total", labels) or 0.0
+
+
+async def test_rows_are_counted_when_their_transaction_commits_never_when_rolled_back(engine):
+    """Failed before: the metric counted a statement's rows when it ran, so a store whose
+    transaction then rolled back (a later statement failed) still showed its rows written."""
+    guild = await _guild(engine)
+    before = _rows_metric("characters", "inserted")
+    with pytest.raises(RuntimeError):
+        async with engine.begin() as conn:
+            await db.store_roster(conn, guild, [_member(1, "Gone"), _member(2, "Too")])
+            raise RuntimeError("a later step of the transaction failed")
+    async with engine.connect() as conn:  # read, never committed: nothing counted either
+        await db.store_roster(conn, guild, [_member(3, "Read")])
+    assert _rows_metric("characters", "inserted") == before
+    await _store(engine, guild, [_member(4, "Kept"), _member(5, "Also")])
+    assert _rows_metric("characters", "inserted") == before + 2

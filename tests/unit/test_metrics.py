@@ -20,6 +20,7 @@ from cli.workerpool import WorkerPool
 from cli.workerpool import run as run_pool
 from observability import metrics
 from observability.exporter import Exporter, SdkMetrics, child_port, period_text
+from providers.discord import DiscordClient, DiscordLimiter
 from providers.errors import RateLimited, Transient
 from providers.http import ProviderHTTP
 from providers.ratelimit import Priority, RateLimiter, Window, budget_held
@@ -157,6 +158,28 @@ async def test_the_wait_for_a_place_is_observed_by_lane() -> None:
     # the second waited past 0.1 s: only the first is in the 0.1 bucket
     assert value("ratesync_limiter_wait_seconds_bucket", lane="urgent", le="0.1") - slow == 1
     assert metrics.lane(Priority.MANUAL + 7) == "manual" and metrics.lane(-3) == "backfill"
+
+
+async def test_a_discord_requests_wait_for_its_route_bucket_is_in_its_one_observation() -> None:
+    """Failed before: only the global limit's place was observed, so a request that waited
+    0.3 s for its route bucket (Remaining 0) showed no wait at all."""
+    headers = {"X-RateLimit-Bucket": "hash-messages", "X-RateLimit-Limit": "1",
+               "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "0.3"}  # fmt: skip
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"[]", headers=headers)
+
+    client = DiscordClient(
+        token="unit-token", base_url="https://discord.test/api/v10", limiter=DiscordLimiter(),
+        transport=httpx.MockTransport(handler),
+    )  # fmt: skip
+    count = value("ratesync_limiter_wait_seconds_count", lane="bulk")
+    total = value("ratesync_limiter_wait_seconds_sum", lane="bulk")
+    await client.messages_page(7, after=0)
+    await client.messages_page(7, after=0)  # waits for the bucket's reset
+    await client.aclose()
+    assert value("ratesync_limiter_wait_seconds_count", lane="bulk") - count == 2
+    assert value("ratesync_limiter_wait_seconds_sum", lane="bulk") - total >= 0.25
 
 
 def test_runs_ended_counts_outcomes_and_times_only_runs_their_workflow_closed() -> None:
