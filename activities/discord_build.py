@@ -8,7 +8,7 @@ from providers.discord import DiscordClient, DiscordLimiter
 from providers.discord.shared import SharedDiscordState
 from providers.ratelimit import Window
 from providers.shared_limit import SharedRateLimiter, bucket_key, budget
-from providers.spec import ActivitySet, BuildContext
+from providers.spec import ActivitySet, BuildContext, aclose_each
 from settings import Settings, parse_tenant_weights
 
 GLOBAL_BUDGET = "discord global"
@@ -80,13 +80,7 @@ class LazyDiscordClient:
         return self.client
 
     async def aclose(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
-        if self.shared is not None:
-            await self.shared.aclose()
-        closer = getattr(self.global_budget, "aclose", None)
-        if closer is not None:
-            await closer()
+        await aclose_each(self.client, self.shared, self.global_budget)
 
 
 def build(ctx: BuildContext) -> ActivitySet:

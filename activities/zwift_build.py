@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from providers.ratelimit import Limiter, Window
 from providers.shared_limit import budget
-from providers.spec import ActivitySet, BuildContext
+from providers.spec import ActivitySet, BuildContext, aclose_each
 from providers.zwift.client import FAMILIES, ZwiftClient, parse_rate
 from settings import Settings
 from workflows.scheduler_types import parse_cadence
@@ -98,12 +98,7 @@ class LazyZwiftClient:
         return self.client
 
     async def aclose(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
-        for limiter in self.limiters.values():
-            closer = getattr(limiter, "aclose", None)
-            if closer is not None:
-                await closer()
+        await aclose_each(self.client, *self.limiters.values())
 
 
 def build(ctx: BuildContext) -> ActivitySet:

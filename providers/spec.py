@@ -90,3 +90,12 @@ def load(path: str) -> Any:
     """Resolve ``"package.module:NAME"``."""
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+async def aclose_each(*resources: Any) -> None:
+    """Await ``aclose()`` of each resource that has one, in order (None and the rest skipped):
+    a provider's closer for its lazily built client and its budgets."""
+    for resource in resources:
+        closer = getattr(resource, "aclose", None)
+        if closer is not None:
+            await closer()
