@@ -51,6 +51,20 @@ def build_parser() -> Parser:
     return parser
 
 
+async def _interruptible(command: Coroutine[Any, Any, Any]) -> Any:
+    """Await ``command``; once a Ctrl-C has cancelled it (asyncio cancels the main task on
+    SIGINT), whatever it raises instead of the cancellation — SQLAlchemy, closing a connection
+    whose query was cut, raises PendingRollbackError — is the interruption, so the command ends
+    as interrupted (130), not as failed."""
+    try:
+        return await command
+    except Exception as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError() from exc
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -62,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = func(args, settings)
         if isinstance(result, Coroutine):
-            return int(asyncio.run(result))
+            return int(asyncio.run(_interruptible(result)))
         return int(result)
     except (CliError, RuntimeStartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
