@@ -99,37 +99,57 @@ def task_queue() -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The order ``ServersInOrder`` hands the tests out in: unit tests, then the replays and
-    the time-skipping tests (one worker); the sturdy integration tests, then the others, then
-    the end-to-end and chaos ones (the other worker); each in collection order."""
+    the time-skipping tests, then a few integration tests that time nothing (one worker); the
+    sturdy integration tests, then the others, then the end-to-end and chaos ones (the other
+    worker); each in collection order."""
     items.sort(key=_rank)  # stable
 
 
 _CALM = ("tests/unit/", "tests/replay/", "tests/timeskip/")  # no servers shared; no time measured
 _LAST = ("tests/e2e/", "tests/chaos/")
+
+
+def _integration(*names: str) -> tuple[str, ...]:
+    return tuple(f"tests/integration/test_{name}.py" for name in names)
+
+
 # Integration tests that assert no rate, latency or duration (data, exit codes, messages, counts;
 # their waits are generous timeouts): they run first, while the other worker still runs the
 # calm tests, so the tests that do measure time run with the machine to themselves.
-_STURDY = tuple(
-    f"tests/integration/test_{name}.py"
-    for name in (
+_STURDY = (
+    *_integration(
         "discord_storage", "zwift_storage", "hostile_input", "embedded_security", "logs",
         "metrics", "temporal_config", "pvp_faults", "battlenet_transient", "discord_faults",
         "bounded_histories", "cli_root_cause", "status_counts", "demo_own_database",
         "services_lifecycle", "first_hour_exit_codes", "pvp_import", "pvp_sync",
-        "battlenet_sync", "status_truth",
-    )
+        "battlenet_sync", "status_truth", "status_budgets",
+    ),
+    "tests/e2e/", "tests/chaos/test_secret_scan.py",
+)  # fmt: skip
+# More of those, run by the calm worker after its own tests (with servers of its own), so the
+# two lanes' first parts end together and the servers' lane is shorter by them.
+_CALM_SERVERS = _integration(
+    "cli_battlenet", "discord_cli", "discord_sync", "battlenet_crash", "discord_crash",
 )  # fmt: skip
 
 
+def _calm_lane(nodeid: str) -> bool:
+    return nodeid.startswith(_CALM + _CALM_SERVERS)
+
+
 def _rank(item: pytest.Item) -> int:
+    """0-2 the calm worker's tests, 3-5 the servers worker's; from 4 on they are timed (or come
+    after timed ones) and wait for the calm lane's end."""
     nodeid = item.nodeid
     if nodeid.startswith("tests/unit/"):
         return 0
     if nodeid.startswith(_CALM):
         return 1
-    if nodeid.startswith(_STURDY):
+    if nodeid.startswith(_CALM_SERVERS):
         return 2
-    return 4 if nodeid.startswith(_LAST) else 3
+    if nodeid.startswith(_STURDY):
+        return 3
+    return 5 if nodeid.startswith(_LAST) else 4
 
 
 # The calm lane's end, told to the servers' worker: the calm worker leaves a file after its
@@ -146,7 +166,7 @@ def _calm_done_marker(session: pytest.Session) -> Path | None:
     if id(session) not in _markers:
         uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
         ranks = {_rank(item) for item in session.items}
-        both = bool(ranks & {0, 1}) and bool(ranks & {3, 4})
+        both = bool(ranks & {0, 1, 2}) and bool(ranks & {4, 5})
         path = Path(tempfile.gettempdir()) / f"ratesync-calm-done-{uid}"
         _markers[id(session)] = path if uid and both else None
     return _markers[id(session)]
@@ -157,7 +177,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     try:
         return (yield)
     finally:
-        last_calm = _rank(item) < 2 and (nextitem is None or _rank(nextitem) >= 2)
+        last_calm = _rank(item) < 3 and (nextitem is None or _rank(nextitem) >= 3)
         if last_calm and (marker := _calm_done_marker(item.session)):
             marker.touch()
 
@@ -166,7 +186,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 def _machine_to_itself(request: pytest.FixtureRequest) -> None:
     global _calm_done
     marker = _calm_done_marker(request.session)
-    if _calm_done or marker is None or _rank(request.node) < 3:
+    if _calm_done or marker is None or _rank(request.node) < 4:
         return
     deadline = time.monotonic() + 900  # a calm lane that never ends fails on its own
     while not marker.exists() and time.monotonic() < deadline:
@@ -177,19 +197,19 @@ def _machine_to_itself(request: pytest.FixtureRequest) -> None:
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """README's test command runs two xdist workers (`-n 2` in pyproject.toml), each given one
-    work unit of tests run in order: the *calm* tests (unit tests, then the replays and the
-    time-skipping tests: no shared servers, nothing timed) on one, every test that starts
-    servers on the other, so no two of those ever run at once. The calm ones take the first
-    few minutes; the servers' worker starts with the sturdy integration tests (``_STURDY``: they
-    time nothing), and the tests that measure rates and latencies, and after them the chaos and
-    end-to-end tests, wait for the calm lane's end (``_machine_to_itself``), so they run with
-    the machine to themselves. (xdist's own ``--dist loadgroup`` cannot do this under pytest 9:
-    it renames ``item._nodeid``, which pytest 9 no longer reads.)"""
+    work unit of tests run in order. The *calm* worker runs the unit tests, then the replays and
+    the time-skipping tests (no shared servers, nothing timed), then a few integration tests
+    that time nothing (``_CALM_SERVERS``, on servers of its own); the servers' worker starts
+    with the sturdy integration tests (``_STURDY``: they time nothing either), so the two lanes'
+    first parts run side by side. The tests that measure rates and latencies, and after them the
+    chaos tests, wait for the calm lane's end (``_machine_to_itself``), so they run with the
+    machine to themselves. (xdist's own ``--dist loadgroup`` cannot do this under pytest 9: it
+    renames ``item._nodeid``, which pytest 9 no longer reads.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class ServersInOrder(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "calm" if nodeid.startswith(_CALM) else "servers"
+            return "calm" if _calm_lane(nodeid) else "servers"
 
     config.option.loadscopereorder = False  # in collection order: the unit tests first
     return ServersInOrder(config, log)

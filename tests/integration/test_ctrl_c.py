@@ -22,13 +22,16 @@ pytestmark = [pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _interrupt_sync(env: dict[str, str]) -> tuple[int, str, float]:
+def _interrupt_sync(env: dict[str, str], sandbox_url: str) -> tuple[int, str, float]:
     proc = subprocess.Popen(
         [sys.executable, "starter.py", "sync", "battlenet", "--region", "eu", "--wait"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )  # fmt: skip
-    time.sleep(15)  # servers up, the in-process worker syncing characters by now
+    deadline = time.monotonic() + 60  # servers up, the in-process worker syncing characters
+    while int(admin(sandbox_url, "stats")["requests"]) < 40:  # 3 guilds, 3 rosters, characters
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()
     began = time.monotonic()
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
@@ -61,7 +64,7 @@ def test_one_ctrl_c_exits_130_without_a_traceback(tmp_path):
                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
                 )  # fmt: skip
                 assert tracked.returncode == 0, tracked.stderr
-            code, err, took = _interrupt_sync(env)
+            code, err, took = _interrupt_sync(env, sb.url)
         finally:
             runtime.stop_servers(tmp_path / "data")  # shared servers outlive the commands
     assert code == 130, err[-3000:]
