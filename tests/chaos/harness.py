@@ -100,6 +100,7 @@ class Outcome:
     answered_429: int = 0  # 429s the sandbox answered that were not injected
     injected_429: int = 0  # 429s injected (a storm, forced global 429s): how hard we pushed
     seconds: float = 0.0
+    longest_sleep: float = 0.0  # the longest durable timer of any run
 
     @property
     def ok(self) -> bool:
@@ -111,6 +112,7 @@ class Outcome:
             f"{self.scenario:<22} {self.provider:<9} runs {self.completed}/{self.runs} "
             f"rows {v.rows} dup {v.duplicates} gaps {v.gaps} dead {v.dead_letters} "
             f"429s {self.answered_429} (+{self.injected_429} injected) {self.seconds:.1f}s"
+            + (f", longest sleep {self.longest_sleep:.1f}s" if self.longest_sleep else "")
             + (f"  PROBLEMS: {'; '.join(v.problems[:3])}" if v.problems else "")
         )
 
@@ -834,6 +836,9 @@ def skewed_clock_env(offset: str) -> dict[str, str]:
 # a worker rate under the sandbox's (60/s) and a wait so short that the budget is "spent" often:
 # durable budget sleeps happen in every run (40/s: ~12 s of requests; 20/s took ~47 s with them)
 BUDGET_SLEEPS = {"BNET_RATE_PER_SECOND": "40", "RATE_LIMIT_MAX_WAIT_SECONDS": "0.02"}
+# A skewed worker's budget sleeps end when the budget is back (within a second or so): one
+# computed on its wall clock against the server's would last the 30 s of skew.
+SKEWED_MAX_SLEEP = 10.0
 
 STORM: dict[str, Any] = {"error_rate": 0.05, "reset_rate": 0.02, "truncate_rate": 0.01}
 
@@ -888,19 +893,23 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "clock ahead",
-        ("battlenet", "discord"),
+        ("battlenet", "pvp", "discord"),
         "worker wall clock 30 s ahead",
         lambda long, seed: None,
         env={**skewed_clock_env("+30s"), **BUDGET_SLEEPS},
+        expects=lambda long, r: _slept(r),
+        max_sleep=SKEWED_MAX_SLEEP,
         timeout=90,
         quick=("battlenet",),
     ),
     Scenario(
         "clock behind",
-        ("battlenet", "discord"),
+        ("battlenet", "pvp", "discord"),
         "worker wall clock 30 s behind",
         lambda long, seed: None,
         env={**skewed_clock_env("-30s"), **BUDGET_SLEEPS},
+        expects=lambda long, r: _slept(r),
+        max_sleep=SKEWED_MAX_SLEEP,
         timeout=90,
         quick=("discord",),
     ),
@@ -941,6 +950,7 @@ async def play(
         outcome.answered_429 += report.answered_429
         outcome.injected_429 += _forced_429(report.stats)
         outcome.seconds += report.seconds
+        outcome.longest_sleep = max(outcome.longest_sleep, report.longest_sleep)
         if report.failure is None:
             outcome.completed += 1
         else:

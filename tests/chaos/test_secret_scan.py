@@ -7,7 +7,8 @@ leaderboards (after the sandbox revoked the token: a 401, a fresh token) and a D
 (with a 403 channel) against the sandboxes; `starter.py status` runs with the same
 environment. Then every workflow history of the namespace (payloads decoded), the descriptions
 of running workflows taken during the run (heartbeat details), the worker's log, every file
-under DATA_DIR, the `status` output and every Postgres table are searched for the client
+under DATA_DIR, the `status` output, the worker's `/metrics` (every metric name and label) and
+every Postgres table are searched for the client
 secret (also as HTTP Basic credentials), every OAuth token the sandbox issued, the bot token
 and the API key. A canary planted in each kind of source first proves the scan finds what is
 there.
@@ -22,9 +23,11 @@ import subprocess
 import sys
 import uuid
 
+import httpx
 import pytest
 from sqlalchemy import text
 
+import runtime
 from activities.discord_types import TenantSyncInput
 from activities.types import BattleNetSyncInput, PvpSyncInput
 from sandbox.battlenet import BattleNetSandboxConfig, create_battlenet_app
@@ -119,6 +122,7 @@ async def test_no_secret_in_histories_logs_status_data_dir_or_postgres(
             "DISCORD_BOT_TOKEN": secrets["bot_token"],
             "DISCORD_API_BASE_URL": f"{discord.url}/api/v10",
             "ZWIFT_API_KEY": secrets["zwift_api_key"],
+            "METRICS_PORT": str(metrics_port := runtime.free_port()),
         }
         # The canary: a workflow whose input and memo carry it, open during the whole run.
         canary = f"PLANTEDCANARY{run}"
@@ -161,6 +165,9 @@ async def test_no_secret_in_histories_logs_status_data_dir_or_postgres(
                 _status(env, "--json"),
                 _status(env, "--tenant", str(guild_id)),
             ]
+            async with httpx.AsyncClient(timeout=10) as http:
+                scraped = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+            assert "ratesync_upstream_requests_total" in scraped, scraped[:500]
         finally:
             stop.set()
             await watcher
@@ -183,6 +190,7 @@ async def test_no_secret_in_histories_logs_status_data_dir_or_postgres(
     with log.open("a") as f:
         f.write(f"planted line {canary}\n")
     outputs.append(("planted output", f"status: {canary}"))
+    metrics = [("/metrics", scraped), ("planted /metrics", f'x{{label="{canary}"}} 1')]
     engine = create_engine(database_url, pool_size=1)
     async with engine.begin() as conn:
         await conn.execute(text("CREATE TABLE secret_scan_canary (note text)"))
@@ -197,6 +205,7 @@ async def test_no_secret_in_histories_logs_status_data_dir_or_postgres(
     scan.add("describe", described)
     scan.add("file", file_blobs(tmp_path))  # the worker's log and DATA_DIR
     scan.add("output", outputs)
+    scan.add("metrics", metrics)  # every metric name, label and value of the worker's endpoint
     tables = await postgres_rows(database_url)
     scan.add("postgres", tables)
     failures = dict(tables)["sync_failures"]
@@ -204,7 +213,8 @@ async def test_no_secret_in_histories_logs_status_data_dir_or_postgres(
 
     # The scan can fail: the canary is found in every kind of source.
     found = {hit.source for hit in scan.of("canary")}
-    assert found == {"history", "describe", "file", "output", "postgres"}, (found, scan.searched)
+    kinds = {"history", "describe", "file", "output", "metrics", "postgres"}
+    assert found == kinds, (found, scan.searched)
     files = {hit.where for hit in scan.of("canary") if hit.source == "file"}
     assert files == {str(log), str(data_dir / "planted.txt")}, files
     assert scan.searched["history"] >= 6 and scan.searched["postgres"] >= 10, scan.searched
