@@ -340,21 +340,28 @@ async def events_due(
     start first (unknown starts first), at most ``limit``; and how many there are in all."""
     if kind not in EVENT_KINDS:
         raise ValueError(f"no event pass of kind {kind!r}")
+    if limit < 1:  # no row would carry the total
+        raise ValueError(f"limit must be at least 1, not {limit}")
     params = {
         "club": club_id, "fresh": float(fresh_seconds), "urgent": float(urgent_seconds),
         "near": float(near_seconds), "limit": limit,
     }  # fmt: skip
     select = (
         f"e.event_id, (e.last_synced_at IS NULL OR e.last_synced_at < {_FRESH}) AS needs_event, "
-        f"(e.signups_synced_at IS NULL OR e.signups_synced_at < {_FRESH}) AS needs_signups"
+        f"(e.signups_synced_at IS NULL OR e.signups_synced_at < {_FRESH}) AS needs_signups, "
+        "count(*) OVER () AS total"  # before LIMIT: every due event; one statement, not two
     )
-    rows = await conn.execute(
-        text(_due_sql(kind, select) + " ORDER BY e.starts_at NULLS FIRST, e.event_id LIMIT :limit"),
-        params,
-    )
+    rows = (
+        await conn.execute(
+            text(
+                _due_sql(kind, select)
+                + " ORDER BY e.starts_at NULLS FIRST, e.event_id LIMIT :limit"
+            ),
+            params,
+        )
+    ).all()
     due = [EventDue(int(r.event_id), bool(r.needs_event), bool(r.needs_signups)) for r in rows]
-    total = int((await conn.execute(text(_due_sql(kind, "count(*)")), params)).scalar_one())
-    return due, total
+    return due, int(rows[0].total) if rows else 0
 
 
 async def signups_missing(conn: AsyncConnection, event_id: int) -> None:

@@ -100,7 +100,7 @@ def task_queue() -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The order ``ServersInOrder`` hands the tests out in: unit tests, then the replays and
     the time-skipping tests, then a few integration tests that time nothing (one worker); the
-    sturdy integration tests, then the others, then the end-to-end and chaos ones (the other
+    sturdy integration and end-to-end tests, then the others, then the chaos ones (the other
     worker); each in collection order."""
     items.sort(key=_rank)  # stable
 

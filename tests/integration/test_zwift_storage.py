@@ -316,3 +316,27 @@ async def test_a_sandbox_club_and_its_events_are_stored_as_the_truth(engine):
         got = sorted(r.rider_id for r in results if r.event_id == event["event_id"])
         assert got == sorted(event["results"] or [])
     assert sandbox.stats()["throttled"] == 0
+
+
+async def test_events_due_names_the_soonest_and_counts_every_due_event(engine):
+    club = 7_000_000 + datetime.now(UTC).microsecond  # a club of this test alone
+    async with engine.begin() as conn:
+        for n, minutes in enumerate([30, 5, 20, 90]):  # 90: past the urgent window
+            await conn.execute(
+                text(
+                    "INSERT INTO zwift_events (event_id, club_id, tracked, starts_at)"
+                    " VALUES (:e, :c, true, now() + make_interval(mins => :m))"
+                ),
+                {"e": club * 10 + n, "c": club, "m": minutes},
+            )
+    windows = {"fresh_seconds": 60.0, "urgent_seconds": 3600.0, "near_seconds": 7200.0}
+    async with engine.connect() as conn:
+        due, total = await db.events_due(conn, club, "urgent", **windows)
+        two, same = await db.events_due(conn, club, "urgent", limit=2, **windows)
+        none, zero = await db.events_due(conn, club, "results", **windows)
+        with pytest.raises(ValueError, match="at least 1"):
+            await db.events_due(conn, club, "urgent", limit=0, **windows)
+    assert [d.event_id for d in due] == [club * 10 + 1] and total == 3
+    assert [d.event_id for d in two] == [club * 10 + 1, club * 10 + 2] and same == 3
+    assert due[0].needs_event and due[0].needs_signups
+    assert none == [] and zero == 0  # none has started
