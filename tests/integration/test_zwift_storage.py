@@ -329,7 +329,11 @@ async def test_events_due_names_the_soonest_and_counts_every_due_event(engine):
                 ),
                 {"e": club * 10 + n, "c": club, "m": minutes},
             )
-    windows = {"fresh_seconds": 60.0, "urgent_seconds": 3600.0, "near_seconds": 7200.0}
+    windows: dict[str, Any] = {
+        "fresh_seconds": 60.0,
+        "urgent_seconds": 3600.0,
+        "near_seconds": 7200.0,
+    }
     async with engine.connect() as conn:
         due, total = await db.events_due(conn, club, "urgent", **windows)
         two, same = await db.events_due(conn, club, "urgent", limit=2, **windows)
