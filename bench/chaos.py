@@ -4,6 +4,7 @@ applies to, with ten SIGKILLs per run and a 30 s 429 storm, and the table kept i
     .venv/bin/python -m bench.chaos                       # every scenario once, ~15 min
     .venv/bin/python -m bench.chaos --repeat 3            # three runs of each
     .venv/bin/python -m bench.chaos --only sigkill --only "fault storm"
+    .venv/bin/python -m bench.chaos --provider pvp        # every scenario that runs on PvP
     .venv/bin/python -m bench.chaos --quick               # the CI form (tests/chaos)
 
 One stack for the whole run (its own Postgres and persistent Temporal dev server, both
@@ -21,7 +22,7 @@ import random
 import sys
 import time
 
-from tests.chaos.harness import SCENARIOS, Outcome, Stack, play, stack
+from tests.chaos.harness import JOBS, SCENARIOS, Outcome, Stack, play, stack
 
 
 def _table(outcomes: list[Outcome]) -> str:
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], help="a scenario name")
     parser.add_argument("--quick", action="store_true", help="the quick form CI runs")
     parser.add_argument("--seed", type=int, default=None, help="seed of the kill points")
+    parser.add_argument(
+        "--provider", action="append", default=[], choices=sorted(JOBS), help="only this provider"
+    )
     args = parser.parse_args(argv)
     names = {s.name for s in SCENARIOS}
     unknown = [n for n in args.only if n not in names]
@@ -61,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     async def run_all(s: Stack) -> None:
         for scenario in chosen:
             for provider in scenario.providers:
+                if args.provider and provider not in args.provider:
+                    continue
                 outcome = await play(
                     s, scenario, provider, long=not args.quick, repeat=args.repeat, seed=seed
                 )

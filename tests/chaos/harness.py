@@ -861,7 +861,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "429 storm",
-        ("battlenet", "discord"),
+        ("battlenet", "pvp", "discord"),
         "every request answered 429 for {storm} s",
         lambda long, seed: throttle_storm(30 if long else 5),
         expects=lambda long, r: _events(r, "storm", 1) or _injected(r, "forced_429"),
@@ -878,18 +878,20 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "limits halved",
-        ("battlenet",),
+        ("battlenet", "pvp"),
         "sandbox limit halved (60 -> 30/s) at 30%",
         lambda long, seed: halve_limits(),
         natural_429=60,
         expects=lambda long, r: _events(r, "halved", 1),
+        quick=("battlenet",),
     ),
     Scenario(
         "token revoked",
-        ("battlenet",),
+        ("battlenet", "pvp"),
         "every OAuth token revoked at 40%",
         lambda long, seed: revoke_token(),
         expects=lambda long, r: _events(r, "revoked", 1),
+        quick=("battlenet",),
     ),
     Scenario(
         "clock ahead",
@@ -915,7 +917,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "temporal restart",
-        ("battlenet", "discord"),
+        ("battlenet", "pvp", "discord"),
         "Temporal server SIGKILLed and restarted",
         lambda long, seed: restart_temporal(),
         expects=lambda long, r: _events(r, "restart", 1),
@@ -923,7 +925,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "postgres restart",
-        ("battlenet", "discord"),
+        ("battlenet", "pvp", "discord"),
         "Postgres stopped and restarted",
         lambda long, seed: restart_postgres(),
         expects=lambda long, r: _events(r, "restart", 1),
