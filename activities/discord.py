@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.backlog import BacklogWatch
 from activities.clock import server_now, server_time
 from activities.discord_types import (
     CHANNEL_PAGE_MAX,
@@ -56,6 +57,9 @@ PROVIDER = "discord"
 THREAD_PARENT_TYPES = frozenset({0, 5, 15, 16})
 HEARTBEAT_EVERY = 0.5  # seconds: a page is stored every few ms; its cursor is in Postgres
 WAITING_SHOWN_AFTER = 1.0  # seconds: shorter bucket waits are not worth a progress write
+# A channel call that has paged this long ends at its next stored page when a task of a better
+# Temporal priority waits for a slot (a new tenant's leading channel: activities/backlog.py).
+YIELD_AFTER = 1.0
 
 
 class DiscordNotConfigured(RuntimeError):
@@ -105,6 +109,7 @@ class DiscordActivities:
         self.max_attempts = max_attempts
         self.recheck = timedelta(seconds=recheck_seconds)
         self._guilds: dict[int, int] = {}  # tenants.id -> guild id (a tenant's never changes)
+        self.backlog = BacklogWatch()
 
     async def _guild_of(self, conn: AsyncConnection, tenant_id: int) -> int:
         gid = self._guilds.get(tenant_id)
@@ -121,6 +126,8 @@ class DiscordActivities:
             raise ApplicationError(str(exc), type="AuthFailed", non_retryable=True) from None
 
     def all(self) -> list[Any]:
+        """Every activity of the main task queue. Channel paging is on it too, for ChannelSync
+        runs recorded before it got its own queue (``paging()``)."""
         return [
             self.discord_track_tenant,
             self.discord_begin_tenant_sync,
@@ -129,6 +136,10 @@ class DiscordActivities:
             self.discord_park_channel,
             self.discord_finish_tenant_sync,
         ]
+
+    def paging(self) -> list[Any]:
+        """The activities of the channel-paging queue (workflows.discord.channel_queue)."""
+        return [self.discord_sync_channel_pages]
 
     @activity.defn
     async def discord_track_tenant(self, discord_guild_id: int) -> int:
@@ -284,6 +295,7 @@ class DiscordActivities:
     ) -> None:
         cursor = ref.last_message_id or 0
         deadline = time.monotonic() + inp.time_budget_seconds
+        may_yield_at = time.monotonic() + YIELD_AFTER
         beat_at = 0.0
         with count_requests() as sent, heartbeating(lambda: cursor):
             try:
@@ -324,6 +336,9 @@ class DiscordActivities:
                             await self._finish_channel(inp, ref, cursor, result, sent[0])
                             return
                         if time.monotonic() >= deadline:
+                            return
+                        if time.monotonic() >= may_yield_at and await self.backlog.better_waiting():
+                            result.detail = "gave its slot to a task of a better priority"
                             return
             except (Forbidden, NotFound) as exc:
                 await self._skip_channel(inp, ref, exc, sent[0] - result.pages)

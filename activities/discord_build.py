@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from activities.discord import DiscordActivities, DiscordNotConfigured
+from activities.discord_types import MAIN_SLOTS, channel_queue
 from providers.aiohttp_transport import AiohttpTransport
 from providers.discord import DiscordClient, DiscordLimiter
 from providers.discord.shared import SharedDiscordState
@@ -96,7 +97,9 @@ def build(ctx: BuildContext) -> ActivitySet:
     )
     return ActivitySet(
         main=acts.all(),
-        concurrency=settings.SYNC_MAX_CHANNEL_WORKERS,
+        # the listing and bookkeeping (short, database only); channel paging has its own queue
+        concurrency=MAIN_SLOTS,
+        queues={channel_queue(ctx.task_queue): (acts.paging(), settings.SYNC_MAX_CHANNEL_WORKERS)},
         resources={"client": client, "limiter": client.limiter},
         closers=[client.aclose],
     )

@@ -109,6 +109,17 @@ class ChannelSyncInput:
     heartbeat_timeout_seconds: float = HEARTBEAT_SECONDS
 
 
+CHANNEL_QUEUE_SUFFIX = ".discord-channels"
+CHANNEL_CALL_SECONDS = 10.0  # the longest one channel call holds its slot (then: the next)
+MAIN_SLOTS = 4  # Discord's slots on the main queue: the listing and bookkeeping, never paging
+
+
+def channel_queue(task_queue: str) -> str:
+    """The task queue channel paging runs on, beside the workflows' ``task_queue``: only channel
+    calls take its slots (SYNC_MAX_CHANNEL_WORKERS per worker process)."""
+    return task_queue + CHANNEL_QUEUE_SUFFIX
+
+
 @dataclass
 class ChannelPagesInput:
     run_id: int = 0

@@ -134,6 +134,8 @@ async def run(args: argparse.Namespace) -> None:
     extra = ["--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"]
     if args.temporal_fairness:  # the server honours fairness keys (off by default in 1.32)
         extra += ["--dynamic-config-value", "matching.enableFairness=true"]
+    for value in args.dynamic_config:
+        extra += ["--dynamic-config-value", value]
     async with (
         throwaway_stack(temporal=False) as stack,
         await WorkflowEnvironment.start_local(
@@ -226,6 +228,7 @@ async def run(args: argparse.Namespace) -> None:
         f"{args.big}; messages bucket {args.bucket} per channel, global 50/s; "
         f"SYNC_MAX_CHANNEL_WORKERS={args.workers}; weights {args.weights!r}; Temporal "
         f"fairness {'on' if args.temporal_fairness else 'off (default)'}"
+        + "".join(f"; {v}" for v in args.dynamic_config)
     )
     print(f"big tenant's head start: {args.head_start:.0f}s, {ramp} requests in it")
     for label, t, r, w, q in (("alone", t_alone, r_alone, w_alone, q_alone),
@@ -257,6 +260,10 @@ def main() -> None:
     parser.add_argument(
         "--temporal-fairness", action="store_true", help="matching.enableFairness=true"
     )
+    parser.add_argument(
+        "--dynamic-config", action="append", default=[], metavar="KEY=JSON",
+        help="a dynamic config value of the dev server (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--no-eager", action="store_true", help="no eager activity execution")
     parser.add_argument("--bucket", default="10/1", help="the sandbox's messages bucket")
     parser.add_argument("--workers", type=int, default=100, help="SYNC_MAX_CHANNEL_WORKERS")

@@ -30,6 +30,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from activities.discord import DiscordActivities
     from activities.discord_types import (
+        CHANNEL_CALL_SECONDS,
         BeginTenantInput,
         ChannelPageInput,
         ChannelPagesInput,
@@ -42,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         TenantSyncInput,
         TenantSyncResult,
         TenantSyncState,
+        channel_queue,
     )
     from providers.discord.spec import SPEC as DISCORD
     from workflows.kernel import (
@@ -82,6 +84,19 @@ def _bookkeeping() -> dict[str, TaskPriority]:
 # a big tenant's backlog of channel tasks, which the worker's slots cannot all hold at once.
 TENANT_HEADS = "tenant-head-channels"
 HEAD_CHANNELS = 4
+# Since FIRST_CHANNEL, three tiers: a tenant's leading running channel at the workflow's level,
+# its next HEAD_CHANNELS - 1 one behind, the rest two behind. With 4 heads at one level, 4 big
+# tenants' 16 heads outnumbered a worker's 10 channel slots and a 1-channel tenant's channel
+# queued behind them (bench/discord_fairness.py --big-tenants 4: 6.8x its time alone); one
+# leader per tenant keeps that level short whatever the number of tenants.
+FIRST_CHANNEL = "tenant-first-channel"
+# Channel paging runs on a task queue of its own (CHANNEL_QUEUE_SUFFIX after the workflow's),
+# whose slots only channel calls take, each call at most CHANNEL_CALL_SECONDS long: so that a
+# backlog of deep channels never holds every activity slot of a worker — a new tenant's listing
+# and bookkeeping, and every other provider's activities, were queued behind 60 s calls — and
+# channel slots turn over often enough for priority and fairness keys to take effect.
+# (activities.discord_types: channel_queue, CHANNEL_CALL_SECONDS)
+CHANNEL_QUEUE = "discord-channel-queue"
 LOWEST_TASK_PRIORITY = 5  # the dev server's matching.priorityLevels
 
 
@@ -113,12 +128,18 @@ class ChannelSync:
         cid = inp.discord_channel_id
 
         def call(retry: RetryPolicy) -> Awaitable[ChannelPagesResult]:
+            own_queue: dict[str, str] = {}
+            pages = ChannelPagesInput(inp.run_id, inp.channel_id, inp.fetch_size, inp.priority)
+            if workflow.patched(CHANNEL_QUEUE):
+                own_queue["task_queue"] = channel_queue(workflow.info().task_queue)
+                pages.time_budget_seconds = CHANNEL_CALL_SECONDS
             return workflow.execute_activity_method(
                 DiscordActivities.discord_sync_channel_pages,
-                ChannelPagesInput(inp.run_id, inp.channel_id, inp.fetch_size, inp.priority),
+                pages,
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=heartbeat(inp.heartbeat_timeout_seconds),
                 retry_policy=retry,
+                **own_queue,
             )
 
         def describe() -> None:
@@ -177,6 +198,7 @@ class DiscordTenantSync:
     def __init__(self) -> None:
         self._heads = 0  # channels running at the tenant's own level (the window drains
         # before a continue-as-new, so this never needs carrying)
+        self._lead = False  # the tenant's leading channel is running (FIRST_CHANNEL)
 
     @workflow.run
     async def run(self, inp: TenantSyncInput) -> TenantSyncResult:
@@ -223,9 +245,16 @@ class DiscordTenantSync:
         """One channel's child, and its outcome counted; a child that failed is parked unless
         the failure means stop everything."""
         head = self._heads < HEAD_CHANNELS  # one of the tenant's first running channels
+        tiers = workflow.patched(FIRST_CHANNEL)
+        lead = tiers and not self._lead  # the tenant's leading channel
+        if tiers:
+            shift = 0 if lead else 1 if head else 2
+        else:
+            shift = 0 if head else 1
         self._heads += head
+        self._lead |= lead
         try:
-            outcome = await self._start_channel(inp, state, channel, 0 if head else 1)
+            outcome = await self._start_channel(inp, state, channel, shift)
         except ChildWorkflowError as err:
             state.failed += 1
             if cause_type(err) not in FATAL:  # e.g. terminated by hand: park it
@@ -237,6 +266,8 @@ class DiscordTenantSync:
             return
         finally:
             self._heads -= head
+            if lead:
+                self._lead = False
         if outcome.status == "failed":
             state.failed += 1
         elif outcome.status == "skipped":

@@ -109,3 +109,74 @@ async def test_a_one_channel_tenant_beside_a_100_channel_tenant_takes_at_most_tw
     assert rate >= 0.8 * GLOBAL, rate
     assert stats["rate_limited"]["global"] == 0
     assert stats["global_max_in_window"] <= GLOBAL
+
+
+DEEP_TENANTS = 4
+DEEP_CHANNELS = 12
+DEEP_MESSAGES = 5000  # 50 pages a channel: ~1 page a second each among 48, longer than the test
+
+
+async def test_a_one_channel_tenant_beside_four_deep_tenants_is_not_queued_behind_their_calls(
+    client, database_url, task_queue
+):
+    """The worker's default SYNC_MAX_CHANNEL_WORKERS (10) slots, and four tenants of 12 deep
+    channels each: their 48 channels want every slot all the time. Before, a channel call held
+    its slot for up to 60 s, and so did the 1-channel tenant's listing and bookkeeping, which
+    queued on the same slots: it took 35x its time alone (bench/discord_fairness.py
+    --big-tenants 4), the fairness keys and priority levels notwithstanding (they order the
+    waiting tasks; they free no slot). Now channel paging has a queue of its own, and a call
+    gives its slot up as soon as a task of a better priority (a tenant's leading channel)
+    waits for one."""
+    config = DiscordSandboxConfig(
+        world=DiscordWorldConfig(tenants=0), global_per_second=GLOBAL, messages=(10, 1.0)
+    )
+    with SandboxProcess(config) as sandbox:
+        url = sandbox.url
+        alone = create_tenant(url, name="Small", text_channels=[SMALL_MESSAGES])
+        beside = create_tenant(url, name="Small beside", text_channels=[SMALL_MESSAGES])
+        deep = [
+            create_tenant(url, name=f"Deep {n}", text_channels=[DEEP_MESSAGES] * DEEP_CHANNELS)
+            for n in range(DEEP_TENANTS)
+        ]
+        for tenant in (alone, beside, *deep):
+            await track(database_url, int(tenant["guild_id"]))
+        settings = discord_settings(url)
+        assert settings.SYNC_MAX_CHANNEL_WORKERS == 10  # the default: far fewer than 48
+        async with build_worker(
+            client, settings, database_url, task_queue, graceful_shutdown=timedelta(0)
+        ) as parts:
+            async with parts.worker:
+                t_alone, r_alone = await _sync(client, task_queue, int(alone["guild_id"]), "alone")
+                handles = [
+                    await client.start_workflow(
+                        DiscordTenantSync.run,
+                        TenantSyncInput(discord_guild_id=int(t["guild_id"])),
+                        id=f"deep{n}-{task_queue}",
+                        task_queue=task_queue,
+                    )
+                    for n, t in enumerate(deep)
+                ]
+                before = await _messages_asked(url)
+                deadline = time.monotonic() + 30
+                while await _messages_asked(url) - before < 3 * GLOBAL:  # every slot taken
+                    assert time.monotonic() < deadline, "the deep tenants never got going"
+                    await asyncio.sleep(0.1)
+                t_beside, r_beside = await asyncio.wait_for(
+                    _sync(client, task_queue, int(beside["guild_id"]), "beside"), 120
+                )
+                states = [(await h.describe()).status for h in handles]
+                for handle, state in zip(handles, states, strict=True):
+                    if state == WorkflowExecutionStatus.RUNNING:
+                        await handle.terminate("the test is over")
+        stats = admin(url, "stats")
+        stored = await stored_ids(database_url)
+        (channel,) = [c["id"] for c in beside["channels"] if c["type"] == 0]
+        assert stored[int(channel)] == truth_ids(url, channel)
+
+    print(f"small tenant alone {t_alone:.2f}s, beside {DEEP_TENANTS} deep tenants "
+          f"{t_beside:.2f}s ({t_beside / t_alone:.2f}x)")  # fmt: skip
+    assert r_alone.status == r_beside.status == "completed"
+    assert r_beside.messages == SMALL_MESSAGES
+    assert all(state == WorkflowExecutionStatus.RUNNING for state in states)  # contended
+    assert t_beside <= 2 * t_alone, (t_alone, t_beside)
+    assert stats["rate_limited"]["global"] == 0
