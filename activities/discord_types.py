@@ -110,7 +110,6 @@ class ChannelSyncInput:
 
 
 CHANNEL_QUEUE_SUFFIX = ".discord-channels"
-CHANNEL_CALL_SECONDS = 10.0  # the longest one channel call holds its slot (then: the next)
 MAIN_SLOTS = 4  # Discord's slots on the main queue: the listing and bookkeeping, never paging
 
 

@@ -30,7 +30,6 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 with workflow.unsafe.imports_passed_through():
     from activities.discord import DiscordActivities
     from activities.discord_types import (
-        CHANNEL_CALL_SECONDS,
         BeginTenantInput,
         ChannelPageInput,
         ChannelPagesInput,
@@ -90,12 +89,13 @@ HEAD_CHANNELS = 4
 # queued behind them (bench/discord_fairness.py --big-tenants 4: 6.8x its time alone); one
 # leader per tenant keeps that level short whatever the number of tenants.
 FIRST_CHANNEL = "tenant-first-channel"
-# Channel paging runs on a task queue of its own (CHANNEL_QUEUE_SUFFIX after the workflow's),
-# whose slots only channel calls take, each call at most CHANNEL_CALL_SECONDS long: so that a
-# backlog of deep channels never holds every activity slot of a worker — a new tenant's listing
-# and bookkeeping, and every other provider's activities, were queued behind 60 s calls — and
-# channel slots turn over often enough for priority and fairness keys to take effect.
-# (activities.discord_types: channel_queue, CHANNEL_CALL_SECONDS)
+# Channel paging runs on a task queue of its own (activities.discord_types.channel_queue), whose
+# slots only channel calls take: a backlog of deep channels held every activity slot of a worker
+# with calls of up to 60 s, and a new tenant's listing and bookkeeping, and every other
+# provider's activities, queued behind them. A call gives its slot up early when a task of a
+# better priority waits for one (activities/backlog.py): priority orders the waiting tasks but
+# frees no slot. (Calls of at most 10 s instead cost a crash ~2 s more: a call ending within
+# 10 s of its worker's death sends its workflow task to the dead worker's sticky queue.)
 CHANNEL_QUEUE = "discord-channel-queue"
 LOWEST_TASK_PRIORITY = 5  # the dev server's matching.priorityLevels
 
@@ -129,13 +129,11 @@ class ChannelSync:
 
         def call(retry: RetryPolicy) -> Awaitable[ChannelPagesResult]:
             own_queue: dict[str, str] = {}
-            pages = ChannelPagesInput(inp.run_id, inp.channel_id, inp.fetch_size, inp.priority)
             if workflow.patched(CHANNEL_QUEUE):
                 own_queue["task_queue"] = channel_queue(workflow.info().task_queue)
-                pages.time_budget_seconds = CHANNEL_CALL_SECONDS
             return workflow.execute_activity_method(
                 DiscordActivities.discord_sync_channel_pages,
-                pages,
+                ChannelPagesInput(inp.run_id, inp.channel_id, inp.fetch_size, inp.priority),
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=heartbeat(inp.heartbeat_timeout_seconds),
                 retry_policy=retry,

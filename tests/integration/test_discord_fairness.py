@@ -124,9 +124,9 @@ async def test_a_one_channel_tenant_beside_four_deep_tenants_is_not_queued_behin
     its slot for up to 60 s, and so did the 1-channel tenant's listing and bookkeeping, which
     queued on the same slots: it took 35x its time alone (bench/discord_fairness.py
     --big-tenants 4), the fairness keys and priority levels notwithstanding (they order the
-    waiting tasks; they free no slot). Now channel paging has a queue of its own, and a call
-    gives its slot up as soon as a task of a better priority (a tenant's leading channel)
-    waits for one."""
+    waiting tasks; they free no slot). Now channel paging has a queue of its own, a tenant's
+    leading channel a priority level of its own, and a call gives its slot up as soon as a task
+    of a better priority (another tenant's leading channel) waits for one."""
     config = DiscordSandboxConfig(
         world=DiscordWorldConfig(tenants=0), global_per_second=GLOBAL, messages=(10, 1.0)
     )
