@@ -61,10 +61,8 @@ async def start_temporal(quiet: bool = False) -> WorkflowEnvironment:
         runtime=quiet_runtime() if quiet else None,
         search_attributes=[SearchAttributeKey.for_keyword(n) for n in runtime.SEARCH_ATTRIBUTES],
         dev_server_log_level="error",
-        dev_server_extra_args=[
-            "--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true",
-        ],
-    )  # fmt: skip
+        dev_server_extra_args=runtime.dev_server_args(),
+    )
 
 
 @asynccontextmanager

@@ -131,7 +131,7 @@ async def run(args: argparse.Namespace) -> None:
             init(self, *a, **{**kw, "disable_eager_activity_execution": True})
 
         temporalio.worker.Worker.__init__ = no_eager  # type: ignore[method-assign]
-    extra = ["--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"]
+    extra = runtime.dev_server_args()
     if args.temporal_fairness:  # the server honours fairness keys (off by default in 1.32)
         extra += ["--dynamic-config-value", "matching.enableFairness=true"]
     for value in args.dynamic_config:

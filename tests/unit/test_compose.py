@@ -26,6 +26,7 @@ import yaml
 from pydantic import SecretStr
 
 import runtime
+from activities.discord_types import channel_queue
 from settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -517,8 +518,9 @@ def test_dynamic_config_enables_updates_long_ids_and_one_partition_for_the_app_q
     assert values("limit.maxIDLength") == [(255, {})]
     queue = app_env["TEMPORAL_TASK_QUEUE"]
     assert queue == "ratesync"
+    queues = [queue, channel_queue(queue)]  # the app's, and Discord's channel paging beside it
     for key in ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions"):
-        assert values(key) == [(1, {"taskQueueName": queue})]
+        assert values(key) == [(1, {"taskQueueName": q}) for q in queues]
 
 
 # --- observability: Prometheus and Grafana ------------------------------------------------
