@@ -36,9 +36,13 @@ from temporalio.service import RPCError, RPCStatusCode
 import runtime
 from activities.discord_types import TenantSyncInput
 from activities.types import BattleNetSyncInput, PvpSyncInput
+from activities.zwift_types import ZwiftSyncInput
 from sandbox.server import SandboxServer
+from sandbox.zwift import API_PREFIX, ZwiftSandboxConfig, create_zwift_app
+from sandbox.zwift_world import ZwiftWorldConfig
 from storage import battlenet as bnet_db
 from storage import discord as discord_db
+from storage import zwift as zwift_db
 from storage.db import create_engine
 from storage.migrate import upgrade
 from storage.models import (
@@ -58,11 +62,22 @@ from workflows.battlenet import BattleNetSync
 from workflows.discord import DiscordTenantSync
 from workflows.kernel import cause_message
 from workflows.pvp import PvpSync
+from workflows.zwift import ZwiftSync
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = "chaos_template"
 SEASON = 37  # the sandbox's current PvP season
 BNET_RATE = 60  # requests per second, sandbox and worker alike
+# ZwiftRacing at 600x: its bulk POST window (1 per 15 min) is 1.5 s, the club pages' (set to 1
+# per 6 min) 0.6 s, so a club of 4,500 riders (5 pages, 5 POSTs) takes ~10 s.
+ZWIFT_SCALE = 600.0
+ZWIFT_CLUB_RATE = (1, 360.0)
+ZWIFT_CONFIG = ZwiftSandboxConfig(
+    world=ZwiftWorldConfig(seed=11, club_sizes=(4500,), clubless=0, past_events=0,
+                           urgent_events=0, near_events=0, far_events=0),
+    time_scale=ZWIFT_SCALE,
+    clubs=ZWIFT_CLUB_RATE,
+)  # fmt: skip
 PVP_RATE = 200
 
 
@@ -134,6 +149,7 @@ class Stack:
         self.temporal: runtime.EmbeddedTemporal | None = None
         self.bnet: SandboxServer | None = None
         self.discord: SandboxServer | None = None
+        self.zwift: SandboxServer | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self._sandboxes = ExitStack()
 
@@ -169,6 +185,7 @@ class Stack:
         self.discord = self._sandboxes.enter_context(
             discord_server(messages=(20, 1.0), global_per_second=50)
         )
+        self.zwift = self._sandboxes.enter_context(SandboxServer(create_zwift_app(ZWIFT_CONFIG)))
 
     def close(self) -> None:
         self.kill_workers()
@@ -203,7 +220,7 @@ class Stack:
 
     # workers
     def worker_env(self, database_url: str, task_queue: str) -> dict[str, str]:
-        assert self.bnet is not None and self.discord is not None
+        assert self.bnet is not None and self.discord is not None and self.zwift is not None
         keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV", "PYTHONPATH", "TMPDIR",
                 "RATE_LIMIT_BACKEND")  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k in keep}
@@ -220,6 +237,10 @@ class Stack:
             BNET_RATE_PER_SECOND=str(BNET_RATE),
             DISCORD_BOT_TOKEN=TOKEN,
             DISCORD_API_BASE_URL=f"{self.discord.url}/api/v10",
+            ZWIFT_API_BASE_URL=self.zwift.url + API_PREFIX,
+            ZWIFT_API_KEY=ZWIFT_CONFIG.api_key,
+            ZWIFT_TIME_SCALE=str(ZWIFT_SCALE),
+            ZWIFT_RATE_CLUBS="/".join(str(int(v)) for v in ZWIFT_CLUB_RATE),
             DATA_DIR=str(self.root / "data"),
             LOG_LEVEL="WARNING",
         )
@@ -533,7 +554,76 @@ class DiscordJob(Job):
         return v
 
 
-JOBS: dict[str, type[Job]] = {"battlenet": BattleNetJob, "pvp": PvpJob, "discord": DiscordJob}
+class ZwiftJob(Job):
+    """A ZwiftRacing club's riders: its member pages, then every member's bulk POST refresh,
+    each family's window (held in Postgres) waited out between calls."""
+
+    provider = "zwift"
+    expected_requests = 10  # a clean run makes 10 (5 pages of 1,000 and 5 POSTs)
+
+    @property
+    def sandbox(self) -> SandboxServer:
+        assert self.stack.zwift is not None
+        return self.stack.zwift
+
+    @property
+    def club(self) -> int:
+        return int(next(iter(self.sandbox.app.state.sandbox.world.clubs)))
+
+    async def prepare(self, database_url: str) -> None:
+        engine = create_engine(database_url, pool_size=1)
+        async with engine.begin() as conn:
+            await zwift_db.track_club(conn, self.club)
+        await engine.dispose()
+
+    async def start(self, client: Client, task_queue: str) -> WorkflowHandle[Any, Any]:
+        return await client.start_workflow(
+            ZwiftSync.run,
+            ZwiftSyncInput(club_id=self.club, kind="riders"),
+            id=f"zwift-sync/{self.club}/riders/chaos-{uuid.uuid4().hex[:6]}",
+            task_queue=task_queue,
+        )
+
+    def finished(self, result: Any) -> str | None:
+        return None if result.status == "completed" else f"status={result.status}"
+
+    async def verify(self, database_url: str) -> Verdict:
+        """Every member stored once, with the sandbox's rider document (its ``race`` part moves
+        with the sandbox's clock and is left out)."""
+        v = Verdict()
+        sandbox = self.sandbox.app.state.sandbox
+        world, now = sandbox.world, sandbox.wall()
+        truth = set(world.clubs[self.club].rider_ids)
+        rows = await _rows(
+            database_url,
+            text("SELECT rider_id, rider_json FROM zwift_riders WHERE club_id = :c").bindparams(
+                c=self.club
+            ),
+        )
+        ids = [int(r["rider_id"]) for r in rows]
+        v.rows += len(truth)
+        v.duplicates += len(ids) - len(set(ids))
+        v.gaps += len(truth - set(ids)) + len(set(ids) - truth)
+        failures = {f["entity_key"] for f in await _rows(database_url, select(sync_failures))}
+        v.dead_letters += sum(1 for key in failures if key.startswith("zwift"))
+        for row in rows:
+            rider = world.riders.get(int(row["rider_id"]))
+            if rider is None:
+                continue
+            expected = {k: x for k, x in world.rider_payload(rider, now).items() if k != "race"}
+            stored = {k: x for k, x in (row["rider_json"] or {}).items() if k != "race"}
+            if stored != expected:
+                v.gaps += 1
+                v.problems.append(f"rider {rider.id} differs")
+        return v
+
+
+JOBS: dict[str, type[Job]] = {
+    "battlenet": BattleNetJob,
+    "pvp": PvpJob,
+    "discord": DiscordJob,
+    "zwift": ZwiftJob,
+}
 
 
 # --- running a job under a fault ---------------------------------------------------------------
@@ -626,7 +716,7 @@ async def run_job(
     answered = job.answered_429()
     stats = admin(sandbox.url, "stats")
     admin(sandbox.url, "faults", {"clear": True})
-    if provider != "discord":
+    if provider in ("battlenet", "pvp"):
         admin(sandbox.url, "limits", {"per_second": BNET_RATE})
     verdict = await job.verify(database_url)
     longest = await _longest_sleep(stack, task_queue)
@@ -845,7 +935,7 @@ STORM: dict[str, Any] = {"error_rate": 0.05, "reset_rate": 0.02, "truncate_rate"
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "sigkill",
-        ("battlenet", "pvp", "discord"),
+        ("battlenet", "pvp", "discord", "zwift"),
         "worker SIGKILLed at {kills} random points",
         lambda long, seed: sigkill(10 if long else 2, seed),
         expects=lambda long, r: _events(r, "kill", 10 if long else 2),
@@ -861,7 +951,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "429 storm",
-        ("battlenet", "pvp", "discord"),
+        ("battlenet", "pvp", "discord", "zwift"),
         "every request answered 429 for {storm} s",
         lambda long, seed: throttle_storm(30 if long else 5),
         expects=lambda long, r: _events(r, "storm", 1) or _injected(r, "forced_429"),
@@ -917,7 +1007,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "temporal restart",
-        ("battlenet", "pvp", "discord"),
+        ("battlenet", "pvp", "discord", "zwift"),
         "Temporal server SIGKILLed and restarted",
         lambda long, seed: restart_temporal(),
         expects=lambda long, r: _events(r, "restart", 1),
@@ -925,7 +1015,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "postgres restart",
-        ("battlenet", "pvp", "discord"),
+        ("battlenet", "pvp", "discord", "zwift"),
         "Postgres stopped and restarted",
         lambda long, seed: restart_postgres(),
         expects=lambda long, r: _events(r, "restart", 1),

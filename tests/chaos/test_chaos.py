@@ -1,5 +1,5 @@
 """The chaos suite, quick form: every scenario of `tests/chaos/harness.py` once, on the
-providers of its `quick` subset (all three for SIGKILLs), with two SIGKILLs instead of ten and a
+providers of its `quick` subset (all four for SIGKILLs), with two SIGKILLs instead of ten and a
 5 s 429 storm instead of 30 s. The long form (`python -m bench.chaos`) runs every scenario on
 every provider; its table is CHAOS.md."""
 
@@ -41,7 +41,7 @@ async def test_the_sync_finishes_with_exact_data(chaos_stack, scenario, provider
 
 
 @on_the_stack
-@pytest.mark.parametrize("provider", ["battlenet", "pvp", "discord"])
+@pytest.mark.parametrize("provider", ["battlenet", "pvp", "discord", "zwift"])
 async def test_the_verdict_sees_what_is_missing(chaos_stack, provider):
     """The comparison can fail: an empty mirror has a gap for every row of the truth."""
     job = JOBS[provider](chaos_stack)
