@@ -128,16 +128,16 @@ class ChannelSync:
         cid = inp.discord_channel_id
 
         def call(retry: RetryPolicy) -> Awaitable[ChannelPagesResult]:
-            own_queue: dict[str, str] = {}
+            queue = None  # the workflow's own, where the patch does not apply
             if workflow.patched(CHANNEL_QUEUE):
-                own_queue["task_queue"] = channel_queue(workflow.info().task_queue)
+                queue = channel_queue(workflow.info().task_queue)
             return workflow.execute_activity_method(
                 DiscordActivities.discord_sync_channel_pages,
                 ChannelPagesInput(inp.run_id, inp.channel_id, inp.fetch_size, inp.priority),
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=heartbeat(inp.heartbeat_timeout_seconds),
                 retry_policy=retry,
-                **own_queue,
+                task_queue=queue,
             )
 
         def describe() -> None:
