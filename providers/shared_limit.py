@@ -293,6 +293,7 @@ class SharedRateLimiter:
         self._synced_once = False
         self._last_sync = float("-inf")
         self._failing = False
+        self._calling = False  # a call to the store is in flight (the books are mid-update)
         self._rate = 0.0  # requests per second, smoothed
         self._rate_at = clock()
         self._store: Store = store(self) if callable(store) else store
@@ -399,6 +400,14 @@ class SharedRateLimiter:
                     unknown = True
                 continue
             short = self._leased[i] < min(self._asked[i], max(1, self._targets[i]))
+            if short and self._calling:
+                # a call is in flight: what it gives back or cools is already off the books,
+                # so the lease reads short of what was asked, yet the database has not
+                # answered. Its answer (the new lease) wakes the line; the last answer's "next
+                # free" (an hour away in a slow window) is no wait: a short max_wait gave up
+                # for the hour and the sync slept durably for it
+                unknown = True
+                continue
             if short and nxt is not None and nxt > now:
                 # the database had not even our share: they cool down until `nxt` (an hourly
                 # window spent: a long wait, reported as such so a workflow sleeps durably).
@@ -598,6 +607,7 @@ class SharedRateLimiter:
         started, self._started = self._started, 0
         pause, self._pending_pause = self._pending_pause, 0.0
         self._rate_at = sent
+        self._calling = True
         try:
             result = await self._store.sync(call)
         except BaseException:
@@ -607,6 +617,8 @@ class SharedRateLimiter:
             self._started += started
             self._pending_pause = max(self._pending_pause, pause)
             raise
+        finally:
+            self._calling = False
         received = self._clock()
         self.stats.statements += 1
         self.stats.statement_seconds += received - sent
